@@ -1,0 +1,110 @@
+//! `demo`: the whole service on one machine with nothing installed. SQLite under
+//! `data/`, the in-process cache, local storage, and the WeChat simulator from
+//! `test_demo` standing in for WeChat's servers. Prints a walkthrough that works as printed.
+
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use test_demo::sim::{self, SimConfig};
+
+use campus_impl::Settings;
+use campus_impl::crypto::random_alnum;
+
+use crate::Application;
+
+const DATA_DIR: &str = "data";
+
+/// Demo secrets persist in `data/` so that encrypted fields stay readable across runs.
+fn demo_secret(dir: &Path, name: &str, make: impl FnOnce() -> String) -> anyhow::Result<String> {
+    let path = dir.join(name);
+    if let Ok(s) = std::fs::read_to_string(&path)
+        && !s.trim().is_empty()
+    {
+        return Ok(s.trim().to_string());
+    }
+    let v = make();
+    std::fs::write(&path, &v)?;
+    Ok(v)
+}
+
+/// Points `settings` at a running simulator (used by the demo and the tests).
+pub fn use_simulator(settings: &mut Settings, sim: &sim::SimHandle, files: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(files)?;
+    sim.write_files(files)?;
+    let cfg = sim.config();
+    settings.wechat_api_base = sim.base_url();
+    settings.wechat_pay_api_base = sim.base_url();
+    settings.wechat_ca_cert = Some(files.join("ca.pem"));
+    settings.wechat_appid = Some(cfg.appid.clone());
+    settings.wechat_secret = Some(SecretString::from(cfg.secret.clone()));
+    settings.wechat_mch_id = Some(cfg.mch_id.clone());
+    settings.wechat_pay_key = Some(SecretString::from(cfg.pay_key.clone()));
+    settings.wechat_pay_client_cert = files.join("apiclient_cert.pem");
+    settings.wechat_pay_client_key = files.join("apiclient_key.pem");
+    settings.wechat_pay_p12 = None;
+    settings.wechat_mp_appid = Some(cfg.mp_appid.clone());
+    settings.wechat_mp_token = Some(SecretString::from(cfg.mp_token.clone()));
+    settings.wechat_mp_aes_key = Some(SecretString::from(cfg.mp_aes_key.clone()));
+    Ok(())
+}
+
+pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
+    let data = PathBuf::from(DATA_DIR);
+    std::fs::create_dir_all(&data)?;
+    let mut sim_cfg = SimConfig::demo();
+    if let Ok(b) = std::env::var("SIM_BIND") {
+        sim_cfg.bind = b.parse()?;
+    }
+    let sim = sim::start(sim_cfg).await?;
+    use_simulator(&mut settings, &sim, &data.join("sim"))?;
+    if settings.jwt_secret.is_none() {
+        settings.jwt_secret = Some(SecretString::from(demo_secret(&data, "demo-jwt-secret", || {
+            random_alnum(48)
+        })?));
+    }
+    if settings.field_encryption_key.is_none() {
+        settings.field_encryption_key = Some(SecretString::from(demo_secret(
+            &data,
+            "demo-field-key",
+            hex_key,
+        )?));
+    }
+    let app = Application::build(settings).await?;
+    let services = app.services().clone();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    println!("{}", walkthrough(&base, &sim.base_url()));
+    let jobs = services.start_jobs();
+    let r = app.run_until_stopped().await;
+    jobs.abort();
+    sim.stop();
+    Ok(r?)
+}
+
+fn hex_key() -> String {
+    campus_impl::crypto::random_hex_key()
+}
+
+/// Commands that work as printed in bash (no jq needed).
+pub fn walkthrough(base: &str, sim: &str) -> String {
+    format!(
+        r#"
+Campus Errand demo is up: API {base}, WeChat simulator {sim}
+Data in ./data (SQLite), logs in ./log. Try, in another shell:
+
+# 1. The mini-program calls wx.login; the simulator hands out the code WeChat would.
+CODE=$(curl -sk -X POST {sim}/sim/code -H 'Content-Type: application/json' -d '{{"openid":"demo-student"}}' | sed -E 's/.*"code":"([^"]+)".*/\1/')
+
+# 2. Log in with it (jscode2session runs against the simulator).
+TOKEN=$(curl -s -X POST {base}/api/v1/auth/login -H 'Content-Type: application/json' -d "{{\"code\":\"$CODE\"}}" | sed -E 's/.*"token":"([^"]+)".*/\1/')
+
+# 3. Who am I? Then set a phone and dorm (stored encrypted).
+curl -s {base}/api/v1/me -H "Authorization: Bearer $TOKEN"; echo
+curl -s -X PATCH {base}/api/v1/me -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{{"nickname":"Xiao Ming","phone":"13800138000","dorm":"Building 5, Room 301"}}'; echo
+
+# Health, metrics and the API document:
+curl -s {base}/healthz; echo
+curl -s {base}/metrics | head -5
+curl -s {base}/api/v1/openapi.json | head -c 200; echo
+"#
+    )
+}

@@ -1,0 +1,280 @@
+//! The one error type of the HTTP layer. Every failure leaves as
+//! `{"error": {"code": "snake_case", "message": "..."}}` with the contract's status.
+//! Service errors are mapped here, once; 5xx causes are logged with their chain.
+
+use std::fmt;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use campus_impl::auth::AuthError;
+use campus_impl::cache::CacheError;
+use campus_impl::db::DbError;
+use campus_impl::users::UserError;
+use campus_impl::wechat::mini::WechatError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    retry_after: Option<u64>,
+    cause: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+            cause: None,
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+
+    /// A dependency is down: 503, the cause logged but not shown.
+    pub fn unavailable(what: &str, cause: impl fmt::Display) -> Self {
+        Self {
+            cause: Some(cause.to_string()),
+            retry_after: Some(1),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                format!("{what} is unavailable, try again shortly"),
+            )
+        }
+    }
+
+    pub fn internal(cause: impl fmt::Display) -> Self {
+        Self {
+            cause: Some(cause.to_string()),
+            ..Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "internal error",
+            )
+        }
+    }
+
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if self.status.is_server_error() {
+            tracing::error!(
+                code = self.code,
+                cause = self.cause.as_deref().unwrap_or(""),
+                "request failed"
+            );
+        }
+        let mut resp = HttpResponse::build(self.status);
+        if let Some(secs) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            resp.insert_header((header::RETRY_AFTER, v));
+        }
+        resp.json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message.clone(),
+            },
+        })
+    }
+}
+
+/// Error chain as one line, for logs.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Unavailable(_) => ApiError::unavailable("the database", chain(&e)),
+            _ => ApiError::internal(chain(&e)),
+        }
+    }
+}
+
+impl From<CacheError> for ApiError {
+    fn from(e: CacheError) -> Self {
+        ApiError::unavailable("the cache", chain(&e))
+    }
+}
+
+impl From<WechatError> for ApiError {
+    fn from(e: WechatError) -> Self {
+        match e {
+            WechatError::Cache(c) => c.into(),
+            WechatError::RateLimited(_) => Self {
+                cause: Some(chain(&e)),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "wechat_rate_limited",
+                    "WeChat is rate limiting this service, try again shortly",
+                )
+            }
+            .with_retry_after(5),
+            other => Self {
+                cause: Some(chain(&other)),
+                ..ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "wechat_unavailable",
+                    "WeChat could not complete the request",
+                )
+            },
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        ApiError::unauthorized(e.to_string())
+    }
+}
+
+impl From<UserError> for ApiError {
+    fn from(e: UserError) -> Self {
+        match e {
+            UserError::InvalidCode => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_code",
+                "the login code is invalid or was already used",
+            ),
+            UserError::Wechat(w) => w.into(),
+            UserError::Auth(a) => a.into(),
+            UserError::Invalid(m) => ApiError::validation(m),
+            UserError::NotFound => ApiError::not_found("user not found"),
+            UserError::Conflict(m) => ApiError::conflict("conflict", m),
+            UserError::Db(d) => d.into(),
+            UserError::Crypto(c) => ApiError::internal(chain(&c)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::MessageBody;
+
+    fn body_of(e: ApiError) -> (u16, serde_json::Value) {
+        let r = e.error_response();
+        let status = r.status().as_u16();
+        let bytes = r.into_body().try_into_bytes().expect("bytes");
+        (status, serde_json::from_slice(&bytes).expect("json"))
+    }
+
+    /// The codes clients switch on: pinned so a refactor cannot rename them.
+    #[test]
+    fn contract_codes_are_pinned() {
+        let (s, b) = body_of(UserError::InvalidCode.into());
+        assert_eq!(s, 401);
+        assert_eq!(b["error"]["code"], "invalid_code");
+        let (s, b) = body_of(AuthError::Invalid.into());
+        assert_eq!((s, b["error"]["code"].as_str()), (401, Some("unauthorized")));
+        let (s, b) = body_of(UserError::Invalid("x".into()).into());
+        assert_eq!((s, b["error"]["code"].as_str()), (422, Some("validation_failed")));
+        let (s, b) = body_of(CacheError::Unavailable("down".into()).into());
+        assert_eq!((s, b["error"]["code"].as_str()), (503, Some("service_unavailable")));
+        assert!(
+            !b.to_string().contains("down"),
+            "causes are logged, not returned"
+        );
+    }
+}
+
+impl From<campus_impl::orders::OrderError> for ApiError {
+    fn from(e: campus_impl::orders::OrderError) -> Self {
+        use campus_impl::orders::OrderError as E;
+        match e {
+            E::NotFound => ApiError::not_found("order not found"),
+            E::Invalid(m) => ApiError::validation(m),
+            E::InvalidTransition { .. } => ApiError::conflict("invalid_transition", e.to_string()),
+            E::AlreadyTaken => ApiError::conflict("already_taken", e.to_string()),
+            E::WrongPickupCode => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "wrong_pickup_code", e.to_string())
+            }
+            E::TooManyAttempts => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", e.to_string())
+                    .with_retry_after(600)
+            }
+            E::IdempotencyConflict => ApiError::conflict("idempotency_conflict", e.to_string()),
+            E::RefundExceedsPaid => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "refund_exceeds_paid",
+                e.to_string(),
+            ),
+            E::PaymentExpired => ApiError::conflict("payment_expired", e.to_string()),
+            E::Pay(p) => Self {
+                cause: Some(chain(&p)),
+                ..ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "payment_unavailable",
+                    "WeChat Pay could not complete the request",
+                )
+            },
+            E::Db(d) => d.into(),
+            E::Cache(c) => c.into(),
+        }
+    }
+}

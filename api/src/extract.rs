@@ -1,0 +1,105 @@
+//! Request extractors: the authenticated user, role guards, and the error handlers that
+//! turn actix's own JSON/path/query rejections into the contract's error shape.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::{StatusCode, header};
+use actix_web::{FromRequest, HttpRequest, web};
+
+use campus_impl::Services;
+use campus_impl::users::{CurrentUser, Role};
+
+use crate::error::ApiError;
+
+/// The caller, from `Authorization: Bearer <token>`; 401 otherwise.
+pub struct Authed(pub CurrentUser);
+
+impl FromRequest for Authed {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let services = req.app_data::<web::Data<Services>>().cloned();
+        let token = bearer(req);
+        Box::pin(async move {
+            let services =
+                services.ok_or_else(|| ApiError::internal("services not registered"))?;
+            let token = token.ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+            let user = services.authenticate(&token).await?;
+            Ok(Authed(user))
+        })
+    }
+}
+
+fn bearer(req: &HttpRequest) -> Option<String> {
+    let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+impl Authed {
+    pub fn require(&self, role: Role) -> Result<&CurrentUser, ApiError> {
+        let ok = match role {
+            Role::Customer => true,
+            Role::Runner => matches!(self.0.role, Role::Runner | Role::Admin),
+            Role::Admin => self.0.role == Role::Admin,
+        };
+        if ok {
+            Ok(&self.0)
+        } else {
+            Err(ApiError::forbidden(format!(
+                "this needs the {} role",
+                role.as_str()
+            )))
+        }
+    }
+}
+
+pub fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(|err, _req| json_error(err).into())
+}
+
+fn json_error(err: JsonPayloadError) -> ApiError {
+    match err {
+        JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("body larger than {limit} bytes"),
+            )
+        }
+        JsonPayloadError::ContentType => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send Content-Type: application/json",
+        ),
+        JsonPayloadError::Deserialize(e) if e.is_data() => {
+            ApiError::validation(format!("invalid field: {e}"))
+        }
+        other => ApiError::bad_request("invalid_json", format!("malformed JSON: {other}")),
+    }
+}
+
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|err: PathError, _req| {
+        ApiError::bad_request("invalid_path", format!("invalid path parameter: {err}")).into()
+    })
+}
+
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err: QueryPayloadError, _req| {
+        ApiError::bad_request("invalid_query", format!("invalid query: {err}")).into()
+    })
+}
+
+pub fn payload_config(limit: usize) -> web::PayloadConfig {
+    web::PayloadConfig::new(limit)
+}

@@ -1,0 +1,89 @@
+//! `Application::build(settings)`: the one way the server is put together, used by
+//! `main`, the demo and the tests.
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use tracing_actix_web::TracingLogger;
+
+use campus_impl::telemetry::Metrics;
+use campus_impl::{BuildError, Services, Settings};
+
+use crate::{extract, routes, telemetry};
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    services: Services,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(String, std::io::Error),
+}
+
+impl Application {
+    /// Connects everything and binds the listener (port 0 picks a free port).
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        let bind = settings.bind.clone();
+        let listener =
+            TcpListener::bind(&bind).map_err(|e| StartError::Bind(bind.clone(), e))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| StartError::Bind(bind.clone(), e))?
+            .port();
+        let services = Services::build(settings, Metrics::new()).await?;
+        let server = serve(listener, services.clone()).map_err(|e| StartError::Bind(bind, e))?;
+        Ok(Self {
+            port,
+            server,
+            services,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn serve(listener: TcpListener, services: Services) -> std::io::Result<Server> {
+    let limit = services.settings.max_body_bytes;
+    let workers = match services.settings.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let data = web::Data::new(services);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(extract::json_config(limit))
+            .app_data(extract::payload_config(limit))
+            .app_data(extract::path_config())
+            .app_data(extract::query_config())
+            .wrap(from_fn(telemetry::observe))
+            .wrap(TracingLogger::default())
+            .configure(routes::config)
+            .default_service(web::to(routes::not_found))
+    })
+    .workers(workers)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}

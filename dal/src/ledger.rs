@@ -1,0 +1,80 @@
+//! The append-only payment ledger and the raw notify log.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::conn::Conn;
+use crate::ids::OrderId;
+use crate::schema::{pay_notifications, payment_events};
+
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = payment_events)]
+pub struct PaymentEvent {
+    pub id: i64,
+    pub order_id: i64,
+    pub out_trade_no: String,
+    pub event: String,
+    pub amount_fen: i64,
+    pub source: String,
+    pub reference: String,
+    pub created_at: NaiveDateTime,
+}
+
+pub struct NewEvent<'a> {
+    pub order_id: OrderId,
+    pub out_trade_no: &'a str,
+    pub event: &'a str,
+    pub amount_fen: i64,
+    pub source: &'a str,
+    pub reference: &'a str,
+    pub at: NaiveDateTime,
+}
+
+/// Appends an event; false when the same (order, event, reference) is already there,
+/// which makes "record once" safe under duplicate notifies.
+pub fn append(conn: &mut Conn, e: &NewEvent<'_>) -> QueryResult<bool> {
+    let r = diesel::insert_into(payment_events::table)
+        .values((
+            payment_events::order_id.eq(e.order_id.0),
+            payment_events::out_trade_no.eq(e.out_trade_no),
+            payment_events::event.eq(e.event),
+            payment_events::amount_fen.eq(e.amount_fen),
+            payment_events::source.eq(e.source),
+            payment_events::reference.eq(e.reference),
+            payment_events::created_at.eq(e.at),
+        ))
+        .execute(conn);
+    match r {
+        Ok(_) => Ok(true),
+        Err(err) if crate::is_unique_violation(&err) => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+pub fn for_order(conn: &mut Conn, order: OrderId) -> QueryResult<Vec<PaymentEvent>> {
+    payment_events::table
+        .filter(payment_events::order_id.eq(order.0))
+        .select(PaymentEvent::as_select())
+        .order(payment_events::id.asc())
+        .load(conn)
+}
+
+pub fn record_notification(
+    conn: &mut Conn,
+    kind: &str,
+    out_trade_no: Option<&str>,
+    outcome: &str,
+    body: &str,
+    at: NaiveDateTime,
+) -> QueryResult<usize> {
+    let body: String = body.chars().take(16_000).collect();
+    diesel::insert_into(pay_notifications::table)
+        .values((
+            pay_notifications::kind.eq(kind),
+            pay_notifications::out_trade_no.eq(out_trade_no),
+            pay_notifications::outcome.eq(outcome),
+            pay_notifications::body.eq(body),
+            pay_notifications::created_at.eq(at),
+        ))
+        .execute(conn)
+}

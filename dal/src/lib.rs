@@ -1,0 +1,52 @@
+//! The data layer: diesel schema, models, migrations and queries. The only crate that
+//! touches SQL; it knows nothing of HTTP or WeChat.
+//!
+//! Query functions are plain `fn(&mut Conn, ...) -> QueryResult<T>` so that callers
+//! compose them inside one transaction.
+
+pub mod conn;
+pub mod health;
+pub mod idempotency;
+pub mod ids;
+pub mod ledger;
+pub mod migrate;
+pub mod orders;
+pub mod refunds;
+pub mod schema;
+pub mod time;
+pub mod users;
+
+pub use conn::{Backend, Conn, DbConn, Pool, Pools, PooledConn};
+pub use diesel::result::{DatabaseErrorKind, Error as DieselError, QueryResult};
+pub use ids::{OrderId, UserId};
+
+/// Failures of the data layer that are not a query's own result.
+#[derive(Debug, thiserror::Error)]
+pub enum DalError {
+    #[error(transparent)]
+    Url(#[from] conn::UrlError),
+    #[error("database pool: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+}
+
+/// Runs `f` in a transaction (nested calls become savepoints).
+pub fn transaction<T, E, F>(conn: &mut Conn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut Conn) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    use diesel::Connection;
+    conn.transaction(f)
+}
+
+/// True when `e` is a unique-key violation (same kind on both backends).
+pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
+    matches!(
+        e,
+        diesel::result::Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)
+    )
+}

@@ -1,0 +1,37 @@
+//! Embedded migrations, one folder per backend, kept in lockstep (a test compares them).
+
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::conn::DbConn;
+
+const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const MYSQL: EmbeddedMigrations = embed_migrations!("migrations/mysql");
+
+/// Applies pending migrations; returns the versions applied.
+pub fn run_pending(conn: &mut DbConn) -> Result<Vec<String>, crate::DalError> {
+    let applied = match conn {
+        DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE),
+        DbConn::Mysql(c) => c.run_pending_migrations(MYSQL),
+    }
+    .map_err(|e| crate::DalError::Migration(e.to_string()))?;
+    Ok(applied.iter().map(|v| v.to_string()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn migration_folders_are_in_lockstep() {
+        let list = |dir: &str| {
+            let mut v: Vec<String> = std::fs::read_dir(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir),
+            )
+            .expect("migrations dir")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(list("migrations/sqlite"), list("migrations/mysql"));
+    }
+}

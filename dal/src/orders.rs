@@ -1,0 +1,370 @@
+//! Orders. Every state change is a compare-and-set (`UPDATE ... WHERE id = ? AND
+//! status = ?`) whose affected-row count says whether this caller won.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::conn::Conn;
+use crate::ids::{OrderId, UserId};
+use crate::schema::orders;
+
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = orders)]
+pub struct Order {
+    pub id: i64,
+    pub out_trade_no: String,
+    pub kind: String,
+    pub status: String,
+    pub pickup: String,
+    pub dropoff: String,
+    pub note: String,
+    pub fee_fen: i64,
+    pub goods_fen: i64,
+    pub discount_fen: i64,
+    pub amount_fen: i64,
+    pub refunded_fen: i64,
+    pub refund_reserved_fen: i64,
+    pub customer_id: i64,
+    pub runner_id: Option<i64>,
+    pub pickup_code: String,
+    pub prepay_id: Option<String>,
+    pub prepay_expires_at: Option<NaiveDateTime>,
+    pub transaction_id: Option<String>,
+    pub pay_deadline: NaiveDateTime,
+    pub created_at: NaiveDateTime,
+    pub paid_at: Option<NaiveDateTime>,
+    pub accepted_at: Option<NaiveDateTime>,
+    pub picked_up_at: Option<NaiveDateTime>,
+    pub delivered_at: Option<NaiveDateTime>,
+    pub completed_at: Option<NaiveDateTime>,
+    pub closed_at: Option<NaiveDateTime>,
+    pub updated_at: NaiveDateTime,
+    pub lease_until: Option<NaiveDateTime>,
+}
+
+impl Order {
+    pub fn order_id(&self) -> OrderId {
+        OrderId(self.id)
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = orders)]
+pub struct NewOrder<'a> {
+    pub out_trade_no: &'a str,
+    pub kind: &'a str,
+    pub status: &'a str,
+    pub pickup: &'a str,
+    pub dropoff: &'a str,
+    pub note: &'a str,
+    pub fee_fen: i64,
+    pub goods_fen: i64,
+    pub discount_fen: i64,
+    pub amount_fen: i64,
+    pub customer_id: i64,
+    pub pickup_code: &'a str,
+    pub pay_deadline: NaiveDateTime,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// Inserts and returns the order (read back by its unique `out_trade_no`, which works
+/// the same on both backends).
+pub fn insert(conn: &mut Conn, new: &NewOrder<'_>) -> QueryResult<Order> {
+    diesel::insert_into(orders::table).values(new).execute(conn)?;
+    find_by_out_trade_no(conn, new.out_trade_no)?.ok_or(diesel::result::Error::NotFound)
+}
+
+pub fn find(conn: &mut Conn, id: OrderId) -> QueryResult<Option<Order>> {
+    orders::table
+        .find(id.0)
+        .select(Order::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find_by_out_trade_no(conn: &mut Conn, out_trade_no: &str) -> QueryResult<Option<Order>> {
+    orders::table
+        .filter(orders::out_trade_no.eq(out_trade_no))
+        .select(Order::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Whose orders a list shows.
+#[derive(Clone, Copy, Debug)]
+pub enum Scope {
+    Customer(UserId),
+    Runner(UserId),
+    All,
+}
+
+/// Newest first, ids below `before` (the cursor); `limit + 1` rows to tell if more follow.
+pub fn list(
+    conn: &mut Conn,
+    scope: Scope,
+    status: Option<&str>,
+    before: Option<i64>,
+    limit: i64,
+) -> QueryResult<Vec<Order>> {
+    let mut q = orders::table.select(Order::as_select()).into_boxed();
+    q = match scope {
+        Scope::Customer(u) => q.filter(orders::customer_id.eq(u.0)),
+        Scope::Runner(u) => q.filter(orders::runner_id.eq(u.0)),
+        Scope::All => q,
+    };
+    if let Some(s) = status {
+        q = q.filter(orders::status.eq(s.to_string()));
+    }
+    if let Some(b) = before {
+        q = q.filter(orders::id.lt(b));
+    }
+    q.order(orders::id.desc()).limit(limit + 1).load(conn)
+}
+
+/// Paid orders nobody has taken, oldest first, ids above `after`.
+pub fn list_available(conn: &mut Conn, after: Option<i64>, limit: i64) -> QueryResult<Vec<Order>> {
+    let mut q = orders::table
+        .select(Order::as_select())
+        .filter(orders::status.eq("paid"))
+        .filter(orders::runner_id.is_null())
+        .into_boxed();
+    if let Some(a) = after {
+        q = q.filter(orders::id.gt(a));
+    }
+    q.order(orders::id.asc()).limit(limit + 1).load(conn)
+}
+
+pub fn set_prepay(
+    conn: &mut Conn,
+    id: OrderId,
+    prepay_id: &str,
+    expires_at: NaiveDateTime,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(
+        orders::table
+            .find(id.0)
+            .filter(orders::status.eq("created")),
+    )
+    .set((
+        orders::prepay_id.eq(Some(prepay_id)),
+        orders::prepay_expires_at.eq(Some(expires_at)),
+        orders::updated_at.eq(now),
+    ))
+    .execute(conn)
+}
+
+/// created → paid, once. Returns rows affected (0: someone else moved it first).
+pub fn mark_paid(
+    conn: &mut Conn,
+    id: OrderId,
+    transaction_id: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(
+        orders::table
+            .find(id.0)
+            .filter(orders::status.eq("created")),
+    )
+    .set((
+        orders::status.eq("paid"),
+        orders::transaction_id.eq(Some(transaction_id)),
+        orders::paid_at.eq(Some(now)),
+        orders::updated_at.eq(now),
+    ))
+    .execute(conn)
+}
+
+/// Records the transaction of a payment that landed on an order that was closed meanwhile.
+pub fn record_late_payment(
+    conn: &mut Conn,
+    id: OrderId,
+    transaction_id: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(
+        orders::table
+            .find(id.0)
+            .filter(orders::status.eq("closed"))
+            .filter(orders::transaction_id.is_null()),
+    )
+    .set((
+        orders::transaction_id.eq(Some(transaction_id)),
+        orders::paid_at.eq(Some(now)),
+        orders::updated_at.eq(now),
+    ))
+    .execute(conn)
+}
+
+/// A plain status move `from` → `to`, stamping the column of the new status.
+pub fn transition(
+    conn: &mut Conn,
+    id: OrderId,
+    from: &[&str],
+    to: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    let target = orders::table
+        .find(id.0)
+        .filter(orders::status.eq_any(from.iter().map(|s| s.to_string()).collect::<Vec<_>>()));
+    let base = (orders::status.eq(to), orders::updated_at.eq(now));
+    match to {
+        "picked_up" => diesel::update(target)
+            .set((base, orders::picked_up_at.eq(Some(now))))
+            .execute(conn),
+        "delivered" => diesel::update(target)
+            .set((base, orders::delivered_at.eq(Some(now))))
+            .execute(conn),
+        "completed" => diesel::update(target)
+            .set((base, orders::completed_at.eq(Some(now))))
+            .execute(conn),
+        "closed" => diesel::update(target)
+            .set((base, orders::closed_at.eq(Some(now))))
+            .execute(conn),
+        _ => diesel::update(target).set(base).execute(conn),
+    }
+}
+
+/// paid → accepted by `runner`, only while nobody holds it: exactly one racer wins.
+pub fn accept(conn: &mut Conn, id: OrderId, runner: UserId, now: NaiveDateTime) -> QueryResult<usize> {
+    diesel::update(
+        orders::table
+            .find(id.0)
+            .filter(orders::status.eq("paid"))
+            .filter(orders::runner_id.is_null()),
+    )
+    .set((
+        orders::status.eq("accepted"),
+        orders::runner_id.eq(Some(runner.0)),
+        orders::accepted_at.eq(Some(now)),
+        orders::updated_at.eq(now),
+    ))
+    .execute(conn)
+}
+
+/// A move only the assigned runner may make.
+pub fn runner_transition(
+    conn: &mut Conn,
+    id: OrderId,
+    runner: UserId,
+    from: &str,
+    to: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    let target = orders::table
+        .find(id.0)
+        .filter(orders::status.eq(from))
+        .filter(orders::runner_id.eq(runner.0));
+    let base = (orders::status.eq(to), orders::updated_at.eq(now));
+    match to {
+        "picked_up" => diesel::update(target)
+            .set((base, orders::picked_up_at.eq(Some(now))))
+            .execute(conn),
+        "delivered" => diesel::update(target)
+            .set((base, orders::delivered_at.eq(Some(now))))
+            .execute(conn),
+        _ => diesel::update(target).set(base).execute(conn),
+    }
+}
+
+/// Reserves `fen` of the paid amount for a refund; fails (0 rows) when it would exceed
+/// what was paid minus what is already refunded or reserved.
+pub fn reserve_refund(
+    conn: &mut Conn,
+    id: OrderId,
+    fen: i64,
+    allowed_status: &[&str],
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(
+        orders::table
+            .find(id.0)
+            .filter(orders::status.eq_any(allowed_status.iter().map(|s| s.to_string()).collect::<Vec<_>>()))
+            .filter((orders::refund_reserved_fen + fen).le(orders::amount_fen)),
+    )
+    .set((
+        orders::refund_reserved_fen.eq(orders::refund_reserved_fen + fen),
+        orders::updated_at.eq(now),
+    ))
+    .execute(conn)
+}
+
+pub fn release_refund(conn: &mut Conn, id: OrderId, fen: i64, now: NaiveDateTime) -> QueryResult<usize> {
+    diesel::update(
+        orders::table
+            .find(id.0)
+            .filter(orders::refund_reserved_fen.ge(fen)),
+    )
+    .set((
+        orders::refund_reserved_fen.eq(orders::refund_reserved_fen - fen),
+        orders::updated_at.eq(now),
+    ))
+    .execute(conn)
+}
+
+pub fn add_refunded(conn: &mut Conn, id: OrderId, fen: i64, now: NaiveDateTime) -> QueryResult<usize> {
+    diesel::update(orders::table.find(id.0))
+        .set((
+            orders::refunded_fen.eq(orders::refunded_fen + fen),
+            orders::updated_at.eq(now),
+        ))
+        .execute(conn)
+}
+
+/// refunding → refunded once everything reserved has been refunded in full.
+pub fn finish_refunding(conn: &mut Conn, id: OrderId, now: NaiveDateTime) -> QueryResult<usize> {
+    diesel::update(
+        orders::table
+            .find(id.0)
+            .filter(orders::status.eq("refunding"))
+            .filter(orders::refunded_fen.eq(orders::amount_fen)),
+    )
+    .set((orders::status.eq("refunded"), orders::updated_at.eq(now)))
+    .execute(conn)
+}
+
+/// Claims an order for a job run until `until`; false when another instance holds it.
+pub fn claim(conn: &mut Conn, id: OrderId, now: NaiveDateTime, until: NaiveDateTime) -> QueryResult<bool> {
+    diesel::update(
+        orders::table
+            .find(id.0)
+            .filter(orders::lease_until.is_null().or(orders::lease_until.lt(now))),
+    )
+    .set(orders::lease_until.eq(Some(until)))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+/// Unpaid orders: with `deadline_before`, those past their pay deadline; else those
+/// with a prepay id created before `created_before` (candidates for `orderquery`).
+pub fn unpaid(
+    conn: &mut Conn,
+    deadline_before: Option<NaiveDateTime>,
+    created_before: Option<NaiveDateTime>,
+    limit: i64,
+) -> QueryResult<Vec<Order>> {
+    let mut q = orders::table
+        .select(Order::as_select())
+        .filter(orders::status.eq("created"))
+        .into_boxed();
+    if let Some(d) = deadline_before {
+        q = q.filter(orders::pay_deadline.lt(d));
+    }
+    if let Some(c) = created_before {
+        q = q
+            .filter(orders::prepay_id.is_not_null())
+            .filter(orders::created_at.lt(c));
+    }
+    q.order(orders::id.asc()).limit(limit).load(conn)
+}
+
+pub fn delivered_before(conn: &mut Conn, before: NaiveDateTime, limit: i64) -> QueryResult<Vec<Order>> {
+    orders::table
+        .select(Order::as_select())
+        .filter(orders::status.eq("delivered"))
+        .filter(orders::delivered_at.lt(before))
+        .order(orders::id.asc())
+        .limit(limit)
+        .load(conn)
+}

@@ -1,0 +1,118 @@
+//! Written by hand: BigInt ids on both backends (SQLite's INTEGER PRIMARY KEY is 64-bit).
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        openid -> Text,
+        role -> Text,
+        nickname -> Nullable<Text>,
+        phone_enc -> Nullable<Text>,
+        dorm_enc -> Nullable<Text>,
+        runner_applied_at -> Nullable<Timestamp>,
+        mp_openid -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    bind_codes (code) {
+        code -> Text,
+        user_id -> BigInt,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (user_id, idem_key) {
+        user_id -> BigInt,
+        idem_key -> Text,
+        request_hash -> Text,
+        status_code -> Integer,
+        response -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    orders (id) {
+        id -> BigInt,
+        out_trade_no -> Text,
+        kind -> Text,
+        status -> Text,
+        pickup -> Text,
+        dropoff -> Text,
+        note -> Text,
+        fee_fen -> BigInt,
+        goods_fen -> BigInt,
+        discount_fen -> BigInt,
+        amount_fen -> BigInt,
+        refunded_fen -> BigInt,
+        refund_reserved_fen -> BigInt,
+        customer_id -> BigInt,
+        runner_id -> Nullable<BigInt>,
+        pickup_code -> Text,
+        prepay_id -> Nullable<Text>,
+        prepay_expires_at -> Nullable<Timestamp>,
+        transaction_id -> Nullable<Text>,
+        pay_deadline -> Timestamp,
+        created_at -> Timestamp,
+        paid_at -> Nullable<Timestamp>,
+        accepted_at -> Nullable<Timestamp>,
+        picked_up_at -> Nullable<Timestamp>,
+        delivered_at -> Nullable<Timestamp>,
+        completed_at -> Nullable<Timestamp>,
+        closed_at -> Nullable<Timestamp>,
+        updated_at -> Timestamp,
+        lease_until -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    refunds (id) {
+        id -> BigInt,
+        order_id -> BigInt,
+        out_refund_no -> Text,
+        refund_fen -> BigInt,
+        reason -> Text,
+        cause -> Text,
+        status -> Text,
+        refund_id -> Nullable<Text>,
+        attempts -> Integer,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        settled_at -> Nullable<Timestamp>,
+        lease_until -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    payment_events (id) {
+        id -> BigInt,
+        order_id -> BigInt,
+        out_trade_no -> Text,
+        event -> Text,
+        amount_fen -> BigInt,
+        source -> Text,
+        reference -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    pay_notifications (id) {
+        id -> BigInt,
+        kind -> Text,
+        out_trade_no -> Nullable<Text>,
+        outcome -> Text,
+        body -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(bind_codes -> users (user_id));
+diesel::joinable!(idempotency_keys -> users (user_id));
+diesel::joinable!(refunds -> orders (order_id));
+diesel::joinable!(payment_events -> orders (order_id));

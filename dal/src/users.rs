@@ -1,0 +1,172 @@
+//! Users, their roles and one-time bind codes.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::conn::Conn;
+use crate::ids::UserId;
+use crate::schema::{bind_codes, users};
+
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = users)]
+pub struct User {
+    pub id: i64,
+    pub openid: String,
+    pub role: String,
+    pub nickname: Option<String>,
+    pub phone_enc: Option<String>,
+    pub dorm_enc: Option<String>,
+    pub runner_applied_at: Option<NaiveDateTime>,
+    pub mp_openid: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl User {
+    pub fn user_id(&self) -> UserId {
+        UserId(self.id)
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    pub openid: &'a str,
+    pub role: &'a str,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// Profile fields a user may change; `None` leaves a column as it is.
+#[derive(AsChangeset, Default)]
+#[diesel(table_name = users)]
+pub struct ProfileUpdate {
+    pub nickname: Option<Option<String>>,
+    pub phone_enc: Option<Option<String>>,
+    pub dorm_enc: Option<Option<String>>,
+    pub updated_at: Option<NaiveDateTime>,
+}
+
+pub fn find(conn: &mut Conn, id: UserId) -> QueryResult<Option<User>> {
+    users::table
+        .find(id.0)
+        .select(User::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find_by_openid(conn: &mut Conn, openid: &str) -> QueryResult<Option<User>> {
+    users::table
+        .filter(users::openid.eq(openid))
+        .select(User::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find_by_mp_openid(conn: &mut Conn, mp_openid: &str) -> QueryResult<Option<User>> {
+    users::table
+        .filter(users::mp_openid.eq(mp_openid))
+        .select(User::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The user with this openid, created with `role` on first login. Safe under
+/// concurrent first logins: a lost insert race reads the winner's row.
+pub fn upsert_by_openid(
+    conn: &mut Conn,
+    openid: &str,
+    role: &str,
+    now: NaiveDateTime,
+) -> QueryResult<User> {
+    if let Some(u) = find_by_openid(conn, openid)? {
+        return Ok(u);
+    }
+    let inserted = diesel::insert_into(users::table)
+        .values(&NewUser {
+            openid,
+            role,
+            created_at: now,
+            updated_at: now,
+        })
+        .execute(conn);
+    match inserted {
+        Ok(_) => {}
+        Err(e) if crate::is_unique_violation(&e) => {}
+        Err(e) => return Err(e),
+    }
+    find_by_openid(conn, openid)?.ok_or(diesel::result::Error::NotFound)
+}
+
+pub fn set_role(conn: &mut Conn, id: UserId, role: &str, now: NaiveDateTime) -> QueryResult<usize> {
+    diesel::update(users::table.find(id.0))
+        .set((users::role.eq(role), users::updated_at.eq(now)))
+        .execute(conn)
+}
+
+pub fn update_profile(conn: &mut Conn, id: UserId, p: &ProfileUpdate) -> QueryResult<usize> {
+    diesel::update(users::table.find(id.0)).set(p).execute(conn)
+}
+
+pub fn mark_runner_applied(conn: &mut Conn, id: UserId, now: NaiveDateTime) -> QueryResult<usize> {
+    diesel::update(users::table.find(id.0))
+        .set((
+            users::runner_applied_at.eq(Some(now)),
+            users::updated_at.eq(now),
+        ))
+        .execute(conn)
+}
+
+pub fn insert_bind_code(
+    conn: &mut Conn,
+    code: &str,
+    user: UserId,
+    expires_at: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::insert_into(bind_codes::table)
+        .values((
+            bind_codes::code.eq(code),
+            bind_codes::user_id.eq(user.0),
+            bind_codes::expires_at.eq(expires_at),
+        ))
+        .execute(conn)
+}
+
+/// Uses a bind code once: returns its user when the code existed, was unused and unexpired.
+pub fn consume_bind_code(
+    conn: &mut Conn,
+    code: &str,
+    now: NaiveDateTime,
+) -> QueryResult<Option<UserId>> {
+    let taken = diesel::update(
+        bind_codes::table
+            .filter(bind_codes::code.eq(code))
+            .filter(bind_codes::used_at.is_null())
+            .filter(bind_codes::expires_at.gt(now)),
+    )
+    .set(bind_codes::used_at.eq(Some(now)))
+    .execute(conn)?;
+    if taken != 1 {
+        return Ok(None);
+    }
+    bind_codes::table
+        .find(code)
+        .select(bind_codes::user_id)
+        .first::<i64>(conn)
+        .map(|id| Some(UserId(id)))
+}
+
+/// Links an official-account openid to a user, moving it off any previous user.
+pub fn bind_mp_openid(
+    conn: &mut Conn,
+    user: UserId,
+    mp_openid: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(users::table.filter(users::mp_openid.eq(mp_openid)))
+        .set(users::mp_openid.eq(None::<String>))
+        .execute(conn)?;
+    diesel::update(users::table.find(user.0))
+        .set((users::mp_openid.eq(Some(mp_openid)), users::updated_at.eq(now)))
+        .execute(conn)
+}

@@ -1,0 +1,59 @@
+//! In-process store. A mutex over a map: the keys are few (tokens, locks) and short-lived,
+//! so a cache crate's eviction machinery would buy nothing here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Default)]
+pub struct MemoryCache {
+    inner: Arc<Mutex<HashMap<String, (String, Instant)>>>,
+}
+
+impl MemoryCache {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Instant)>> {
+        // A panic while holding this lock cannot leave the map half-updated.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get(&self, key: &str) -> Option<String> {
+        let mut m = self.map();
+        match m.get(key) {
+            Some((v, exp)) if *exp > Instant::now() => Some(v.clone()),
+            Some(_) => {
+                m.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub fn set_ex(&self, key: &str, value: &str, ttl: Duration) {
+        let mut m = self.map();
+        if m.len() > 10_000 {
+            let now = Instant::now();
+            m.retain(|_, (_, exp)| *exp > now);
+        }
+        m.insert(key.to_string(), (value.to_string(), Instant::now() + ttl));
+    }
+
+    pub fn set_nx_ex(&self, key: &str, value: &str, ttl: Duration) -> bool {
+        let mut m = self.map();
+        let now = Instant::now();
+        if m.get(key).is_some_and(|(_, exp)| *exp > now) {
+            return false;
+        }
+        m.insert(key.to_string(), (value.to_string(), now + ttl));
+        true
+    }
+
+    pub fn delete_if_equals(&self, key: &str, value: &str) -> bool {
+        let mut m = self.map();
+        if m.get(key).is_some_and(|(v, _)| v == value) {
+            m.remove(key);
+            true
+        } else {
+            false
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! One cache interface, two stores: in-process (default, one instance) and Redis
+//! (`REDIS_URL`, shared by every instance). Holds the WeChat access token, locks that
+//! make one instance do a job at a time, and other short-lived keys.
+//!
+//! An enum rather than a trait object: two known stores, and async fns need no boxing.
+
+mod memory;
+mod redis_store;
+
+use std::time::Duration;
+
+pub use memory::MemoryCache;
+pub use redis_store::RedisCache;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cache unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Clone)]
+pub enum Cache {
+    Memory(MemoryCache),
+    Redis(RedisCache),
+}
+
+impl Cache {
+    pub async fn connect(redis_url: Option<&str>) -> Result<Self, CacheError> {
+        match redis_url {
+            None => Ok(Cache::Memory(MemoryCache::default())),
+            Some(url) => Ok(Cache::Redis(RedisCache::connect(url).await?)),
+        }
+    }
+
+    /// Shared between instances (Redis) or private to this process.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Cache::Redis(_))
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
+        match self {
+            Cache::Memory(m) => Ok(m.get(key)),
+            Cache::Redis(r) => r.get(key).await,
+        }
+    }
+
+    pub async fn set_ex(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
+        match self {
+            Cache::Memory(m) => {
+                m.set_ex(key, value, ttl);
+                Ok(())
+            }
+            Cache::Redis(r) => r.set_ex(key, value, ttl).await,
+        }
+    }
+
+    /// Sets `key` only if absent: a lock or a claim. True when this caller got it.
+    pub async fn set_nx_ex(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, CacheError> {
+        match self {
+            Cache::Memory(m) => Ok(m.set_nx_ex(key, value, ttl)),
+            Cache::Redis(r) => r.set_nx_ex(key, value, ttl).await,
+        }
+    }
+
+    /// Deletes `key` only while it still holds `value` (release my lock, drop the token I used).
+    pub async fn delete_if_equals(&self, key: &str, value: &str) -> Result<bool, CacheError> {
+        match self {
+            Cache::Memory(m) => Ok(m.delete_if_equals(key, value)),
+            Cache::Redis(r) => r.delete_if_equals(key, value).await,
+        }
+    }
+
+    pub async fn ping(&self) -> Result<(), CacheError> {
+        match self {
+            Cache::Memory(_) => Ok(()),
+            Cache::Redis(r) => r.ping().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_semantics() {
+        let c = Cache::connect(None).await.expect("memory");
+        assert!(c.get("a").await.expect("get").is_none());
+        assert!(
+            c.set_nx_ex("a", "1", Duration::from_secs(5))
+                .await
+                .expect("nx")
+        );
+        assert!(
+            !c.set_nx_ex("a", "2", Duration::from_secs(5))
+                .await
+                .expect("nx")
+        );
+        assert!(!c.delete_if_equals("a", "2").await.expect("del"));
+        assert!(c.delete_if_equals("a", "1").await.expect("del"));
+        c.set_ex("b", "x", Duration::from_millis(20))
+            .await
+            .expect("set");
+        assert_eq!(c.get("b").await.expect("get").as_deref(), Some("x"));
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert!(c.get("b").await.expect("get").is_none(), "expired");
+    }
+}

@@ -1,0 +1,104 @@
+//! Redis store. `ConnectionManager` reconnects by itself, but the first command after a
+//! dropped connection fails, so each command is tried twice before the cache is
+//! reported unavailable (which the API turns into a 503).
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+
+use super::CacheError;
+
+const DELETE_IF_EQUALS: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"#;
+
+#[derive(Clone)]
+pub struct RedisCache {
+    conn: ConnectionManager,
+    delete_if_equals: Script,
+}
+
+fn unavailable(e: redis::RedisError) -> CacheError {
+    CacheError::Unavailable(e.to_string())
+}
+
+impl RedisCache {
+    pub async fn connect(url: &str) -> Result<Self, CacheError> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(2);
+        let conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(unavailable)?;
+        Ok(Self {
+            conn,
+            delete_if_equals: Script::new(DELETE_IF_EQUALS),
+        })
+    }
+
+    async fn twice<T, F, Fut>(&self, op: F) -> Result<T, CacheError>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        match op(self.conn.clone()).await {
+            Ok(v) => Ok(v),
+            Err(_) => op(self.conn.clone()).await.map_err(unavailable),
+        }
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
+        self.twice(|mut c| async move { c.get::<_, Option<String>>(key).await })
+            .await
+    }
+
+    pub async fn set_ex(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
+        let ms = ttl.as_millis().max(1) as u64;
+        self.twice(|mut c| async move { c.pset_ex::<_, _, ()>(key, value, ms).await })
+            .await
+    }
+
+    pub async fn set_nx_ex(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, CacheError> {
+        let ms = ttl.as_millis().max(1) as u64;
+        self.twice(|mut c| async move {
+            let r: Option<String> = redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("NX")
+                .arg("PX")
+                .arg(ms)
+                .query_async(&mut c)
+                .await?;
+            Ok(r.is_some())
+        })
+        .await
+    }
+
+    pub async fn delete_if_equals(&self, key: &str, value: &str) -> Result<bool, CacheError> {
+        self.twice(|mut c| {
+            let script = self.delete_if_equals.clone();
+            async move {
+                let n: i64 = script.key(key).arg(value).invoke_async(&mut c).await?;
+                Ok(n > 0)
+            }
+        })
+        .await
+    }
+
+    pub async fn ping(&self) -> Result<(), CacheError> {
+        self.twice(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
+            .await
+            .map(|_| ())
+    }
+}

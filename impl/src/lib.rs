@@ -1,0 +1,19 @@
+//! Services of Campus Errand and the WeChat clients they use.
+//! Layering: `api` calls these services; these call `campus_dal` for SQL.
+
+pub mod auth;
+pub mod cache;
+pub mod crypto;
+pub mod db;
+pub mod jobs;
+pub mod orders;
+pub mod qr;
+pub mod services;
+pub mod settings;
+pub mod telemetry;
+pub mod users;
+pub mod wechat;
+
+pub use services::{BuildError, Services};
+pub use campus_dal::{OrderId, UserId};
+pub use settings::Settings;

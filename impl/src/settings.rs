@@ -1,0 +1,301 @@
+//! Settings: `conf/default.toml` (also embedded, so a bare binary has defaults),
+//! then `conf/<CAMPUS_ENV>.toml`, then the contract's environment variables.
+//!
+//! Keys are the contract's environment variable names in lower case, so one
+//! name means one thing in the TOML files, the environment and the README.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+const EMBEDDED_DEFAULTS: &str = include_str!("../../conf/default.toml");
+
+/// Every environment variable the contract names, plus the few this project adds.
+const ENV_KEYS: &[&str] = &[
+    "BIND",
+    "PUBLIC_BASE_URL",
+    "DATABASE_URL",
+    "DATABASE_POOL_SIZE",
+    "REDIS_URL",
+    "STORAGE_URL",
+    "QR_CACHE_DIR",
+    "MAX_BODY_BYTES",
+    "WORKERS",
+    "JWT_SECRET",
+    "TOKEN_TTL_SECS",
+    "ADMIN_OPENIDS",
+    "FIELD_ENCRYPTION_KEY",
+    "WECHAT_API_BASE",
+    "WECHAT_PAY_API_BASE",
+    "WECHAT_CA_CERT",
+    "WECHAT_APPID",
+    "WECHAT_SECRET",
+    "WECHAT_MCH_ID",
+    "WECHAT_PAY_KEY",
+    "WECHAT_PAY_SIGN_TYPE",
+    "WECHAT_PAY_CLIENT_CERT",
+    "WECHAT_PAY_CLIENT_KEY",
+    "WECHAT_PAY_P12",
+    "WECHAT_TIMEOUT_SECS",
+    "WECHAT_MP_TOKEN",
+    "WECHAT_MP_AES_KEY",
+    "WECHAT_MP_APPID",
+    "WECHAT_TEMPLATE_ORDER",
+    "WECHAT_TEMPLATE_REMINDER",
+    "REMINDER_HOUR_BEIJING",
+    "ORDER_PAY_TIMEOUT_SECS",
+    "PAY_RECONCILE_SECS",
+    "ORDER_AUTO_COMPLETE_SECS",
+    "IDEMPOTENCY_TTL_SECS",
+];
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Settings {
+    pub bind: String,
+    pub public_base_url: String,
+    pub database_url: String,
+    pub database_pool_size: u32,
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    pub storage_url: String,
+    pub qr_cache_dir: PathBuf,
+    pub max_body_bytes: usize,
+    pub workers: usize,
+
+    #[serde(default)]
+    pub jwt_secret: Option<SecretString>,
+    pub token_ttl_secs: i64,
+    #[serde(default)]
+    pub admin_openids: String,
+    #[serde(default)]
+    pub field_encryption_key: Option<SecretString>,
+
+    pub wechat_api_base: String,
+    pub wechat_pay_api_base: String,
+    #[serde(default)]
+    pub wechat_ca_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub wechat_appid: Option<String>,
+    #[serde(default)]
+    pub wechat_secret: Option<SecretString>,
+    #[serde(default)]
+    pub wechat_mch_id: Option<String>,
+    #[serde(default)]
+    pub wechat_pay_key: Option<SecretString>,
+    pub wechat_pay_sign_type: String,
+    pub wechat_pay_client_cert: PathBuf,
+    pub wechat_pay_client_key: PathBuf,
+    #[serde(default)]
+    pub wechat_pay_p12: Option<PathBuf>,
+    pub wechat_timeout_secs: u64,
+    #[serde(default)]
+    pub wechat_mp_token: Option<SecretString>,
+    #[serde(default)]
+    pub wechat_mp_aes_key: Option<SecretString>,
+    #[serde(default)]
+    pub wechat_mp_appid: Option<String>,
+    #[serde(default)]
+    pub wechat_template_order: Option<String>,
+    #[serde(default)]
+    pub wechat_template_reminder: Option<String>,
+    pub reminder_hour_beijing: u32,
+
+    pub order_pay_timeout_secs: i64,
+    pub pay_reconcile_secs: u64,
+    pub order_auto_complete_secs: i64,
+    pub idempotency_ttl_secs: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("could not read settings: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("missing or invalid settings: {}", .0.join(", "))]
+    Missing(Vec<String>),
+}
+
+impl Settings {
+    /// Defaults, `conf/default.toml`, `conf/<CAMPUS_ENV>.toml`, then the process environment.
+    pub fn load(conf_dir: &Path) -> Result<Self, SettingsError> {
+        let mut fig = Figment::from(Toml::string(EMBEDDED_DEFAULTS))
+            .merge(Toml::file(conf_dir.join("default.toml")));
+        if let Ok(env) = std::env::var("CAMPUS_ENV")
+            && !env.is_empty()
+        {
+            fig = fig.merge(Toml::file(conf_dir.join(format!("{env}.toml"))));
+        }
+        let fig = fig.merge(Env::raw().only(ENV_KEYS).lowercase(true));
+        Self::extract(fig)
+    }
+
+    /// The embedded defaults alone: no files, no environment. Tests and the demo start here.
+    pub fn defaults() -> Result<Self, SettingsError> {
+        Self::extract(Figment::from(Toml::string(EMBEDDED_DEFAULTS)))
+    }
+
+    fn extract(fig: Figment) -> Result<Self, SettingsError> {
+        let s: Settings = fig.extract().map_err(Box::new)?;
+        Ok(s.normalised())
+    }
+
+    fn normalised(mut self) -> Self {
+        // An empty environment variable means "unset", as operators expect from `FOO= cmd`.
+        fn blank(s: &Option<String>) -> bool {
+            s.as_deref().is_some_and(|v| v.trim().is_empty())
+        }
+        fn blank_secret(s: &Option<SecretString>) -> bool {
+            s.as_ref()
+                .is_some_and(|v| v.expose_secret().trim().is_empty())
+        }
+        for o in [
+            &mut self.redis_url,
+            &mut self.wechat_appid,
+            &mut self.wechat_mch_id,
+            &mut self.wechat_mp_appid,
+            &mut self.wechat_template_order,
+            &mut self.wechat_template_reminder,
+        ] {
+            if blank(o) {
+                *o = None;
+            }
+        }
+        for o in [
+            &mut self.jwt_secret,
+            &mut self.field_encryption_key,
+            &mut self.wechat_secret,
+            &mut self.wechat_pay_key,
+            &mut self.wechat_mp_token,
+            &mut self.wechat_mp_aes_key,
+        ] {
+            if blank_secret(o) {
+                *o = None;
+            }
+        }
+        if self
+            .wechat_ca_cert
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            self.wechat_ca_cert = None;
+        }
+        if self
+            .wechat_pay_p12
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            self.wechat_pay_p12 = None;
+        }
+        self.public_base_url = self.public_base_url.trim_end_matches('/').to_string();
+        self
+    }
+
+    /// What `serve` needs: every problem named at once, so an operator fixes them in one go.
+    pub fn check_for_serve(&self) -> Result<(), SettingsError> {
+        let mut missing = Vec::new();
+        if self.jwt_secret.is_none() {
+            missing.push("JWT_SECRET".to_string());
+        }
+        match &self.field_encryption_key {
+            None => missing.push("FIELD_ENCRYPTION_KEY".to_string()),
+            Some(k) if crate::crypto::FieldCipher::from_hex(k.expose_secret()).is_err() => {
+                missing.push("FIELD_ENCRYPTION_KEY (must be 64 hex characters)".to_string())
+            }
+            Some(_) => {}
+        }
+        if self.wechat_appid.is_none() {
+            missing.push("WECHAT_APPID".to_string());
+        }
+        if self.wechat_secret.is_none() {
+            missing.push("WECHAT_SECRET".to_string());
+        }
+        if self.wechat_mch_id.is_none() {
+            missing.push("WECHAT_MCH_ID".to_string());
+        }
+        match &self.wechat_pay_key {
+            None => missing.push("WECHAT_PAY_KEY".to_string()),
+            Some(k) if k.expose_secret().len() != 32 => {
+                missing.push("WECHAT_PAY_KEY (must be 32 characters)".to_string())
+            }
+            Some(_) => {}
+        }
+        if crate::wechat::pay::SignType::parse(&self.wechat_pay_sign_type).is_none() {
+            missing.push("WECHAT_PAY_SIGN_TYPE (MD5 or HMAC-SHA256)".to_string());
+        }
+        match &self.wechat_pay_p12 {
+            Some(p) if !p.is_file() => {
+                missing.push(format!("WECHAT_PAY_P12 (no file at {})", p.display()))
+            }
+            Some(_) => {}
+            None => {
+                for (name, p) in [
+                    ("WECHAT_PAY_CLIENT_CERT", &self.wechat_pay_client_cert),
+                    ("WECHAT_PAY_CLIENT_KEY", &self.wechat_pay_client_key),
+                ] {
+                    if !p.is_file() {
+                        missing.push(format!("{name} (no file at {})", p.display()));
+                    }
+                }
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(SettingsError::Missing(missing))
+        }
+    }
+
+    pub fn admin_openid_list(&self) -> Vec<String> {
+        self.admin_openids
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn mp_enabled(&self) -> bool {
+        self.wechat_mp_token.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_parse() {
+        let s = Settings::defaults().expect("defaults");
+        assert_eq!(s.bind, "127.0.0.1:8080");
+        assert_eq!(s.database_url, "sqlite://data/campus.db");
+        assert!(s.redis_url.is_none());
+        assert_eq!(s.order_pay_timeout_secs, 900);
+    }
+
+    #[test]
+    fn serve_names_every_missing_setting() {
+        let s = Settings::defaults().expect("defaults");
+        let Err(SettingsError::Missing(m)) = s.check_for_serve() else {
+            panic!("expected missing settings");
+        };
+        for name in [
+            "JWT_SECRET",
+            "FIELD_ENCRYPTION_KEY",
+            "WECHAT_APPID",
+            "WECHAT_SECRET",
+            "WECHAT_MCH_ID",
+            "WECHAT_PAY_KEY",
+        ] {
+            assert!(m.iter().any(|x| x == name), "{name} not named in {m:?}");
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug() {
+        let mut s = Settings::defaults().expect("defaults");
+        s.jwt_secret = Some(SecretString::from("very-secret-value"));
+        assert!(!format!("{s:?}").contains("very-secret-value"));
+    }
+}

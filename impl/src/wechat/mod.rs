@@ -1,0 +1,6 @@
+//! Clients for WeChat's servers: the mini-program API, Pay v2 and the official account.
+
+pub mod http;
+pub mod mini;
+pub mod mp_crypto;
+pub mod pay;

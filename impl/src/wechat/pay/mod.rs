@@ -1,0 +1,40 @@
+//! WeChat Pay v2: XML, signing, the API client and notify handling.
+
+pub mod client;
+pub mod error;
+pub mod identity;
+pub mod notify;
+pub mod sign;
+pub mod xml;
+
+pub use client::{
+    JsapiParams, OrderQuery, PayClient, PayConfig, RefundAccepted, RefundQuery, RefundRequest,
+    RefundStatus, TradeState, UnifiedOrderRequest, beijing_time,
+};
+pub use error::{NotifyError, PayError};
+pub use identity::ClientIdentity;
+pub use notify::{PayNotify, RefundNotify, reply_fail, reply_success};
+
+/// How Pay v2 messages are signed (`WECHAT_PAY_SIGN_TYPE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignType {
+    Md5,
+    HmacSha256,
+}
+
+impl SignType {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "MD5" => Some(Self::Md5),
+            "HMAC-SHA256" => Some(Self::HmacSha256),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Md5 => "MD5",
+            Self::HmacSha256 => "HMAC-SHA256",
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! `/sim/...`: control endpoints for out-of-process use (the demo walkthrough with `curl -k`,
+//! the qps tool). Not part of any WeChat API.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::NotifyFaultsJson;
+use super::pay::simulate_payment;
+use super::state::{Shared, SimOrder};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/sim/code", web::post().to(code))
+        .route("/sim/pay", web::post().to(pay))
+        .route("/sim/calls", web::get().to(calls))
+        .route("/sim/notify-faults", web::post().to(notify_faults))
+        .route("/sim/orders/{key}", web::get().to(order))
+        .route("/sim/messages", web::get().to(messages))
+        .route("/sim/invalidate-tokens", web::post().to(invalidate_tokens))
+        .route("/sim/refuse-subscribe", web::post().to(refuse_subscribe));
+}
+
+fn bad(status: actix_web::http::StatusCode, msg: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status).json(json!({"ok": false, "error": msg.into()}))
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Box<HttpResponse>> {
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(bad(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            format!("bad JSON: {e}"),
+        ))
+    })
+}
+
+#[derive(Deserialize)]
+struct CodeReq {
+    openid: String,
+}
+
+async fn code(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
+    let r: CodeReq = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    if r.openid.is_empty() || r.openid.len() > 128 {
+        return bad(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "openid must be 1-128 characters",
+        );
+    }
+    let code = sh.lock().issue_code(&r.openid);
+    HttpResponse::Ok().json(json!({"code": code}))
+}
+
+#[derive(Deserialize)]
+struct PayReq {
+    prepay_id: Option<String>,
+    out_trade_no: Option<String>,
+    #[serde(default)]
+    coupon_fee: u64,
+}
+
+async fn pay(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
+    let r: PayReq = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    let Some(key) = r.prepay_id.or(r.out_trade_no).filter(|k| !k.is_empty()) else {
+        return bad(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "prepay_id or out_trade_no required",
+        );
+    };
+    let known = sh.lock().order_by_key(&key).is_some();
+    if !known {
+        return bad(
+            actix_web::http::StatusCode::NOT_FOUND,
+            format!("unknown order or prepay id: {key}"),
+        );
+    }
+    match simulate_payment(&sh.clone().into_inner(), &key, r.coupon_fee) {
+        Ok(()) => HttpResponse::Ok().json(json!({"ok": true})),
+        Err(e) => bad(actix_web::http::StatusCode::CONFLICT, e),
+    }
+}
+
+async fn calls(sh: web::Data<Shared>) -> HttpResponse {
+    let counters = sh.lock().counters.clone();
+    HttpResponse::Ok().json(counters)
+}
+
+async fn notify_faults(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
+    let f: NotifyFaultsJson = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    sh.lock().faults = f.into();
+    HttpResponse::Ok().json(json!({"ok": true}))
+}
+
+async fn order(path: web::Path<String>, sh: web::Data<Shared>) -> HttpResponse {
+    let o = sh.lock().order_by_key(&path).map(SimOrder::from);
+    match o {
+        Some(o) => HttpResponse::Ok().json(o),
+        None => bad(actix_web::http::StatusCode::NOT_FOUND, "unknown order"),
+    }
+}
+
+async fn messages(sh: web::Data<Shared>) -> HttpResponse {
+    let st = sh.lock();
+    let v: Value = json!({
+        "subscribe": st.subscribe_messages,
+        "custom": st.custom_messages,
+    });
+    drop(st);
+    HttpResponse::Ok().json(v)
+}
+
+async fn invalidate_tokens(sh: web::Data<Shared>) -> HttpResponse {
+    sh.lock().invalidate_tokens();
+    HttpResponse::Ok().json(json!({"ok": true}))
+}
+
+async fn refuse_subscribe(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
+    let r: CodeReq = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    sh.lock().refused_subscribe.insert(r.openid);
+    HttpResponse::Ok().json(json!({"ok": true}))
+}

@@ -1,0 +1,460 @@
+//! A WeChat simulator: stands in for `api.weixin.qq.com` (mini-program and official-account
+//! APIs) and `api.mch.weixin.qq.com` (Pay v2) in tests and in the server's `demo` mode.
+//!
+//! It implements the protocols as WeChat documents them, independently of the app's client
+//! code: Pay v2 signatures (MD5 / HMAC-SHA256) and XML, signed responses, error shapes
+//! (`return_code`/`result_code`/`err_code`, `{"errcode","errmsg"}`), mutual TLS on `/secapi/`,
+//! pay and refund notifies with WeChat's retry schedule, encrypted refund notifies, and
+//! official-account pushes in plain and safe (AES) mode.
+//!
+//! One HTTPS server (one port) serves both API hosts' paths plus `/sim/...` control endpoints.
+//! It runs on its own thread with its own actix System, so [`start`] works from any async
+//! context (`#[actix_web::test]`, `#[actix_web::main]`, plain tokio).
+//!
+//! Choices where WeChat's behaviour is not pinned down by its documentation:
+//! * `/secapi/` without a client certificate: HTTP 200, `return_code FAIL`,
+//!   `return_msg "证书验证失败：请求未携带商户API证书"` (the TLS handshake itself succeeds,
+//!   client auth being optional there); a certificate other than the merchant's → FAIL too.
+//! * Format problems (missing or malformed parameters, bad signature, wrong mch_id/appid)
+//!   answer at the `return_code FAIL` level; business errors (ORDERPAID, ORDERCLOSED,
+//!   ORDERNOTEXIST, INVALID_REQUEST, ...) at the `result_code FAIL` + `err_code` level.
+//! * HMAC-SHA256 pay notifies carry `sign_type` on the first attempt (and its duplicates)
+//!   and omit it on retries (real WeChat sometimes omits it): a client must tell MD5 from
+//!   HMAC by the signature's length.
+//! * Notify faults are read at each delivery attempt; `drop_first` is consumed by the
+//!   attempts it drops. They apply to refund notifies too (`tamper_sign` there corrupts the
+//!   `req_info` encryption key; `tamper_amount` changes `refund_fee`).
+//! * A delivery is acknowledged by HTTP 200 within 5 s with an XML body whose `return_code`
+//!   is `SUCCESS`; anything else is retried per `notify_retry_delays`, then given up.
+//! * The same access tokens serve the mini-program APIs and `message/custom/send` (which is
+//!   also the mini-program's customer-message API).
+//! * `closeorder` is allowed right after `unifiedorder` (real WeChat asks for 5 minutes).
+//! * Keys are ECDSA P-256 (ring cannot generate RSA); `client_p12` is PBES2/AES-256-CBC +
+//!   HMAC-SHA256 MAC, as OpenSSL 3 writes by default.
+
+mod control;
+pub mod crypto;
+mod mini;
+mod mp;
+mod notify;
+mod p12;
+mod pay;
+mod qr;
+pub mod sign;
+mod state;
+mod tls;
+pub mod xml;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+pub use state::{SimOrder, SimRefund};
+
+use state::Shared;
+
+/// The simulator's settings.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// `127.0.0.1:0` = a random port.
+    pub bind: SocketAddr,
+    /// Mini-program credentials.
+    pub appid: String,
+    pub secret: String,
+    /// Merchant id and the Pay v2 API key (32 characters).
+    pub mch_id: String,
+    pub pay_key: String,
+    /// Official account: appid, token and the 43-character EncodingAESKey.
+    pub mp_appid: String,
+    pub mp_token: String,
+    pub mp_aes_key: String,
+    /// Delays between notify attempts; after the last one fails, delivery stops.
+    pub notify_retry_delays: Vec<Duration>,
+    /// Access token lifetime (7200 s at WeChat).
+    pub token_ttl: Duration,
+    /// Time from a refund being accepted to its SUCCESS (and refund notify).
+    pub refund_settle_delay: Duration,
+}
+
+/// WeChat's documented notify retry schedule (about 24 hours).
+pub fn wechat_retry_schedule() -> Vec<Duration> {
+    [
+        15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600,
+    ]
+    .into_iter()
+    .map(Duration::from_secs)
+    .collect()
+}
+
+impl SimConfig {
+    /// Fixed demo credentials, bound to 127.0.0.1:9443, WeChat's real retry schedule.
+    pub fn demo() -> Self {
+        SimConfig {
+            bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9443),
+            appid: "wx5e1c3d7a9b2f4e60".into(),
+            secret: "3f9a1c7e5b2d4f6a8c0e1b3d5f7a9c2e".into(),
+            mch_id: "1900012345".into(),
+            pay_key: "CampusErrandDemoPayKey0123456789".into(),
+            mp_appid: "wx8d2b4f6a1c3e5079".into(),
+            mp_token: "campuserranddemo".into(),
+            mp_aes_key: "Q2FtcHVzRXJyYW5kRGVtb0FFU0tleTAxMjM0NTY3ODk".into(),
+            notify_retry_delays: wechat_retry_schedule(),
+            token_ttl: Duration::from_secs(7200),
+            refund_settle_delay: Duration::from_secs(3),
+        }
+    }
+
+    /// A random port, fixed test credentials, retry delays of 50-200 ms, refunds settling
+    /// after 100 ms.
+    pub fn for_tests() -> Self {
+        SimConfig {
+            bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            appid: "wx1234567890abcdef".into(),
+            secret: "0123456789abcdef0123456789abcdef".into(),
+            mch_id: "1230000109".into(),
+            pay_key: "TestPayKey0123456789abcdefghijkl".into(),
+            mp_appid: "wxfedcba0987654321".into(),
+            mp_token: "testtoken".into(),
+            mp_aes_key: "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG".into(),
+            notify_retry_delays: [50, 100, 150, 200, 200]
+                .into_iter()
+                .map(Duration::from_millis)
+                .collect(),
+            token_ttl: Duration::from_secs(7200),
+            refund_settle_delay: Duration::from_millis(100),
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.pay_key.len() == 32,
+            "pay_key must be 32 characters (got {})",
+            self.pay_key.len()
+        );
+        anyhow::ensure!(!self.appid.is_empty(), "appid is empty");
+        anyhow::ensure!(!self.mch_id.is_empty(), "mch_id is empty");
+        crypto::mp_aes_key(&self.mp_aes_key)
+            .map_err(|_| anyhow::anyhow!("mp_aes_key must be a 43-character EncodingAESKey"))?;
+        Ok(())
+    }
+}
+
+/// Knobs for notify deliveries (see the module docs for how they are applied).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NotifyFaults {
+    /// Delivery attempts not sent (counted as failed attempts, retried per the schedule).
+    pub drop_first: u32,
+    /// Extra identical copies sent concurrently with each attempt.
+    pub duplicate: u32,
+    /// Wait before each attempt.
+    pub delay: Duration,
+    /// Send a wrong signature (pay) / a req_info encrypted with the wrong key (refund).
+    pub tamper_sign: bool,
+    /// Change the amount (pay: total_fee and cash_fee + 1; refund: refund_fee + 1) and sign
+    /// correctly.
+    pub tamper_amount: bool,
+    /// Another appid, signed correctly.
+    pub wrong_appid: bool,
+}
+
+/// `NotifyFaults` as JSON (`POST /sim/notify-faults`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NotifyFaultsJson {
+    pub drop_first: u32,
+    pub duplicate: u32,
+    pub delay_ms: u64,
+    pub tamper_sign: bool,
+    pub tamper_amount: bool,
+    pub wrong_appid: bool,
+}
+
+impl From<NotifyFaultsJson> for NotifyFaults {
+    fn from(j: NotifyFaultsJson) -> Self {
+        NotifyFaults {
+            drop_first: j.drop_first,
+            duplicate: j.duplicate.min(16),
+            delay: Duration::from_millis(j.delay_ms.min(60_000)),
+            tamper_sign: j.tamper_sign,
+            tamper_amount: j.tamper_amount,
+            wrong_appid: j.wrong_appid,
+        }
+    }
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    base_url: String,
+    server: ServerHandle,
+    stopped: AtomicBool,
+    ca_cert_pem: String,
+    client_cert_pem: String,
+    client_key_pem: String,
+    client_p12: Vec<u8>,
+}
+
+/// A running simulator. Cloning shares it. Dropping the handles does not stop it: call
+/// [`SimHandle::stop`] (or let the process end).
+#[derive(Clone)]
+pub struct SimHandle {
+    inner: Arc<Inner>,
+}
+
+/// Starts the simulator on its own thread; returns once it is listening.
+pub async fn start(cfg: SimConfig) -> anyhow::Result<SimHandle> {
+    cfg.validate()?;
+    let pki = tls::generate(&cfg.mch_id)?;
+    let tls_cfg = tls::server_config(&pki)?;
+    let client_p12 = p12::write_pkcs12(
+        &pki.client_cert_der,
+        &pki.client_key_der,
+        &[pki.ca_cert_der.as_slice()],
+        &cfg.mch_id,
+        "apiclient_cert",
+    )
+    .context("PKCS#12")?;
+    let listener = std::net::TcpListener::bind(cfg.bind)
+        .with_context(|| format!("binding the WeChat simulator to {}", cfg.bind))?;
+    let addr = listener.local_addr()?;
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        ip => ip,
+    };
+    let base_url = match host {
+        IpAddr::V4(v4) => format!("https://{v4}:{}", addr.port()),
+        IpAddr::V6(v6) => format!("https://[{v6}]:{}", addr.port()),
+    };
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(notify::ACK_TIMEOUT)
+        .user_agent("Mozilla/4.0")
+        .build()
+        .context("notify HTTP client")?;
+    let shared = Arc::new(Shared::new(cfg, http, pki.client_cert_der.clone()));
+
+    let (tx, rx) = tokio::sync::oneshot::channel::<std::io::Result<ServerHandle>>();
+    let thread_shared = shared.clone();
+    std::thread::Builder::new()
+        .name("wechat-sim".into())
+        .spawn(move || run_server(thread_shared, listener, tls_cfg, tx))
+        .context("spawning the simulator thread")?;
+    let server = rx
+        .await
+        .context("simulator thread ended early")?
+        .context("starting the simulator's HTTP server")?;
+    tracing::info!(target: "wechat_sim", %base_url, "WeChat simulator listening");
+    Ok(SimHandle {
+        inner: Arc::new(Inner {
+            shared,
+            base_url,
+            server,
+            stopped: AtomicBool::new(false),
+            ca_cert_pem: pki.ca_cert_pem,
+            client_cert_pem: pki.client_cert_pem,
+            client_key_pem: pki.client_key_pem,
+            client_p12,
+        }),
+    })
+}
+
+fn run_server(
+    shared: Arc<Shared>,
+    listener: std::net::TcpListener,
+    tls_cfg: rustls::ServerConfig,
+    tx: tokio::sync::oneshot::Sender<std::io::Result<ServerHandle>>,
+) {
+    let system = actix_web::rt::System::new();
+    system.block_on(async move {
+        let _ = shared.rt.set(tokio::runtime::Handle::current());
+        let data = web::Data::from(shared);
+        let built = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::PayloadConfig::new(xml::MAX_XML_BYTES))
+                .configure(routes)
+        })
+        .workers(2)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .on_connect(tls::on_connect)
+        .listen_rustls_0_23(listener, tls_cfg);
+        let server = match built {
+            Ok(s) => s.run(),
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        };
+        let _ = tx.send(Ok(server.handle()));
+        if let Err(e) = server.await {
+            tracing::error!(target: "wechat_sim", error = %e, "simulator server failed");
+        }
+        tracing::info!(target: "wechat_sim", "WeChat simulator stopped");
+    });
+}
+
+fn routes(cfg: &mut web::ServiceConfig) {
+    mini::routes(cfg);
+    pay::routes(cfg);
+    control::routes(cfg);
+}
+
+impl SimHandle {
+    /// `https://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        self.inner.base_url.clone()
+    }
+
+    pub fn config(&self) -> &SimConfig {
+        &self.inner.shared.cfg
+    }
+
+    /// The root CA a client must trust (`WECHAT_CA_CERT`).
+    pub fn ca_cert_pem(&self) -> String {
+        self.inner.ca_cert_pem.clone()
+    }
+
+    /// The merchant certificate (`apiclient_cert.pem`).
+    pub fn client_cert_pem(&self) -> String {
+        self.inner.client_cert_pem.clone()
+    }
+
+    /// The merchant key, PKCS#8 PEM (`apiclient_key.pem`).
+    pub fn client_key_pem(&self) -> String {
+        self.inner.client_key_pem.clone()
+    }
+
+    /// The merchant certificate and key as PKCS#12 (`apiclient_cert.p12`), password = mch_id.
+    pub fn client_p12(&self) -> Vec<u8> {
+        self.inner.client_p12.clone()
+    }
+
+    /// Writes `ca.pem`, `apiclient_cert.pem`, `apiclient_key.pem` and `apiclient_cert.p12`.
+    pub fn write_files(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("ca.pem"), &self.inner.ca_cert_pem)?;
+        std::fs::write(dir.join("apiclient_cert.pem"), &self.inner.client_cert_pem)?;
+        write_private(
+            &dir.join("apiclient_key.pem"),
+            self.inner.client_key_pem.as_bytes(),
+        )?;
+        write_private(&dir.join("apiclient_cert.p12"), &self.inner.client_p12)?;
+        Ok(())
+    }
+
+    /// A fresh single-use wx.login code for this openid.
+    pub fn issue_code(&self, openid: &str) -> String {
+        self.inner.shared.lock().issue_code(openid)
+    }
+
+    /// Calls counted so far under `api` (0 when none): jscode2session, token, stable_token,
+    /// unifiedorder, orderquery, closeorder, refund, refundquery, getwxacodeunlimit,
+    /// subscribe_send, custom_send, pay_notify_sent, refund_notify_sent; also
+    /// pay_notify_acked, refund_notify_acked, pay_notify_dropped, refund_notify_dropped,
+    /// pay_notify_gave_up, refund_notify_gave_up.
+    pub fn calls(&self, api: &str) -> u64 {
+        self.inner
+            .shared
+            .lock()
+            .counters
+            .get(api)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// All counters.
+    pub fn all_calls(&self) -> std::collections::BTreeMap<String, u64> {
+        self.inner.shared.lock().counters.clone()
+    }
+
+    /// The user pays in `wx.requestPayment`: the order becomes SUCCESS with a transaction id,
+    /// and the pay notify goes to its notify_url (with retries).
+    pub fn pay(&self, prepay_id_or_out_trade_no: &str) -> anyhow::Result<()> {
+        pay::simulate_payment(&self.inner.shared, prepay_id_or_out_trade_no, 0)
+            .map_err(|e| anyhow::anyhow!(e))
+    }
+
+    /// Like [`SimHandle::pay`], with a coupon of `coupon_fee` fen: `cash_fee` is lower than
+    /// `total_fee`, and the notify carries `coupon_fee`, `coupon_count`, `coupon_id_0`, ...
+    pub fn pay_with_coupon(
+        &self,
+        prepay_id_or_out_trade_no: &str,
+        coupon_fee: u64,
+    ) -> anyhow::Result<()> {
+        pay::simulate_payment(&self.inner.shared, prepay_id_or_out_trade_no, coupon_fee)
+            .map_err(|e| anyhow::anyhow!(e))
+    }
+
+    pub fn set_notify_faults(&self, f: NotifyFaults) {
+        self.inner.shared.lock().faults = f;
+    }
+
+    /// Snapshot of an order (by out_trade_no, prepay_id or transaction_id).
+    pub fn order(&self, out_trade_no: &str) -> Option<SimOrder> {
+        self.inner
+            .shared
+            .lock()
+            .order_by_key(out_trade_no)
+            .map(SimOrder::from)
+    }
+
+    /// Every access token stops working (40001 on the next call).
+    pub fn invalidate_access_tokens(&self) {
+        self.inner.shared.lock().invalidate_tokens();
+    }
+
+    /// Bodies received by `subscribe/send` (successful sends only).
+    pub fn subscribe_messages(&self) -> Vec<serde_json::Value> {
+        self.inner.shared.lock().subscribe_messages.clone()
+    }
+
+    /// Bodies received by `custom/send`.
+    pub fn custom_messages(&self) -> Vec<serde_json::Value> {
+        self.inner.shared.lock().custom_messages.clone()
+    }
+
+    /// `subscribe/send` to this openid answers 43101.
+    pub fn refuse_subscribe_for(&self, openid: &str) {
+        self.inner
+            .shared
+            .lock()
+            .refused_subscribe
+            .insert(openid.to_string());
+    }
+
+    /// Acts as WeChat pushing an official-account message to `endpoint_url`; returns the HTTP
+    /// status and the reply body (decrypted and signature-checked in safe mode).
+    pub async fn push_mp_message(
+        &self,
+        endpoint_url: &str,
+        xml: &str,
+        safe_mode: bool,
+    ) -> anyhow::Result<(u16, String)> {
+        mp::push(&self.inner.shared, endpoint_url, xml, safe_mode).await
+    }
+
+    /// Stops the server and every pending notify. Idempotent.
+    pub fn stop(&self) {
+        if !self.inner.stopped.swap(true, Ordering::SeqCst) {
+            // Sends the stop command now; the returned future only waits for completion.
+            drop(self.inner.server.stop(false));
+        }
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,575 @@
+//! End-to-end tests of the `qps` load-test tool against small actix-web servers
+//! started on random loopback ports: counts add up, `--json` parses, the
+//! fixed-rate scheduler sends at the rate and exposes stalls (no coordinated
+//! omission), remote targets are refused, and the order-flow scenario runs
+//! against a mock of the contract.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use clap::Parser;
+use serde_json::{Value, json};
+use test_demo::qps::{self, Args};
+
+/// State shared by the test servers' handlers.
+#[derive(Default)]
+struct State {
+    hits: AtomicU64,
+    /// First request time, for the stall window.
+    first: Mutex<Option<Instant>>,
+    stall_until: Mutex<Option<Instant>>,
+    /// Scenario mock: orders, paid orders.
+    next_order: AtomicU64,
+    paid: Mutex<HashSet<u64>>,
+}
+
+struct Server {
+    addr: SocketAddr,
+    state: Arc<State>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn hits(&self) -> u64 {
+        self.state.hits.load(Ordering::SeqCst)
+    }
+
+    async fn stop(self) {
+        self.handle.stop(true).await;
+    }
+}
+
+async fn hello(st: web::Data<State>) -> HttpResponse {
+    st.hits.fetch_add(1, Ordering::SeqCst);
+    HttpResponse::Ok().content_type("text/plain").body("hello")
+}
+
+async fn chunked(st: web::Data<State>) -> HttpResponse {
+    st.hits.fetch_add(1, Ordering::SeqCst);
+    let parts = futures::stream::iter(
+        ["he", "llo", " chunked"]
+            .map(|s| Ok::<_, std::io::Error>(web::Bytes::from_static(s.as_bytes()))),
+    );
+    HttpResponse::Ok().streaming(parts)
+}
+
+async fn login(st: web::Data<State>, body: web::Json<Value>) -> HttpResponse {
+    st.hits.fetch_add(1, Ordering::SeqCst);
+    match body.get("code").and_then(Value::as_str) {
+        Some(code) if code.starts_with("good") || code.starts_with("c-") => HttpResponse::Ok()
+            .json(json!({"token": format!("tok-{code}"), "user": {"id": 1, "role": "customer"}})),
+        _ => HttpResponse::Unauthorized()
+            .json(json!({"error": {"code": "invalid_code", "message": "bad code"}})),
+    }
+}
+
+fn authed(req: &HttpRequest) -> bool {
+    req.headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Bearer tok-"))
+}
+
+async fn me(st: web::Data<State>, req: HttpRequest) -> HttpResponse {
+    st.hits.fetch_add(1, Ordering::SeqCst);
+    if authed(&req) {
+        HttpResponse::Ok().json(json!({"id": 1}))
+    } else {
+        HttpResponse::Unauthorized()
+            .json(json!({"error": {"code": "unauthorized", "message": "no token"}}))
+    }
+}
+
+/// Fast, except that 500 ms after the first request every request is held
+/// until a 1.5 s stall window is over (a server-wide pause).
+async fn stall(st: web::Data<State>) -> HttpResponse {
+    st.hits.fetch_add(1, Ordering::SeqCst);
+    let now = Instant::now();
+    let until = {
+        let first = *st.first.lock().expect("lock").get_or_insert(now);
+        let mut s = st.stall_until.lock().expect("lock");
+        if s.is_none() && now.duration_since(first) >= Duration::from_millis(500) {
+            *s = Some(now + Duration::from_millis(1500));
+        }
+        *s
+    };
+    if let Some(u) = until
+        && now < u
+    {
+        actix_web::rt::time::sleep(u - now).await;
+    }
+    HttpResponse::Ok().body("ok")
+}
+
+// --- scenario mock of the contract ---
+
+async fn create_order(
+    st: web::Data<State>,
+    req: HttpRequest,
+    body: web::Json<Value>,
+) -> HttpResponse {
+    st.hits.fetch_add(1, Ordering::SeqCst);
+    if !authed(&req) {
+        return HttpResponse::Unauthorized().finish();
+    }
+    if body.get("fee_fen").and_then(Value::as_i64) != Some(300)
+        || body.get("kind").and_then(Value::as_str) != Some("express")
+    {
+        return HttpResponse::UnprocessableEntity().finish();
+    }
+    let id = st.next_order.fetch_add(1, Ordering::SeqCst) + 1;
+    HttpResponse::Created().json(json!({"id": id, "status": "created", "amount_fen": 300}))
+}
+
+async fn pay_order(st: web::Data<State>, req: HttpRequest, id: web::Path<u64>) -> HttpResponse {
+    st.hits.fetch_add(1, Ordering::SeqCst);
+    if !authed(&req) {
+        return HttpResponse::Unauthorized().finish();
+    }
+    HttpResponse::Ok().json(json!({
+        "appId": "wx1", "timeStamp": "1", "nonceStr": "n",
+        "package": format!("prepay_id=wx{id}"), "signType": "MD5", "paySign": "s"
+    }))
+}
+
+async fn get_order(st: web::Data<State>, req: HttpRequest, id: web::Path<u64>) -> HttpResponse {
+    st.hits.fetch_add(1, Ordering::SeqCst);
+    if !authed(&req) {
+        return HttpResponse::Unauthorized().finish();
+    }
+    let paid = st.paid.lock().expect("lock").contains(&id);
+    HttpResponse::Ok().json(json!({"id": *id, "status": if paid { "paid" } else { "created" }}))
+}
+
+async fn sim_code(body: web::Json<Value>) -> HttpResponse {
+    match body.get("openid").and_then(Value::as_str) {
+        Some(o) if o.starts_with("qps-") => {
+            HttpResponse::Ok().json(json!({"code": format!("c-{o}")}))
+        }
+        _ => HttpResponse::BadRequest().finish(),
+    }
+}
+
+/// The simulated user pays: WeChat's notify reaches the server a bit later.
+async fn sim_pay(st: web::Data<State>, body: web::Json<Value>) -> HttpResponse {
+    let Some(id) = body
+        .get("prepay_id")
+        .and_then(Value::as_str)
+        .and_then(|p| p.strip_prefix("wx"))
+        .and_then(|p| p.parse::<u64>().ok())
+    else {
+        return HttpResponse::BadRequest().finish();
+    };
+    let st = st.into_inner();
+    actix_web::rt::spawn(async move {
+        actix_web::rt::time::sleep(Duration::from_millis(80)).await;
+        st.paid.lock().expect("lock").insert(id);
+    });
+    HttpResponse::Ok().json(json!({"return_code": "SUCCESS"}))
+}
+
+/// Starts an actix-web server (2 workers) on a random loopback port, sharing `state`.
+fn start(state: Arc<State>) -> Server {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let st = state.clone();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let data = web::Data::from(st);
+            let srv = HttpServer::new(move || {
+                App::new()
+                    .app_data(data.clone())
+                    .route("/hello", web::get().to(hello))
+                    .route("/hello", web::post().to(hello))
+                    .route("/chunked", web::get().to(chunked))
+                    .route("/stall", web::get().to(stall))
+                    .route("/me", web::get().to(me))
+                    .route("/api/v1/auth/login", web::post().to(login))
+                    .route("/api/v1/orders", web::post().to(create_order))
+                    .route("/api/v1/orders/{id}/pay", web::post().to(pay_order))
+                    .route("/api/v1/orders/{id}", web::get().to(get_order))
+                    .route("/sim/code", web::post().to(sim_code))
+                    .route("/sim/pay", web::post().to(sim_pay))
+            })
+            .workers(2)
+            .bind(("127.0.0.1", 0))
+            .expect("bind");
+            let addr = srv.addrs()[0];
+            let server = srv.run();
+            tx.send((addr, server.handle())).expect("send");
+            server.await.expect("server");
+        });
+    });
+    let (addr, handle) = rx.recv().expect("server started");
+    Server {
+        addr,
+        state,
+        handle,
+    }
+}
+
+fn args(v: &[&str]) -> Args {
+    let mut all = vec!["qps"];
+    all.extend_from_slice(v);
+    Args::try_parse_from(all).expect("valid arguments")
+}
+
+fn status_sum(r: &qps::Report) -> u64 {
+    r.status.values().sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn library_counts_add_up() {
+    let srv = start(Arc::default());
+    let url = srv.url("/hello");
+    let r = qps::run(args(&["--url", &url, "-c", "8", "-d", "1s", "--json"]))
+        .await
+        .expect("run");
+    assert!(r.requests > 100, "{r:?}");
+    assert_eq!(r.errors, 0, "{:?}", r.error_samples);
+    assert_eq!(r.requests, status_sum(&r));
+    assert_eq!(r.status.get(&200), Some(&r.requests));
+    assert_eq!(
+        r.requests,
+        srv.hits(),
+        "every response the server sent was counted"
+    );
+    assert!(
+        r.duration_secs >= 1.0 && r.duration_secs < 2.0,
+        "{}",
+        r.duration_secs
+    );
+    assert!(
+        r.latency_ms.p50 > 0.0
+            && r.latency_ms.p50 <= r.latency_ms.p99
+            && r.latency_ms.p99 <= r.latency_ms.max
+    );
+    assert_eq!(r.histogram.len(), r.requests);
+
+    // -n: exactly n measured requests; warmup requests are extra and reported apart.
+    let before = srv.hits();
+    let r = qps::run(args(&[
+        "--url", &url, "-c", "4", "-n", "500", "--warmup", "200ms",
+    ]))
+    .await
+    .expect("run");
+    assert_eq!(r.requests, 500);
+    assert_eq!(srv.hits() - before, 500 + r.warmup_requests);
+    assert!(r.warmup_requests > 0);
+
+    // Chunked bodies and POST bodies.
+    let r = qps::run(args(&[
+        "--url",
+        &srv.url("/chunked"),
+        "-c",
+        "2",
+        "-n",
+        "50",
+    ]))
+    .await
+    .expect("run");
+    assert_eq!((r.requests, r.errors), (50, 0), "{:?}", r.error_samples);
+    assert_eq!(r.bytes_received % 50, 0);
+    let r = qps::run(args(&[
+        "--url",
+        &url,
+        "-c",
+        "2",
+        "-n",
+        "20",
+        "--body",
+        "{\"a\":1}",
+    ]))
+    .await
+    .expect("run");
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.status.get(&200), Some(&20));
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_and_login_code() {
+    let srv = start(Arc::default());
+    let me = srv.url("/me");
+    let r = qps::run(args(&["--url", &me, "-c", "2", "-n", "30"]))
+        .await
+        .expect("run");
+    assert_eq!(r.status.get(&401), Some(&30));
+    assert!(
+        r.status_samples
+            .get(&401)
+            .is_some_and(|b| b.contains("unauthorized")),
+        "{:?}",
+        r.status_samples
+    );
+    assert!(r.human().contains("not 2xx"));
+
+    let r = qps::run(args(&[
+        "--url", &me, "-c", "2", "-n", "30", "--token", "tok-x",
+    ]))
+    .await
+    .expect("run");
+    assert_eq!(r.status.get(&200), Some(&30));
+    let r = qps::run(args(&[
+        "--url",
+        &me,
+        "-c",
+        "2",
+        "-n",
+        "30",
+        "--login-code",
+        "good1",
+    ]))
+    .await
+    .expect("run");
+    assert_eq!(r.status.get(&200), Some(&30));
+    let e = qps::run(args(&[
+        "--url",
+        &me,
+        "-c",
+        "2",
+        "-n",
+        "30",
+        "--login-code",
+        "bad",
+    ]))
+    .await
+    .expect_err("a refused login must fail the run");
+    assert!(format!("{e:#}").contains("401"), "{e:#}");
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_json_output() {
+    let srv = start(Arc::default());
+    let url = srv.url("/hello");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_qps"))
+            .args(["--url", &url, "-c", "4", "-d", "1s", "--json"])
+            .output()
+            .expect("run qps")
+    })
+    .await
+    .expect("join");
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).expect("utf8");
+    assert_eq!(
+        stdout.trim().lines().count(),
+        1,
+        "exactly one JSON object: {stdout}"
+    );
+    let v: Value = serde_json::from_str(stdout.trim()).expect("JSON");
+    let n = v["requests"].as_u64().expect("requests");
+    let by_status: u64 = v["status"]
+        .as_object()
+        .expect("status")
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    assert!(n > 50);
+    assert_eq!(n, by_status);
+    assert_eq!(n, srv.hits());
+    assert_eq!(v["errors"], 0);
+    for k in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(
+            v["latency_ms"][k].as_f64().is_some_and(|x| x > 0.0),
+            "{k}: {v}"
+        );
+    }
+    for k in ["connect", "timeout", "closed", "other"] {
+        assert_eq!(v["errors_by_kind"][k], 0, "{k}");
+    }
+    assert!(v["duration_secs"].as_f64().is_some_and(|d| d >= 1.0));
+    assert!(v["rps"].as_f64().is_some_and(|r| r > 0.0));
+    srv.stop().await;
+}
+
+fn run_bin(a: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_qps"))
+        .args(a)
+        .output()
+        .expect("run qps")
+}
+
+#[test]
+fn refuses_remote_and_bad_arguments() {
+    for url in [
+        "http://10.1.2.3:8080/",
+        "http://example.com/",
+        "http://0.0.0.0:8080/",
+        "http://[2001:db8::1]/",
+    ] {
+        let out = run_bin(&["--url", url, "-d", "1s"]);
+        assert!(!out.status.success(), "{url} must be refused");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("not a loopback") && err.contains("--allow-remote"),
+            "{url}: {err}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    let bad: &[&[&str]] = &[
+        &["--url", "http://127.0.0.1:1/"],             // no -d / -n
+        &["--url", "http://127.0.0.1:1/", "-d", "2h"], // over the cap
+        &["--url", "http://127.0.0.1:1/", "-d", "1s", "-c", "20000"], // over the cap
+        &["--url", "http://127.0.0.1:1/", "-d", "abc"],
+        &["--url", "not a url", "-d", "1s"],
+        &["--url", "http://127.0.0.1:1/", "-d", "1s", "-H", "novalue"],
+        &[
+            "--scenario",
+            "order-flow",
+            "--url",
+            "http://127.0.0.1:1",
+            "-d",
+            "1s",
+        ],
+        &[
+            "--scenario",
+            "order-flow",
+            "--url",
+            "http://127.0.0.1:1",
+            "--sim-url",
+            "https://10.0.0.1:9443",
+            "-d",
+            "1s",
+        ],
+    ];
+    for a in bad {
+        let out = run_bin(a);
+        assert!(!out.status.success(), "{a:?} must fail");
+        assert!(!out.stderr.is_empty(), "{a:?} must explain");
+    }
+    // Nothing listens on port 1: a clear connect error, not a hang.
+    let out = run_bin(&["--url", "http://127.0.0.1:1/", "-d", "1s"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
+}
+
+/// 200 req/s for 1 s sends ~200 requests, whatever the connection count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_rate_sends_at_the_rate() {
+    let srv = start(Arc::default());
+    let url = srv.url("/hello");
+    let t = Instant::now();
+    let r = qps::run(args(&[
+        "--url", &url, "-c", "8", "-d", "1s", "--rate", "200",
+    ]))
+    .await
+    .expect("run");
+    let took = t.elapsed();
+    assert!((195..=200).contains(&r.requests), "{} requests", r.requests);
+    assert_eq!(r.requests, srv.hits());
+    assert_eq!(r.unsent, 0);
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert_eq!(r.mode, "fixed-rate");
+    assert!((r.rps - 200.0).abs() < 15.0, "{}", r.rps);
+    srv.stop().await;
+}
+
+/// A server-wide 1.5 s stall: closed loop hides it (the stalled connections
+/// just stop sending, p99 stays small); fixed rate measures from the
+/// scheduled send time, so p99 ≥ 1 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stall_shows_in_fixed_rate_p99_only() {
+    let srv = start(Arc::default());
+    let closed = qps::run(args(&["--url", &srv.url("/stall"), "-c", "4", "-d", "3s"]))
+        .await
+        .expect("run");
+    srv.stop().await;
+    assert!(
+        closed.latency_ms.max >= 1000.0,
+        "the stall happened: {:?}",
+        closed.latency_ms
+    );
+    assert!(
+        closed.latency_ms.p99 < 500.0,
+        "closed loop hides it: {:?}",
+        closed.latency_ms
+    );
+
+    let srv = start(Arc::default());
+    let fixed = qps::run(args(&[
+        "--url",
+        &srv.url("/stall"),
+        "-c",
+        "4",
+        "-d",
+        "3s",
+        "--rate",
+        "100",
+    ]))
+    .await
+    .expect("run");
+    assert!(
+        fixed.latency_ms.p99 >= 1000.0,
+        "fixed rate shows it: {:?}",
+        fixed.latency_ms
+    );
+    assert!(fixed.late_sends > 50, "{}", fixed.late_sends);
+    assert_eq!(fixed.requests, srv.hits());
+    assert!((290..=300).contains(&fixed.requests), "{}", fixed.requests);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_flow_scenario_against_mock() {
+    let srv = start(Arc::default());
+    let base = srv.url("");
+    let r = qps::run(args(&[
+        "--scenario",
+        "order-flow",
+        "--url",
+        &base,
+        "--sim-url",
+        &base,
+        "-c",
+        "4",
+        "-d",
+        "1s",
+        "--json",
+    ]))
+    .await
+    .expect("run");
+    let s = r.scenario.as_ref().expect("scenario report");
+    assert!(s.flows_completed >= 4, "{s:?}");
+    assert_eq!(s.not_paid, 0, "{s:?}");
+    assert!(s.failed.is_empty(), "{s:?} {:?}", r.error_samples);
+    assert_eq!(s.flows_started, s.flows_completed);
+    for step in [
+        "sim_code",
+        "login",
+        "create_order",
+        "pay",
+        "sim_pay",
+        "get_order",
+        "paid_wait",
+        "flow_total",
+    ] {
+        assert!(s.steps[step].count >= s.flows_completed, "{step}");
+    }
+    assert!(
+        s.steps["paid_wait"].latency_ms.p50 >= 80.0,
+        "{:?}",
+        s.steps["paid_wait"]
+    );
+    assert_eq!(r.status.get(&201), Some(&s.flows_completed));
+    let v: Value = serde_json::from_str(&r.to_json()).expect("json");
+    assert_eq!(v["scenario"]["flows_completed"], s.flows_completed);
+    assert!(v["scenario"]["steps"]["login"]["p99"].is_f64());
+    let per_status: BTreeMap<String, u64> =
+        serde_json::from_value(v["status"].clone()).expect("status map");
+    assert_eq!(per_status.values().sum::<u64>(), r.requests);
+    srv.stop().await;
+}
