@@ -41,29 +41,71 @@ fn start_plaintext() -> (SocketAddr, actix_web::dev::ServerHandle) {
     rx.recv().expect("server started")
 }
 
-/// wrk's `Requests/sec` and `99%` latency (ms), from `--latency` output.
-fn run_wrk(url: &str, conns: u32, secs: u32) -> Option<(f64, f64)> {
-    let out = Command::new("wrk")
-        .args([
-            "-t2",
-            &format!("-c{conns}"),
-            &format!("-d{secs}s"),
-            "--latency",
-            url,
-        ])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let rps = text
+/// Runs `cmd` under `/usr/bin/time` when available; returns its output and
+/// the user+system CPU seconds it used.
+fn timed(program: &str, args: &[String]) -> (Option<std::process::Output>, Option<f64>) {
+    let file = std::env::temp_dir().join(format!("qps-bench-time-{}", std::process::id()));
+    let out = if std::path::Path::new("/usr/bin/time").exists() {
+        Command::new("/usr/bin/time")
+            .arg("-f")
+            .arg("%U %S")
+            .arg("-o")
+            .arg(&file)
+            .arg(program)
+            .args(args)
+            .output()
+            .ok()
+    } else {
+        Command::new(program).args(args).output().ok()
+    };
+    let cpu = std::fs::read_to_string(&file).ok().and_then(|t| {
+        t.lines().last().map(|l| {
+            l.split_whitespace()
+                .filter_map(|x| x.parse::<f64>().ok())
+                .sum()
+        })
+    });
+    let _ = std::fs::remove_file(&file);
+    (out, cpu)
+}
+
+/// One tool's figures for one run.
+struct Run {
+    rps: f64,
+    p99_ms: f64,
+    cpu_us_per_req: f64,
+}
+
+/// wrk's `Requests/sec` and `99%` latency (from `--latency`).
+fn run_wrk(url: &str, conns: u32, secs: u32) -> Option<Run> {
+    let args = [
+        "-t2".to_string(),
+        format!("-c{conns}"),
+        format!("-d{secs}s"),
+        "--latency".into(),
+        url.into(),
+    ];
+    let (out, cpu) = timed("wrk", &args);
+    let text = String::from_utf8_lossy(&out?.stdout).into_owned();
+    let rps: f64 = text
         .lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())?;
-    let p99 = text
+    let p99_ms = text
         .lines()
         .map(str::trim)
         .find_map(|l| l.strip_prefix("99%"))
         .and_then(|v| parse_wrk_time(v.trim()))?;
-    Some((rps, p99))
+    let total = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.trim().parse::<f64>().ok())
+        .unwrap_or(rps * f64::from(secs));
+    Some(Run {
+        rps,
+        p99_ms,
+        cpu_us_per_req: cpu.map_or(f64::NAN, |c| c * 1e6 / total),
+    })
 }
 
 fn parse_wrk_time(v: &str) -> Option<f64> {
@@ -79,30 +121,31 @@ fn parse_wrk_time(v: &str) -> Option<f64> {
     num.trim().parse::<f64>().ok().map(|x| x * factor)
 }
 
-fn run_qps(url: &str, conns: u32, secs: u32) -> (f64, f64, Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_qps"))
-        .args([
-            "--url",
-            url,
-            "-c",
-            &conns.to_string(),
-            "-d",
-            &format!("{secs}s"),
-            "--json",
-        ])
-        .output()
-        .expect("run qps");
+fn run_qps(url: &str, conns: u32, secs: u32) -> Run {
+    let args = [
+        "--url".to_string(),
+        url.into(),
+        "-c".into(),
+        conns.to_string(),
+        "-d".into(),
+        format!("{secs}s"),
+        "--json".into(),
+    ];
+    let (out, cpu) = timed(env!("CARGO_BIN_EXE_qps"), &args);
+    let out = out.expect("run qps");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let v: Value = serde_json::from_slice(&out.stdout).expect("json");
-    (
-        v["rps"].as_f64().expect("rps"),
-        v["latency_ms"]["p99"].as_f64().expect("p99"),
-        v,
-    )
+    assert_eq!(v["errors"], 0, "{v}");
+    let n = v["requests"].as_f64().expect("requests");
+    Run {
+        rps: v["rps"].as_f64().expect("rps"),
+        p99_ms: v["latency_ms"]["p99"].as_f64().expect("p99"),
+        cpu_us_per_req: cpu.map_or(f64::NAN, |c| c * 1e6 / n),
+    }
 }
 
 #[test]
@@ -123,29 +166,34 @@ fn qps_vs_wrk() {
     let conns = env("QPS_BENCH_CONNS", 64);
     let (addr, handle) = start_plaintext();
     let url = format!("http://{addr}/");
-    // Warm the server up.
-    let _ = run_wrk(&url, conns, 1);
-    let (mut wrk_rps, mut wrk_p99, mut qps_rps, mut qps_p99) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let _ = run_wrk(&url, conns, 1); // warm the server up
+    let (mut w, mut q) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
-        let (wr, wp) = run_wrk(&url, conns, secs).expect("wrk output");
-        let (qr, qp, v) = run_qps(&url, conns, secs);
+        // Alternate the order so a trend in background load hits both alike.
+        let (wr, qr) = if round % 2 == 1 {
+            let wr = run_wrk(&url, conns, secs).expect("wrk output");
+            (wr, run_qps(&url, conns, secs))
+        } else {
+            let qr = run_qps(&url, conns, secs);
+            (run_wrk(&url, conns, secs).expect("wrk output"), qr)
+        };
         println!(
-            "round {round}: wrk {wr:.0} req/s p99 {wp:.2} ms | qps {qr:.0} req/s p99 {qp:.2} ms (errors {})",
-            v["errors"]
+            "round {round}: wrk {:.0} req/s p99 {:.2} ms {:.2} us CPU/req | qps {:.0} req/s p99 {:.2} ms {:.2} us CPU/req",
+            wr.rps, wr.p99_ms, wr.cpu_us_per_req, qr.rps, qr.p99_ms, qr.cpu_us_per_req
         );
-        wrk_rps.push(wr);
-        wrk_p99.push(wp);
-        qps_rps.push(qr);
-        qps_p99.push(qp);
+        w.push(wr);
+        q.push(qr);
     }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let mean = |v: &[Run], f: fn(&Run) -> f64| v.iter().map(f).sum::<f64>() / v.len() as f64;
     println!(
-        "-c {conns} -d {secs}s, {rounds} rounds: qps/wrk requests/s = {:.3}, p99 qps {:.2} ms vs wrk {:.2} ms (ratio {:.2})",
-        mean(&qps_rps) / mean(&wrk_rps),
-        mean(&qps_p99),
-        mean(&wrk_p99),
-        mean(&qps_p99) / mean(&wrk_p99)
+        "-c {conns} -d {secs}s x{rounds}: qps/wrk req/s {:.3}; p99 qps {:.2} ms, wrk {:.2} ms ({:.2}x); CPU/req qps {:.2} us, wrk {:.2} us ({:.2}x)",
+        mean(&q, |r| r.rps) / mean(&w, |r| r.rps),
+        mean(&q, |r| r.p99_ms),
+        mean(&w, |r| r.p99_ms),
+        mean(&q, |r| r.p99_ms) / mean(&w, |r| r.p99_ms),
+        mean(&q, |r| r.cpu_us_per_req),
+        mean(&w, |r| r.cpu_us_per_req),
+        mean(&q, |r| r.cpu_us_per_req) / mean(&w, |r| r.cpu_us_per_req),
     );
     actix_web::rt::System::new().block_on(handle.stop(true));
 }

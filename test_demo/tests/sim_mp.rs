@@ -18,11 +18,14 @@ enum ReplyMode {
     Success,
 }
 
+/// Each push seen: its query and raw body.
+type Seen = Arc<Mutex<Vec<(HashMap<String, String>, String)>>>;
+
 #[derive(Clone)]
 struct Endpoint {
     cfg: SimConfig,
     mode: ReplyMode,
-    seen: Arc<Mutex<Vec<(HashMap<String, String>, String)>>>,
+    seen: Seen,
 }
 
 /// A minimal `/wechat/mp` written from the protocol, answering "echo: <Content>".

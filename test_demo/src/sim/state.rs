@@ -299,6 +299,12 @@ impl State {
     // ---- access tokens ----
 
     fn new_token(&mut self, ttl: Duration) -> String {
+        if self.tokens.len() > 10_000 {
+            // Forget long-expired tokens (they would answer 40001 instead of 42001).
+            let now = Instant::now();
+            self.tokens
+                .retain(|_, e| e.expires + Duration::from_secs(3600) > now);
+        }
         // Real tokens are long opaque strings (up to 512 characters are allowed).
         let t = format!("SIM_{}", random_alnum(132));
         self.tokens.insert(

@@ -1,0 +1,231 @@
+//! Issue 2: login, tokens, profile, roles, limits and error shapes, against the real
+//! server on a random port and the WeChat simulator.
+
+mod common;
+
+use common::{JWT_SECRET, TestApp};
+use serde_json::{Value, json};
+
+fn code_of(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+#[actix_web::test]
+async fn login_me_and_profile() {
+    let app = TestApp::spawn().await;
+    let code = app.sim.issue_code("student-1");
+    let r = app
+        .client
+        .post(app.url("/api/v1/auth/login"))
+        .json(&json!({"code": code}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("x-request-id"));
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["user"]["role"], "customer");
+    assert!(v["user"]["nickname"].is_null());
+    assert!(v["expires_at"].as_str().is_some());
+    let token = v["token"].as_str().expect("token");
+
+    // The same code again: WeChat says 40163, we say invalid_code.
+    let (s, b) = app.post("/api/v1/auth/login", "", json!({"code": code})).await;
+    assert_eq!((s, code_of(&b)), (401, "invalid_code"));
+    let (s, b) = app.post("/api/v1/auth/login", "", json!({"code": "never-issued"})).await;
+    assert_eq!((s, code_of(&b)), (401, "invalid_code"));
+
+    let (s, me) = app.get("/api/v1/me", token).await;
+    assert_eq!(s, 200);
+    assert_eq!(me["id"], v["user"]["id"]);
+
+    let r = app
+        .client
+        .patch(app.url("/api/v1/me"))
+        .bearer_auth(token)
+        .json(&json!({"nickname": "Xiao Ming", "phone": "13800138000", "dorm": "Building 5, Room 301"}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(r.status(), 200);
+    let me: Value = r.json().await.expect("json");
+    assert_eq!(me["nickname"], "Xiao Ming");
+    assert_eq!(me["phone"], "13800138000");
+    assert_eq!(me["dorm"], "Building 5, Room 301");
+
+    // Encryption at rest: the raw row does not hold the phone number or the dorm.
+    let id = campus_impl::UserId(me["id"].as_i64().expect("id"));
+    let row = app
+        .services
+        .db
+        .read(move |c| {
+            campus_dal::users::find(c, id).map_err(campus_impl::db::DbError::from)
+        })
+        .await
+        .expect("row")
+        .expect("user");
+    let raw = format!("{row:?}");
+    assert!(!raw.contains("13800138000"), "phone stored in clear: {raw}");
+    assert!(!raw.contains("Room 301"), "dorm stored in clear");
+    assert!(row.phone_enc.as_deref().is_some_and(|p| p.starts_with("v1:")));
+
+    // Bad profile input: 422, nothing changed.
+    let r = app
+        .client
+        .patch(app.url("/api/v1/me"))
+        .bearer_auth(token)
+        .json(&json!({"phone": "call me"}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(r.status(), 422);
+    let (_, me) = app.get("/api/v1/me", token).await;
+    assert_eq!(me["phone"], "13800138000");
+
+    let (s, bind) = app.post("/api/v1/me/bind-code", token, json!({})).await;
+    assert_eq!(s, 200);
+    assert_eq!(bind["code"].as_str().map(str::len), Some(6));
+}
+
+#[actix_web::test]
+async fn bad_tokens_are_401() {
+    let app = TestApp::spawn().await;
+    let token = app.login("student-2").await;
+    let (s, b) = app.get("/api/v1/me", "").await;
+    assert_eq!((s, code_of(&b)), (401, "unauthorized"));
+    let r = app.client.get(app.url("/api/v1/me")).send().await.expect("get");
+    assert_eq!(r.status(), 401);
+
+    let mut tampered = token.clone().into_bytes();
+    let mid = token.find('.').expect("jwt") + 3;
+    tampered[mid] = if tampered[mid] == b'A' { b'B' } else { b'A' };
+    let (s, b) = app.get("/api/v1/me", &String::from_utf8(tampered).expect("utf8")).await;
+    assert_eq!((s, code_of(&b)), (401, "unauthorized"));
+
+    // A correctly signed but expired token.
+    let issuer = campus_impl::auth::TokenIssuer::new(JWT_SECRET.as_bytes(), 60);
+    let (old, _) = issuer.issue_at(
+        campus_impl::UserId(1),
+        chrono::Utc::now() - chrono::Duration::hours(2),
+    );
+    let (s, _) = app.get("/api/v1/me", &old).await;
+    assert_eq!(s, 401);
+
+    // Signed with another secret.
+    let other = campus_impl::auth::TokenIssuer::new(b"someone-else", 3600);
+    let (forged, _) = other.issue(campus_impl::UserId(1));
+    let (s, _) = app.get("/api/v1/me", &forged).await;
+    assert_eq!(s, 401);
+}
+
+#[actix_web::test]
+async fn runner_application_and_roles() {
+    let app = TestApp::spawn().await;
+    let student = app.login("student-3").await;
+    let (s, b) = app.post("/api/v1/runners/apply", &student, json!({})).await;
+    assert_eq!(s, 202, "{b}");
+    let id = b["id"].as_i64().expect("id");
+    // Only admins approve.
+    let (s, b) = app
+        .post(&format!("/api/v1/admin/runners/{id}/approve"), &student, json!({}))
+        .await;
+    assert_eq!((s, code_of(&b)), (403, "forbidden"));
+    let (s, _) = app.get("/api/v1/runner/orders/available", &student).await;
+    assert_eq!(s, 403);
+
+    let admin = app.login(common::ADMIN_OPENID).await;
+    let (_, me) = app.get("/api/v1/me", &admin).await;
+    assert_eq!(me["role"], "admin");
+    let (s, _) = app
+        .post("/api/v1/admin/runners/999999/approve", &admin, json!({}))
+        .await;
+    assert_eq!(s, 404);
+    let (s, b) = app
+        .post(&format!("/api/v1/admin/runners/{id}/approve"), &admin, json!({}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["role"], "runner");
+    let (s, _) = app.get("/api/v1/runner/orders/available", &student).await;
+    assert_eq!(s, 200);
+}
+
+#[actix_web::test]
+async fn hostile_bodies_get_the_contract_shape() {
+    let app = TestApp::spawn().await;
+    let token = app.login("student-4").await;
+
+    let r = app
+        .client
+        .post(app.url("/api/v1/auth/login"))
+        .header("content-type", "application/json")
+        .body("{\"code\": ")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 400);
+    let b: Value = r.json().await.expect("json body");
+    assert_eq!(code_of(&b), "invalid_json");
+
+    let big = "x".repeat(app.settings.max_body_bytes + 10);
+    let r = app
+        .client
+        .post(app.url("/api/v1/orders"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(format!("{{\"note\": \"{big}\"}}"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 413);
+    let b: Value = r.json().await.expect("json body");
+    assert_eq!(code_of(&b), "payload_too_large");
+
+    let (s, b) = app.get("/api/v1/orders/not-a-number", &token).await;
+    assert_eq!((s, code_of(&b)), (400, "invalid_path"));
+    let (s, b) = app.get("/api/v1/orders?limit=abc", &token).await;
+    assert_eq!((s, code_of(&b)), (400, "invalid_query"));
+    let (s, b) = app.get("/api/v1/nothing-here", &token).await;
+    assert_eq!((s, code_of(&b)), (404, "not_found"));
+    // Wrong types inside valid JSON are a validation error.
+    let (s, b) = app
+        .post("/api/v1/orders", &token, json!({"kind": "rocket", "pickup": "a", "dropoff": "b", "fee_fen": 1}))
+        .await;
+    assert_eq!((s, code_of(&b)), (422, "validation_failed"));
+}
+
+#[actix_web::test]
+async fn health_ready_metrics_openapi() {
+    let app = TestApp::spawn().await;
+    let r = app.client.get(app.url("/healthz")).send().await.expect("healthz");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.expect("json")["status"], "ok");
+    let r = app.client.get(app.url("/readyz")).send().await.expect("readyz");
+    assert_eq!(r.status(), 200);
+    app.login("student-5").await;
+    let m = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(m.contains("campus_http_requests_total"), "{m}");
+    assert!(m.contains("route=\"/api/v1/auth/login\""));
+    assert!(m.contains("campus_wechat_calls_total{api=\"jscode2session\"}"));
+    assert!(m.contains("campus_db_pool_connections"));
+    let doc: Value = app
+        .client
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .expect("openapi")
+        .json()
+        .await
+        .expect("json");
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with('3')));
+    for p in ["/api/v1/auth/login", "/api/v1/orders", "/api/v1/pay/notify", "/api/v1/me"] {
+        assert!(doc["paths"][p].is_object(), "{p} missing from OpenAPI");
+    }
+}
