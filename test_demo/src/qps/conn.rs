@@ -405,7 +405,7 @@ pub fn run_engine(cfg: EngineConfig) -> anyhow::Result<EngineOutput> {
     let cfg = Arc::new(cfg);
     let mut handles = Vec::with_capacity(threads);
     let mut before = 0usize;
-    for k in 0..threads {
+    for (k, slot) in slots.iter().enumerate() {
         let conns = cfg.connections / threads + usize::from(k < cfg.connections % threads);
         let plan = ThreadPlan {
             conns,
@@ -418,7 +418,7 @@ pub fn run_engine(cfg: EngineConfig) -> anyhow::Result<EngineOutput> {
             }),
         };
         before += conns;
-        let (thread_cfg, thread_gate, slot) = (cfg.clone(), gate.clone(), slots[k].clone());
+        let (thread_cfg, thread_gate, slot) = (cfg.clone(), gate.clone(), slot.clone());
         let h = std::thread::Builder::new()
             .name(format!("qps-{k}"))
             .spawn(move || thread_main(&thread_cfg, addr, plan, &thread_gate, slot));

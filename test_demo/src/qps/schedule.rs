@@ -113,10 +113,11 @@ impl Dispenser {
                 (Some(at), at >= self.warmup_end)
             }
         };
-        if measured && let Some(limit) = self.limit {
-            if self.measured_issued.get() >= limit {
-                return self.finish(now);
-            }
+        if measured
+            && let Some(limit) = self.limit
+            && self.measured_issued.get() >= limit
+        {
+            return self.finish(now);
         }
         if measured {
             self.measured_issued.set(self.measured_issued.get() + 1);
