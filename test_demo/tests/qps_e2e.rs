@@ -179,6 +179,10 @@ async fn sim_pay(st: web::Data<State>, body: web::Json<Value>) -> HttpResponse {
 
 /// Starts an actix-web server (2 workers) on a random loopback port, sharing `state`.
 fn start(state: Arc<State>) -> Server {
+    start_with_keep_alive(state, Duration::from_secs(5))
+}
+
+fn start_with_keep_alive(state: Arc<State>, keep_alive: Duration) -> Server {
     let (tx, rx) = std::sync::mpsc::channel();
     let st = state.clone();
     std::thread::spawn(move || {
@@ -200,6 +204,7 @@ fn start(state: Arc<State>) -> Server {
                     .route("/sim/pay", web::post().to(sim_pay))
             })
             .workers(2)
+            .keep_alive(keep_alive)
             .bind(("127.0.0.1", 0))
             .expect("bind");
             let addr = srv.addrs()[0];
@@ -571,5 +576,29 @@ async fn order_flow_scenario_against_mock() {
     let per_status: BTreeMap<String, u64> =
         serde_json::from_value(v["status"].clone()).expect("status map");
     assert_eq!(per_status.values().sum::<u64>(), r.requests);
+    srv.stop().await;
+}
+
+/// At a low rate each connection sits idle longer than the server's
+/// keep-alive; the server closes it, and qps must reconnect instead of
+/// reporting errors (the request was never handled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_close_is_not_an_error() {
+    let srv = start_with_keep_alive(Arc::default(), Duration::from_millis(150));
+    let r = qps::run(args(&[
+        "--url",
+        &srv.url("/hello"),
+        "-c",
+        "4",
+        "-d",
+        "1500ms",
+        "--rate",
+        "10",
+    ]))
+    .await
+    .expect("run");
+    assert_eq!(r.errors, 0, "{:?}", r.error_samples);
+    assert_eq!(r.requests, 15);
+    assert_eq!(r.requests, srv.hits());
     srv.stop().await;
 }

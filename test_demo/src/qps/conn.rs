@@ -19,7 +19,7 @@ use tokio::task::LocalSet;
 use tokio::time::Sleep;
 
 use super::http1::{ReadError, ResponseReader};
-use super::schedule::{Dispenser, Ticket};
+use super::schedule::Dispenser;
 use super::stats::{ErrorKind, Stats, micros};
 
 /// Everything the engine needs; built by [`super::run`].
@@ -104,6 +104,7 @@ async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
 
 /// Why one request failed.
 enum Failure {
+    Connect(io::Error),
     Write(io::Error),
     Read(ReadError),
     Timeout(Duration),
@@ -112,6 +113,7 @@ enum Failure {
 impl Failure {
     fn kind(&self) -> ErrorKind {
         match self {
+            Failure::Connect(_) => ErrorKind::Connect,
             Failure::Write(e) | Failure::Read(ReadError::Io(e)) => ErrorKind::of_io(e),
             Failure::Read(ReadError::Closed { .. }) => ErrorKind::Closed,
             Failure::Read(ReadError::Protocol(_)) => ErrorKind::Other,
@@ -119,8 +121,9 @@ impl Failure {
         }
     }
 
-    fn message(&self) -> String {
+    fn message(&self, addr: SocketAddr) -> String {
         match self {
+            Failure::Connect(e) => format!("connecting to {addr}: {e}"),
             Failure::Write(e) => format!("sending the request: {e}"),
             Failure::Read(e) => e.to_string(),
             Failure::Timeout(t) => format!("no complete response within {t:?}"),
@@ -165,24 +168,134 @@ async fn exchange(
         .map_err(Failure::Read)
 }
 
+/// A connection unused for this long is checked for a server-side close before reuse.
+const IDLE_CHECK: Duration = Duration::from_millis(250);
+/// Longest single sleep while waiting for a scheduled slot (stop is checked in between).
+const SLOT_NAP: Duration = Duration::from_millis(100);
+
+/// One keep-alive connection and what is known about it.
+struct Conn {
+    stream: Option<TcpStream>,
+    reader: ResponseReader,
+    /// Responses received on the current TCP connection.
+    served: u64,
+    last_used: Instant,
+}
+
+impl Conn {
+    fn attach(&mut self, s: TcpStream) {
+        self.stream = Some(s);
+        self.reader.reset();
+        self.served = 0;
+        self.last_used = Instant::now();
+    }
+
+    fn drop_stream(&mut self) {
+        self.stream = None;
+        self.reader.reset();
+    }
+}
+
+/// False when the server has closed (or written garbage to) an idle connection.
+fn still_open(s: &TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(s.try_read(&mut b), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+/// Waits for a scheduled slot; false if the run was stopped meanwhile.
+async fn wait_for_slot(ctx: &Ctx, at: Instant) -> bool {
+    loop {
+        let now = Instant::now();
+        if now >= at {
+            return true;
+        }
+        if ctx.dispenser.stopped() {
+            return false;
+        }
+        tokio::time::sleep_until(at.min(now + SLOT_NAP).into()).await;
+    }
+}
+
+/// Sends the request for one ticket, reconnecting (once) when a reused
+/// keep-alive connection turns out to be closed before any response byte:
+/// the server dropped it while idle, so the request was never handled.
+async fn send_one(
+    ctx: &Ctx,
+    c: &mut Conn,
+    timer: &mut Pin<Box<Sleep>>,
+    sample: &mut Vec<u8>,
+) -> Result<super::http1::ResponseMeta, Failure> {
+    let mut retried = false;
+    loop {
+        let Some(s) = c.stream.as_mut() else {
+            let s = connect(ctx.addr, ctx.timeout)
+                .await
+                .map_err(Failure::Connect)?;
+            c.attach(s);
+            continue;
+        };
+        if c.served > 0 && c.last_used.elapsed() > IDLE_CHECK && !still_open(s) {
+            c.drop_stream();
+            continue;
+        }
+        let send = Instant::now();
+        let r = with_deadline(
+            timer,
+            send + ctx.timeout,
+            exchange(s, &mut c.reader, &ctx.request, ctx.head_request, sample),
+        )
+        .await
+        .unwrap_or(Err(Failure::Timeout(ctx.timeout)));
+        c.last_used = Instant::now();
+        match r {
+            Ok(meta) => {
+                c.served += 1;
+                if !meta.keep_alive {
+                    c.drop_stream();
+                }
+                return Ok(meta);
+            }
+            Err(f) => {
+                c.drop_stream();
+                let stale = matches!(
+                    f,
+                    Failure::Write(_)
+                        | Failure::Read(ReadError::Closed {
+                            mid_response: false
+                        })
+                );
+                if stale && c.served > 0 && !retried {
+                    retried = true;
+                    sample.clear();
+                    continue;
+                }
+                return Err(f);
+            }
+        }
+    }
+}
+
 async fn conn_loop(ctx: Rc<Ctx>, first: TcpStream) {
-    let mut stream = Some(first);
-    let mut reader = ResponseReader::new();
+    let mut c = Conn {
+        stream: None,
+        reader: ResponseReader::new(),
+        served: 0,
+        last_used: Instant::now(),
+    };
+    c.attach(first);
     let mut timer = Box::pin(tokio::time::sleep_until(tokio::time::Instant::now()));
     let mut sample = Vec::new();
     let mut connect_failures = 0u32;
     loop {
-        let Some(s) = stream.as_mut() else {
-            // Reconnect (the server closed, or a request failed).
-            let now = Instant::now();
-            if now >= ctx.dispenser.deadline() || ctx.dispenser.take_would_stop() {
+        if c.stream.is_none() {
+            // Reconnect before taking a ticket (the server closed, or a request failed).
+            if Instant::now() >= ctx.dispenser.deadline() || ctx.dispenser.stopped() {
                 break;
             }
             match connect(ctx.addr, ctx.timeout).await {
                 Ok(s) => {
                     connect_failures = 0;
-                    reader.reset();
-                    stream = Some(s);
+                    c.attach(s);
                 }
                 Err(e) => {
                     {
@@ -199,44 +312,40 @@ async fn conn_loop(ctx: Rc<Ctx>, first: TcpStream) {
                     connect_failures = connect_failures.saturating_add(1);
                     let backoff = Duration::from_millis(10u64 << connect_failures.min(6));
                     tokio::time::sleep(backoff).await;
+                    continue;
                 }
             }
-            continue;
-        };
+        }
 
         let now = Instant::now();
-        let Some(Ticket { at, measured }) = ctx.dispenser.take(now) else {
+        let Some(ticket) = ctx.dispenser.take(now) else {
             break;
         };
-        let start = match at {
+        let start = match ticket.at {
             None => now,
             Some(at) if at > now => {
-                tokio::time::sleep_until(at.into()).await;
+                if !wait_for_slot(&ctx, at).await {
+                    ctx.dispenser.abandon(ticket);
+                    break;
+                }
                 // Timer granularity is the tool's, not the server's: measure from the real send.
                 Instant::now()
             }
             Some(at) => {
                 // Every connection was busy when this slot came due: the wait counts.
-                if measured && now.duration_since(at) > Duration::from_millis(1) {
+                if ticket.measured && now.duration_since(at) > Duration::from_millis(1) {
                     ctx.stats.borrow_mut().late_sends += 1;
                 }
                 at
             }
         };
-        let send = Instant::now();
-        let result = with_deadline(
-            &mut timer,
-            send + ctx.timeout,
-            exchange(s, &mut reader, &ctx.request, ctx.head_request, &mut sample),
-        )
-        .await
-        .unwrap_or(Err(Failure::Timeout(ctx.timeout)));
+        let result = send_one(&ctx, &mut c, &mut timer, &mut sample).await;
         let end = Instant::now();
 
         let mut st = ctx.stats.borrow_mut();
         match result {
             Ok(meta) => {
-                if measured {
+                if ticket.measured {
                     st.record_response(
                         meta.status,
                         micros(end.saturating_duration_since(start)),
@@ -251,23 +360,18 @@ async fn conn_loop(ctx: Rc<Ctx>, first: TcpStream) {
                 } else {
                     st.warmup_requests += 1;
                 }
-                sample.clear();
                 Slot::bump(&ctx.slot.done);
-                if !meta.keep_alive {
-                    stream = None;
-                }
             }
             Err(f) => {
-                if measured {
-                    st.record_error(f.kind(), || f.message());
+                if ticket.measured {
+                    st.record_error(f.kind(), || f.message(ctx.addr));
                 } else {
                     st.warmup_requests += 1;
                 }
-                sample.clear();
                 Slot::bump(&ctx.slot.errors);
-                stream = None;
             }
         }
+        sample.clear();
     }
 }
 
@@ -346,8 +450,17 @@ fn thread_main(
                 futures::future::join_all((0..plan.conns).map(|_| connect(addr, timeout))).await;
             all.into_iter().collect::<io::Result<Vec<_>>>()
         });
-        let streams = streams
-            .with_context(|| format!("opening {} connections to {addr}", cfg.connections))?;
+        let streams = streams.map_err(|e| {
+            let hint = if e.raw_os_error() == Some(24) {
+                " (too many open files: raise `ulimit -n` or lower -c)"
+            } else {
+                ""
+            };
+            anyhow::anyhow!(
+                "opening {} connections to {addr}: {e}{hint}",
+                cfg.connections
+            )
+        })?;
         Ok((rt, local, streams))
     };
     let (ready, error) = match setup() {

@@ -367,11 +367,29 @@ impl ResponseReader {
                 }
                 Some(Err(e)) => return Err(e),
                 None => {
-                    let had = self.end - self.start;
-                    if self.fill(s).await? == 0 {
-                        return Err(ReadError::Closed {
-                            mid_response: had > 0 || bytes > 0,
-                        });
+                    let nothing_yet = self.end == self.start && bytes == 0;
+                    match self.fill(s).await {
+                        Ok(0) => {
+                            return Err(ReadError::Closed {
+                                mid_response: !nothing_yet,
+                            });
+                        }
+                        Ok(_) => {}
+                        // A reset before any byte of the response: the server closed the connection.
+                        Err(ReadError::Io(e))
+                            if nothing_yet
+                                && matches!(
+                                    e.kind(),
+                                    io::ErrorKind::ConnectionReset
+                                        | io::ErrorKind::ConnectionAborted
+                                        | io::ErrorKind::BrokenPipe
+                                ) =>
+                        {
+                            return Err(ReadError::Closed {
+                                mid_response: false,
+                            });
+                        }
+                        Err(e) => return Err(e),
                     }
                 }
             }

@@ -127,8 +127,16 @@ impl Dispenser {
     }
 
     /// True once `take` will only return `None` (run over or stopped).
-    pub fn take_would_stop(&self) -> bool {
+    pub fn stopped(&self) -> bool {
         self.ended_at.get().is_some() || self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Gives back a ticket that will not be used (the run was stopped while waiting for it).
+    pub fn abandon(&self, t: Ticket) {
+        if t.measured {
+            self.measured_issued
+                .set(self.measured_issued.get().saturating_sub(1));
+        }
     }
 
     /// Measured tickets handed out.
