@@ -28,7 +28,11 @@ fn demo_secret(dir: &Path, name: &str, make: impl FnOnce() -> String) -> anyhow:
 }
 
 /// Points `settings` at a running simulator (used by the demo and the tests).
-pub fn use_simulator(settings: &mut Settings, sim: &sim::SimHandle, files: &Path) -> anyhow::Result<()> {
+pub fn use_simulator(
+    settings: &mut Settings,
+    sim: &sim::SimHandle,
+    files: &Path,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(files)?;
     sim.write_files(files)?;
     let cfg = sim.config();
@@ -58,9 +62,11 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     let sim = sim::start(sim_cfg).await?;
     use_simulator(&mut settings, &sim, &data.join("sim"))?;
     if settings.jwt_secret.is_none() {
-        settings.jwt_secret = Some(SecretString::from(demo_secret(&data, "demo-jwt-secret", || {
-            random_alnum(48)
-        })?));
+        settings.jwt_secret = Some(SecretString::from(demo_secret(
+            &data,
+            "demo-jwt-secret",
+            || random_alnum(48),
+        )?));
     }
     if settings.field_encryption_key.is_none() {
         settings.field_encryption_key = Some(SecretString::from(demo_secret(

@@ -52,7 +52,11 @@ impl ApiError {
     }
 
     pub fn validation(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", message)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            message,
+        )
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
@@ -103,7 +107,13 @@ impl ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -212,6 +222,46 @@ impl From<UserError> for ApiError {
     }
 }
 
+impl From<campus_impl::orders::OrderError> for ApiError {
+    fn from(e: campus_impl::orders::OrderError) -> Self {
+        use campus_impl::orders::OrderError as E;
+        match e {
+            E::NotFound => ApiError::not_found("order not found"),
+            E::Invalid(m) => ApiError::validation(m),
+            E::InvalidTransition { .. } => ApiError::conflict("invalid_transition", e.to_string()),
+            E::AlreadyTaken => ApiError::conflict("already_taken", e.to_string()),
+            E::WrongPickupCode => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "wrong_pickup_code",
+                e.to_string(),
+            ),
+            E::TooManyAttempts => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                e.to_string(),
+            )
+            .with_retry_after(600),
+            E::IdempotencyConflict => ApiError::conflict("idempotency_conflict", e.to_string()),
+            E::RefundExceedsPaid => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "refund_exceeds_paid",
+                e.to_string(),
+            ),
+            E::PaymentExpired => ApiError::conflict("payment_expired", e.to_string()),
+            E::Pay(p) => Self {
+                cause: Some(chain(&p)),
+                ..ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "payment_unavailable",
+                    "WeChat Pay could not complete the request",
+                )
+            },
+            E::Db(d) => d.into(),
+            E::Cache(c) => c.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,50 +281,23 @@ mod tests {
         assert_eq!(s, 401);
         assert_eq!(b["error"]["code"], "invalid_code");
         let (s, b) = body_of(AuthError::Invalid.into());
-        assert_eq!((s, b["error"]["code"].as_str()), (401, Some("unauthorized")));
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (401, Some("unauthorized"))
+        );
         let (s, b) = body_of(UserError::Invalid("x".into()).into());
-        assert_eq!((s, b["error"]["code"].as_str()), (422, Some("validation_failed")));
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (422, Some("validation_failed"))
+        );
         let (s, b) = body_of(CacheError::Unavailable("down".into()).into());
-        assert_eq!((s, b["error"]["code"].as_str()), (503, Some("service_unavailable")));
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (503, Some("service_unavailable"))
+        );
         assert!(
             !b.to_string().contains("down"),
             "causes are logged, not returned"
         );
-    }
-}
-
-impl From<campus_impl::orders::OrderError> for ApiError {
-    fn from(e: campus_impl::orders::OrderError) -> Self {
-        use campus_impl::orders::OrderError as E;
-        match e {
-            E::NotFound => ApiError::not_found("order not found"),
-            E::Invalid(m) => ApiError::validation(m),
-            E::InvalidTransition { .. } => ApiError::conflict("invalid_transition", e.to_string()),
-            E::AlreadyTaken => ApiError::conflict("already_taken", e.to_string()),
-            E::WrongPickupCode => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "wrong_pickup_code", e.to_string())
-            }
-            E::TooManyAttempts => {
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", e.to_string())
-                    .with_retry_after(600)
-            }
-            E::IdempotencyConflict => ApiError::conflict("idempotency_conflict", e.to_string()),
-            E::RefundExceedsPaid => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "refund_exceeds_paid",
-                e.to_string(),
-            ),
-            E::PaymentExpired => ApiError::conflict("payment_expired", e.to_string()),
-            E::Pay(p) => Self {
-                cause: Some(chain(&p)),
-                ..ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "payment_unavailable",
-                    "WeChat Pay could not complete the request",
-                )
-            },
-            E::Db(d) => d.into(),
-            E::Cache(c) => c.into(),
-        }
     }
 }

@@ -25,8 +25,7 @@ impl FromRequest for Authed {
         let services = req.app_data::<web::Data<Services>>().cloned();
         let token = bearer(req);
         Box::pin(async move {
-            let services =
-                services.ok_or_else(|| ApiError::internal("services not registered"))?;
+            let services = services.ok_or_else(|| ApiError::internal("services not registered"))?;
             let token = token.ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
             let user = services.authenticate(&token).await?;
             Ok(Authed(user))
@@ -69,13 +68,12 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
 
 fn json_error(err: JsonPayloadError) -> ApiError {
     match err {
-        JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("body larger than {limit} bytes"),
-            )
-        }
+        JsonPayloadError::Overflow { limit }
+        | JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("body larger than {limit} bytes"),
+        ),
         JsonPayloadError::ContentType => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",

@@ -9,7 +9,10 @@ use campus_api::{Application, demo, telemetry};
 use campus_impl::Settings;
 
 #[derive(Parser)]
-#[command(version, about = "Campus Errand: the backend of a campus delivery mini-program")]
+#[command(
+    version,
+    about = "Campus Errand: the backend of a campus delivery mini-program"
+)]
 struct Cli {
     /// Folder holding default.toml and <CAMPUS_ENV>.toml.
     #[arg(long, default_value = "conf", global = true)]

@@ -31,8 +31,7 @@ impl Application {
     /// Connects everything and binds the listener (port 0 picks a free port).
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
         let bind = settings.bind.clone();
-        let listener =
-            TcpListener::bind(&bind).map_err(|e| StartError::Bind(bind.clone(), e))?;
+        let listener = TcpListener::bind(&bind).map_err(|e| StartError::Bind(bind.clone(), e))?;
         let port = listener
             .local_addr()
             .map_err(|e| StartError::Bind(bind.clone(), e))?

@@ -8,11 +8,25 @@ use common::{Options, TestApp, sim_for_tests};
 #[actix_web::test]
 async fn two_instances_sharing_redis_fetch_one_token() {
     let sim = sim_for_tests().await;
-    let a = TestApp::spawn_with(Options { redis: true, sim: Some(sim.clone()), ..Options::default() }).await;
-    let b = TestApp::spawn_with(Options { redis: true, sim: Some(sim.clone()), ..Options::default() }).await;
+    let a = TestApp::spawn_with(Options {
+        redis: true,
+        sim: Some(sim.clone()),
+        ..Options::default()
+    })
+    .await;
+    let b = TestApp::spawn_with(Options {
+        redis: true,
+        sim: Some(sim.clone()),
+        ..Options::default()
+    })
+    .await;
     assert!(a.services.cache.is_shared() && b.services.cache.is_shared());
     let calls = (0..100).map(|i| {
-        let s = if i % 2 == 0 { a.services.clone() } else { b.services.clone() };
+        let s = if i % 2 == 0 {
+            a.services.clone()
+        } else {
+            b.services.clone()
+        };
         async move { s.mini.access_token().await }
     });
     let tokens: Vec<String> = futures::future::join_all(calls)
@@ -21,21 +35,32 @@ async fn two_instances_sharing_redis_fetch_one_token() {
         .map(|r| r.expect("token"))
         .collect();
     assert!(tokens.windows(2).all(|w| w[0] == w[1]), "one token for all");
-    assert_eq!(sim.calls("stable_token") + sim.calls("token"), 1, "exactly one fetch");
+    assert_eq!(
+        sim.calls("stable_token") + sim.calls("token"),
+        1,
+        "exactly one fetch"
+    );
 
     // WeChat invalidates it: the next call with the old token gets 40001, which is
     // replaced once, and the new token is shared again.
     sim.invalidate_access_tokens();
     let body = serde_json::json!({"touser": "o-someone", "template_id": "tmpl", "data": {}});
     let results = futures::future::join_all((0..10).map(|i| {
-        let s = if i % 2 == 0 { a.services.clone() } else { b.services.clone() };
+        let s = if i % 2 == 0 {
+            a.services.clone()
+        } else {
+            b.services.clone()
+        };
         let body = body.clone();
         async move { s.mini.send_subscribe(&body).await }
     }))
     .await;
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     let fetches = sim.calls("stable_token");
-    assert!((2..=3).contains(&fetches), "one refresh after invalidation, got {fetches}");
+    assert!(
+        (2..=3).contains(&fetches),
+        "one refresh after invalidation, got {fetches}"
+    );
     let t1 = a.services.mini.access_token().await.expect("t1");
     let t2 = b.services.mini.access_token().await.expect("t2");
     assert_eq!(t1, t2);
@@ -44,8 +69,17 @@ async fn two_instances_sharing_redis_fetch_one_token() {
 
 /// A private redis-server on a free port, so the test can stop and restart it.
 fn start_redis(port: u16) -> std::process::Child {
-    let child = std::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+    let mut child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("redis-server must be installed");
@@ -55,6 +89,8 @@ fn start_redis(port: u16) -> std::process::Child {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("redis-server did not start on {port}");
 }
 
@@ -82,9 +118,17 @@ async fn redis_down_is_503_and_recovers() {
     redis.kill().expect("kill redis");
     let _ = redis.wait();
     assert_eq!(ready(&app).await, 503);
-    let err = app.services.mini.access_token().await.expect_err("cache is down");
+    let err = app
+        .services
+        .mini
+        .access_token()
+        .await
+        .expect_err("cache is down");
     let api: campus_api::error::ApiError = err.into();
-    assert_eq!((api.status.as_u16(), api.code), (503, "service_unavailable"));
+    assert_eq!(
+        (api.status.as_u16(), api.code),
+        (503, "service_unavailable")
+    );
 
     let mut redis = start_redis(port);
     let mut back = false;
@@ -96,7 +140,10 @@ async fn redis_down_is_503_and_recovers() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(back, "readiness recovers when Redis returns");
-    assert!(app.services.mini.access_token().await.is_ok(), "token works again");
+    assert!(
+        app.services.mini.access_token().await.is_ok(),
+        "token works again"
+    );
     let _ = redis.kill();
     let _ = redis.wait();
 }

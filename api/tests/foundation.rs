@@ -30,9 +30,13 @@ async fn login_me_and_profile() {
     let token = v["token"].as_str().expect("token");
 
     // The same code again: WeChat says 40163, we say invalid_code.
-    let (s, b) = app.post("/api/v1/auth/login", "", json!({"code": code})).await;
+    let (s, b) = app
+        .post("/api/v1/auth/login", "", json!({"code": code}))
+        .await;
     assert_eq!((s, code_of(&b)), (401, "invalid_code"));
-    let (s, b) = app.post("/api/v1/auth/login", "", json!({"code": "never-issued"})).await;
+    let (s, b) = app
+        .post("/api/v1/auth/login", "", json!({"code": "never-issued"}))
+        .await;
     assert_eq!((s, code_of(&b)), (401, "invalid_code"));
 
     let (s, me) = app.get("/api/v1/me", token).await;
@@ -58,16 +62,18 @@ async fn login_me_and_profile() {
     let row = app
         .services
         .db
-        .read(move |c| {
-            campus_dal::users::find(c, id).map_err(campus_impl::db::DbError::from)
-        })
+        .read(move |c| campus_dal::users::find(c, id).map_err(campus_impl::db::DbError::from))
         .await
         .expect("row")
         .expect("user");
     let raw = format!("{row:?}");
     assert!(!raw.contains("13800138000"), "phone stored in clear: {raw}");
     assert!(!raw.contains("Room 301"), "dorm stored in clear");
-    assert!(row.phone_enc.as_deref().is_some_and(|p| p.starts_with("v1:")));
+    assert!(
+        row.phone_enc
+            .as_deref()
+            .is_some_and(|p| p.starts_with("v1:"))
+    );
 
     // Bad profile input: 422, nothing changed.
     let r = app
@@ -93,13 +99,20 @@ async fn bad_tokens_are_401() {
     let token = app.login("student-2").await;
     let (s, b) = app.get("/api/v1/me", "").await;
     assert_eq!((s, code_of(&b)), (401, "unauthorized"));
-    let r = app.client.get(app.url("/api/v1/me")).send().await.expect("get");
+    let r = app
+        .client
+        .get(app.url("/api/v1/me"))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(r.status(), 401);
 
     let mut tampered = token.clone().into_bytes();
     let mid = token.find('.').expect("jwt") + 3;
     tampered[mid] = if tampered[mid] == b'A' { b'B' } else { b'A' };
-    let (s, b) = app.get("/api/v1/me", &String::from_utf8(tampered).expect("utf8")).await;
+    let (s, b) = app
+        .get("/api/v1/me", &String::from_utf8(tampered).expect("utf8"))
+        .await;
     assert_eq!((s, code_of(&b)), (401, "unauthorized"));
 
     // A correctly signed but expired token.
@@ -127,7 +140,11 @@ async fn runner_application_and_roles() {
     let id = b["id"].as_i64().expect("id");
     // Only admins approve.
     let (s, b) = app
-        .post(&format!("/api/v1/admin/runners/{id}/approve"), &student, json!({}))
+        .post(
+            &format!("/api/v1/admin/runners/{id}/approve"),
+            &student,
+            json!({}),
+        )
         .await;
     assert_eq!((s, code_of(&b)), (403, "forbidden"));
     let (s, _) = app.get("/api/v1/runner/orders/available", &student).await;
@@ -141,7 +158,11 @@ async fn runner_application_and_roles() {
         .await;
     assert_eq!(s, 404);
     let (s, b) = app
-        .post(&format!("/api/v1/admin/runners/{id}/approve"), &admin, json!({}))
+        .post(
+            &format!("/api/v1/admin/runners/{id}/approve"),
+            &admin,
+            json!({}),
+        )
         .await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["role"], "runner");
@@ -188,7 +209,11 @@ async fn hostile_bodies_get_the_contract_shape() {
     assert_eq!((s, code_of(&b)), (404, "not_found"));
     // Wrong types inside valid JSON are a validation error.
     let (s, b) = app
-        .post("/api/v1/orders", &token, json!({"kind": "rocket", "pickup": "a", "dropoff": "b", "fee_fen": 1}))
+        .post(
+            "/api/v1/orders",
+            &token,
+            json!({"kind": "rocket", "pickup": "a", "dropoff": "b", "fee_fen": 1}),
+        )
         .await;
     assert_eq!((s, code_of(&b)), (422, "validation_failed"));
 }
@@ -196,10 +221,20 @@ async fn hostile_bodies_get_the_contract_shape() {
 #[actix_web::test]
 async fn health_ready_metrics_openapi() {
     let app = TestApp::spawn().await;
-    let r = app.client.get(app.url("/healthz")).send().await.expect("healthz");
+    let r = app
+        .client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz");
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.expect("json")["status"], "ok");
-    let r = app.client.get(app.url("/readyz")).send().await.expect("readyz");
+    let r = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
     assert_eq!(r.status(), 200);
     app.login("student-5").await;
     let m = app
@@ -225,7 +260,12 @@ async fn health_ready_metrics_openapi() {
         .await
         .expect("json");
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with('3')));
-    for p in ["/api/v1/auth/login", "/api/v1/orders", "/api/v1/pay/notify", "/api/v1/me"] {
+    for p in [
+        "/api/v1/auth/login",
+        "/api/v1/orders",
+        "/api/v1/pay/notify",
+        "/api/v1/me",
+    ] {
         assert!(doc["paths"][p].is_object(), "{p} missing from OpenAPI");
     }
 }

@@ -40,40 +40,96 @@ async fn full_flow_create_pay_accept_pickup_deliver_confirm() {
     let id = o["id"].as_i64().expect("id");
     let otn = o["out_trade_no"].as_str().expect("otn").to_string();
     assert!(otn.len() <= 32 && otn.bytes().all(|b| b.is_ascii_alphanumeric()));
-    let code = o["pickup_code"].as_str().expect("customer sees the code").to_string();
+    let code = o["pickup_code"]
+        .as_str()
+        .expect("customer sees the code")
+        .to_string();
 
-    let (s, p) = app.post(&format!("/api/v1/orders/{id}/pay"), &customer, json!({})).await;
+    let (s, p) = app
+        .post(&format!("/api/v1/orders/{id}/pay"), &customer, json!({}))
+        .await;
     assert_eq!(s, 200, "{p}");
-    for k in ["appId", "timeStamp", "nonceStr", "package", "signType", "paySign"] {
+    for k in [
+        "appId",
+        "timeStamp",
+        "nonceStr",
+        "package",
+        "signType",
+        "paySign",
+    ] {
         assert!(p[k].is_string(), "{k} missing in {p}");
     }
     // A second pay reuses the prepay id: unifiedorder once.
-    let (_, p2) = app.post(&format!("/api/v1/orders/{id}/pay"), &customer, json!({})).await;
+    let (_, p2) = app
+        .post(&format!("/api/v1/orders/{id}/pay"), &customer, json!({}))
+        .await;
     assert_eq!(p["package"], p2["package"]);
     assert_eq!(app.sim.calls("unifiedorder"), 1);
 
-    let prepay = p["package"].as_str().and_then(|s| s.strip_prefix("prepay_id=")).expect("pkg");
+    let prepay = p["package"]
+        .as_str()
+        .and_then(|s| s.strip_prefix("prepay_id="))
+        .expect("pkg");
     app.sim.pay(prepay).expect("pay");
     let paid = app.wait_status(&customer, id, "paid").await;
     assert!(paid["paid_at"].is_string());
 
     let (s, avail) = app.get("/api/v1/runner/orders/available", &runner).await;
     assert_eq!(s, 200);
-    let seen = avail["items"].as_array().expect("items").iter().any(|x| x["id"] == id);
+    let seen = avail["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .any(|x| x["id"] == id);
     assert!(seen, "paid order is available");
-    assert!(avail["items"][0]["pickup_code"].is_null(), "runners never see the code");
+    assert!(
+        avail["items"][0]["pickup_code"].is_null(),
+        "runners never see the code"
+    );
 
-    let (s, a) = app.post(&format!("/api/v1/orders/{id}/accept"), &runner, json!({})).await;
+    let (s, a) = app
+        .post(&format!("/api/v1/orders/{id}/accept"), &runner, json!({}))
+        .await;
     assert_eq!((s, a["status"].as_str()), (200, Some("accepted")));
-    let (s, b) = app.post(&format!("/api/v1/orders/{id}/deliver"), &runner, json!({"pickup_code": code})).await;
-    assert_eq!((s, code_of(&b)), (409, "invalid_transition"), "deliver before pickup");
-    let (s, _) = app.post(&format!("/api/v1/orders/{id}/pickup"), &runner, json!({})).await;
+    let (s, b) = app
+        .post(
+            &format!("/api/v1/orders/{id}/deliver"),
+            &runner,
+            json!({"pickup_code": code}),
+        )
+        .await;
+    assert_eq!(
+        (s, code_of(&b)),
+        (409, "invalid_transition"),
+        "deliver before pickup"
+    );
+    let (s, _) = app
+        .post(&format!("/api/v1/orders/{id}/pickup"), &runner, json!({}))
+        .await;
     assert_eq!(s, 200);
-    let (s, b) = app.post(&format!("/api/v1/orders/{id}/deliver"), &runner, json!({"pickup_code": "000000x"})).await;
+    let (s, b) = app
+        .post(
+            &format!("/api/v1/orders/{id}/deliver"),
+            &runner,
+            json!({"pickup_code": "000000x"}),
+        )
+        .await;
     assert_eq!((s, code_of(&b)), (422, "wrong_pickup_code"));
-    let (s, b) = app.post(&format!("/api/v1/orders/{id}/deliver"), &runner, json!({"pickup_code": code})).await;
+    let (s, b) = app
+        .post(
+            &format!("/api/v1/orders/{id}/deliver"),
+            &runner,
+            json!({"pickup_code": code}),
+        )
+        .await;
     assert_eq!((s, b["status"].as_str()), (200, Some("delivered")), "{b}");
-    let (s, b) = app.post(&format!("/api/v1/orders/{id}/confirm"), &customer, json!({})).await;
+    let (s, b) = app
+        .post(
+            &format!("/api/v1/orders/{id}/confirm"),
+            &customer,
+            json!({}),
+        )
+        .await;
     assert_eq!((s, b["status"].as_str()), (200, Some("completed")), "{b}");
 
     assert_eq!(ledger(&app, id).await, vec![("paid".to_string(), 300)]);
@@ -90,10 +146,14 @@ async fn full_flow_create_pay_accept_pickup_deliver_confirm() {
     assert_eq!(r.headers()["content-type"], "image/png");
     assert!(r.bytes().await.expect("png").starts_with(b"\x89PNG"));
 
-    let (s, list) = app.get("/api/v1/orders?mine=customer&limit=1", &customer).await;
+    let (s, list) = app
+        .get("/api/v1/orders?mine=customer&limit=1", &customer)
+        .await;
     assert_eq!(s, 200);
     assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
-    let (_, list) = app.get("/api/v1/orders?mine=runner&status=completed", &runner).await;
+    let (_, list) = app
+        .get("/api/v1/orders?mine=runner&status=completed", &runner)
+        .await;
     assert_eq!(list["items"][0]["id"], id);
 }
 
@@ -103,25 +163,37 @@ async fn cancel_after_pay_refunds_in_full_and_unpaid_cancel_closes() {
     let customer = app.login("refund-customer").await;
     let o = app.paid_order(&customer, 500).await;
     let id = o["id"].as_i64().expect("id");
-    let (s, b) = app.post(&format!("/api/v1/orders/{id}/cancel"), &customer, json!({})).await;
+    let (s, b) = app
+        .post(&format!("/api/v1/orders/{id}/cancel"), &customer, json!({}))
+        .await;
     assert_eq!(s, 200, "{b}");
-    assert!(matches!(b["status"].as_str(), Some("refunding" | "refunded")));
+    assert!(matches!(
+        b["status"].as_str(),
+        Some("refunding" | "refunded")
+    ));
     let done = app.wait_status(&customer, id, "refunded").await;
     assert_eq!(done["refunded_fen"], 500);
     assert_eq!(app.sim.calls("refund"), 1, "refund over mutual TLS, once");
     let ev = ledger(&app, id).await;
     assert!(ev.contains(&("refunded".to_string(), 500)), "{ev:?}");
     // Cancelling again is a conflict, and nothing moves.
-    let (s, b) = app.post(&format!("/api/v1/orders/{id}/cancel"), &customer, json!({})).await;
+    let (s, b) = app
+        .post(&format!("/api/v1/orders/{id}/cancel"), &customer, json!({}))
+        .await;
     assert_eq!((s, code_of(&b)), (409, "invalid_transition"));
 
     let o = app.create_order(&customer, 100).await;
     let id = o["id"].as_i64().expect("id");
     app.prepay(&customer, id).await;
-    let (s, b) = app.post(&format!("/api/v1/orders/{id}/cancel"), &customer, json!({})).await;
+    let (s, b) = app
+        .post(&format!("/api/v1/orders/{id}/cancel"), &customer, json!({}))
+        .await;
     assert_eq!((s, b["status"].as_str()), (200, Some("closed")), "{b}");
     let otn = b["out_trade_no"].as_str().expect("otn");
-    assert_eq!(app.sim.order(otn).map(|o| o.trade_state), Some("CLOSED".to_string()));
+    assert_eq!(
+        app.sim.order(otn).map(|o| o.trade_state),
+        Some("CLOSED".to_string())
+    );
 }
 
 #[actix_web::test]
@@ -133,7 +205,10 @@ async fn lost_notify_is_paid_by_reconcile_and_unpaid_orders_close() {
     .await;
     let jobs = app.services.clone().start_jobs();
     let customer = app.login("lost-notify").await;
-    app.sim.set_notify_faults(NotifyFaults { drop_first: 100, ..Default::default() });
+    app.sim.set_notify_faults(NotifyFaults {
+        drop_first: 100,
+        ..Default::default()
+    });
     let o = app.create_order(&customer, 250).await;
     let id = o["id"].as_i64().expect("id");
     let prepay = app.prepay(&customer, id).await;
@@ -164,7 +239,14 @@ fn sign(params: &BTreeMap<String, String>, key: &str) -> String {
     campus_impl::wechat::pay::sign::sign(params, key, campus_impl::wechat::pay::SignType::Md5)
 }
 
-fn notify_xml(app: &TestApp, otn: &str, fee: i64, tx: &str, key: &str, appid: Option<&str>) -> String {
+fn notify_xml(
+    app: &TestApp,
+    otn: &str,
+    fee: i64,
+    tx: &str,
+    key: &str,
+    appid: Option<&str>,
+) -> String {
     let cfg = app.sim.config();
     let mut p: BTreeMap<String, String> = [
         ("return_code", "SUCCESS"),
@@ -213,16 +295,64 @@ async fn hostile_notifies_change_nothing_and_duplicates_pay_once() {
     let key = app.sim.config().pay_key.clone();
 
     let fail = |r: &str| r.contains("FAIL") && !r.contains("SUCCESS");
-    assert!(fail(&post_notify(&app, notify_xml(&app, &otn, 300, "tx1", "WRONGKEY0000000000000000000000000", None)).await), "forged sign");
-    assert!(fail(&post_notify(&app, notify_xml(&app, &otn, 1, "tx1", &key, None)).await), "wrong amount");
-    assert!(fail(&post_notify(&app, notify_xml(&app, &otn, 300, "tx1", &key, Some("wxother"))).await), "wrong appid");
-    assert!(fail(&post_notify(&app, notify_xml(&app, "NOSUCHORDER123", 300, "tx1", &key, None)).await), "unknown order");
-    assert!(fail(&post_notify(&app, "<xml><return_code>SUCCESS".into()).await), "malformed");
+    assert!(
+        fail(
+            &post_notify(
+                &app,
+                notify_xml(
+                    &app,
+                    &otn,
+                    300,
+                    "tx1",
+                    "WRONGKEY0000000000000000000000000",
+                    None
+                )
+            )
+            .await
+        ),
+        "forged sign"
+    );
+    assert!(
+        fail(&post_notify(&app, notify_xml(&app, &otn, 1, "tx1", &key, None)).await),
+        "wrong amount"
+    );
+    assert!(
+        fail(
+            &post_notify(
+                &app,
+                notify_xml(&app, &otn, 300, "tx1", &key, Some("wxother"))
+            )
+            .await
+        ),
+        "wrong appid"
+    );
+    assert!(
+        fail(
+            &post_notify(
+                &app,
+                notify_xml(&app, "NOSUCHORDER123", 300, "tx1", &key, None)
+            )
+            .await
+        ),
+        "unknown order"
+    );
+    assert!(
+        fail(&post_notify(&app, "<xml><return_code>SUCCESS".into()).await),
+        "malformed"
+    );
     let bomb = "<?xml version=\"1.0\"?><!DOCTYPE lolz [<!ENTITY lol \"lol\"><!ENTITY lol2 \"&lol;&lol;&lol;\">]><xml><a>&lol2;</a></xml>";
-    let r = app.client.post(app.url("/api/v1/pay/notify")).body(bomb).send().await.expect("bomb");
+    let r = app
+        .client
+        .post(app.url("/api/v1/pay/notify"))
+        .body(bomb)
+        .send()
+        .await
+        .expect("bomb");
     assert_eq!(r.status(), 200, "never a 5xx");
     assert!(fail(&r.text().await.expect("text")));
-    let unsigned = notify_xml(&app, &otn, 300, "tx1", &key, None).replace("<sign>", "<x>").replace("</sign>", "</x>");
+    let unsigned = notify_xml(&app, &otn, 300, "tx1", &key, None)
+        .replace("<sign>", "<x>")
+        .replace("</sign>", "</x>");
     assert!(fail(&post_notify(&app, unsigned).await), "no sign");
     let (_, now) = app.get(&format!("/api/v1/orders/{id}"), &customer).await;
     assert_eq!(now["status"], "created", "nothing changed");
@@ -242,30 +372,68 @@ async fn hostile_notifies_change_nothing_and_duplicates_pay_once() {
     let other = app.login("someone-else").await;
     let (s, _) = app.get(&format!("/api/v1/orders/{id}"), &other).await;
     assert_eq!(s, 404);
-    let (s, _) = app.post(&format!("/api/v1/orders/{id}/cancel"), &other, json!({})).await;
+    let (s, _) = app
+        .post(&format!("/api/v1/orders/{id}/cancel"), &other, json!({}))
+        .await;
     assert_eq!(s, 404);
-    let (s, _) = app.post(&format!("/api/v1/orders/{id}/pay"), &other, json!({})).await;
+    let (s, _) = app
+        .post(&format!("/api/v1/orders/{id}/pay"), &other, json!({}))
+        .await;
     assert_eq!(s, 404);
     // Refund limits, on an order WeChat (the simulator) really took money for.
     let o = app.paid_order(&customer, 300).await;
     let id = o["id"].as_i64().expect("id");
     let admin = app.login(ADMIN_OPENID).await;
-    let (s, b) = app.post(&format!("/api/v1/admin/orders/{id}/refund"), &admin, json!({"refund_fen": 301})).await;
+    let (s, b) = app
+        .post(
+            &format!("/api/v1/admin/orders/{id}/refund"),
+            &admin,
+            json!({"refund_fen": 301}),
+        )
+        .await;
     assert_eq!((s, code_of(&b)), (422, "refund_exceeds_paid"));
-    let (s, b) = app.post(&format!("/api/v1/admin/orders/{id}/refund"), &customer, json!({"refund_fen": 1})).await;
+    let (s, b) = app
+        .post(
+            &format!("/api/v1/admin/orders/{id}/refund"),
+            &customer,
+            json!({"refund_fen": 1}),
+        )
+        .await;
     assert_eq!((s, code_of(&b)), (403, "forbidden"));
-    let (s, b) = app.post(&format!("/api/v1/admin/orders/{id}/refund"), &admin, json!({"refund_fen": 100, "reason": "late"})).await;
+    let (s, b) = app
+        .post(
+            &format!("/api/v1/admin/orders/{id}/refund"),
+            &admin,
+            json!({"refund_fen": 100, "reason": "late"}),
+        )
+        .await;
     assert_eq!(s, 200, "{b}");
-    let (s, b) = app.post(&format!("/api/v1/admin/orders/{id}/refund"), &admin, json!({"refund_fen": 201})).await;
-    assert_eq!((s, code_of(&b)), (422, "refund_exceeds_paid"), "only 200 left");
+    let (s, b) = app
+        .post(
+            &format!("/api/v1/admin/orders/{id}/refund"),
+            &admin,
+            json!({"refund_fen": 201}),
+        )
+        .await;
+    assert_eq!(
+        (s, code_of(&b)),
+        (422, "refund_exceeds_paid"),
+        "only 200 left"
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let (_, o) = app.get(&format!("/api/v1/orders/{id}"), &customer).await;
         if o["refunded_fen"] == 100 {
-            assert_eq!(o["status"], "paid", "a partial refund keeps the order going");
+            assert_eq!(
+                o["status"], "paid",
+                "a partial refund keeps the order going"
+            );
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "partial refund never settled: {o}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "partial refund never settled: {o}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -284,7 +452,10 @@ async fn runners_race_for_one_order_and_idempotent_create() {
     let results =
         futures::future::join_all(runners.iter().map(|t| app.post(&path, t, json!({})))).await;
     let wins = results.iter().filter(|(s, _)| *s == 200).count();
-    let taken = results.iter().filter(|(s, b)| *s == 409 && code_of(b) == "already_taken").count();
+    let taken = results
+        .iter()
+        .filter(|(s, b)| *s == 409 && code_of(b) == "already_taken")
+        .count();
     assert_eq!((wins, taken), (1, 5), "{results:?}");
 
     let body = json!({"kind": "takeout", "pickup": "Canteen 2", "dropoff": "Dorm 9", "fee_fen": 200, "goods_fen": 1500});
@@ -296,14 +467,34 @@ async fn runners_race_for_one_order_and_idempotent_create() {
             .json(&b)
             .send()
     };
-    let a: Value = send("key-1", body.clone()).await.expect("a").json().await.expect("json");
+    let a: Value = send("key-1", body.clone())
+        .await
+        .expect("a")
+        .json()
+        .await
+        .expect("json");
     let r = send("key-1", body.clone()).await.expect("b");
     assert_eq!(r.status(), 201);
     let b: Value = r.json().await.expect("json");
     assert_eq!(a["id"], b["id"], "same key: the first result");
     assert_eq!(a["amount_fen"], 1700);
-    let r = send("key-1", json!({"kind": "errand", "pickup": "x", "dropoff": "y", "fee_fen": 1})).await.expect("c");
+    let r = send(
+        "key-1",
+        json!({"kind": "errand", "pickup": "x", "dropoff": "y", "fee_fen": 1}),
+    )
+    .await
+    .expect("c");
     assert_eq!(r.status(), 409);
-    let (s, b) = app.post("/api/v1/orders", &customer, json!({"kind": "express", "pickup": "a", "dropoff": "b", "fee_fen": 0})).await;
-    assert_eq!((s, code_of(&b)), (422, "validation_failed"), "amount must be >= 1");
+    let (s, b) = app
+        .post(
+            "/api/v1/orders",
+            &customer,
+            json!({"kind": "express", "pickup": "a", "dropoff": "b", "fee_fen": 0}),
+        )
+        .await;
+    assert_eq!(
+        (s, code_of(&b)),
+        (422, "validation_failed"),
+        "amount must be >= 1"
+    );
 }

@@ -16,7 +16,7 @@ pub mod schema;
 pub mod time;
 pub mod users;
 
-pub use conn::{Backend, Conn, DbConn, Pool, Pools, PooledConn};
+pub use conn::{Backend, Conn, DbConn, Pool, PooledConn, Pools};
 pub use diesel::result::{DatabaseErrorKind, Error as DieselError, QueryResult};
 pub use ids::{OrderId, UserId};
 

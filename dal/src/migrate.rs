@@ -22,13 +22,12 @@ mod tests {
     #[test]
     fn migration_folders_are_in_lockstep() {
         let list = |dir: &str| {
-            let mut v: Vec<String> = std::fs::read_dir(
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir),
-            )
-            .expect("migrations dir")
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
+            let mut v: Vec<String> =
+                std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir))
+                    .expect("migrations dir")
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
             v.sort();
             v
         };

@@ -71,7 +71,9 @@ pub struct NewOrder<'a> {
 /// Inserts and returns the order (read back by its unique `out_trade_no`, which works
 /// the same on both backends).
 pub fn insert(conn: &mut Conn, new: &NewOrder<'_>) -> QueryResult<Order> {
-    diesel::insert_into(orders::table).values(new).execute(conn)?;
+    diesel::insert_into(orders::table)
+        .values(new)
+        .execute(conn)?;
     find_by_out_trade_no(conn, new.out_trade_no)?.ok_or(diesel::result::Error::NotFound)
 }
 
@@ -227,7 +229,12 @@ pub fn transition(
 }
 
 /// paid → accepted by `runner`, only while nobody holds it: exactly one racer wins.
-pub fn accept(conn: &mut Conn, id: OrderId, runner: UserId, now: NaiveDateTime) -> QueryResult<usize> {
+pub fn accept(
+    conn: &mut Conn,
+    id: OrderId,
+    runner: UserId,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
     diesel::update(
         orders::table
             .find(id.0)
@@ -280,7 +287,14 @@ pub fn reserve_refund(
     diesel::update(
         orders::table
             .find(id.0)
-            .filter(orders::status.eq_any(allowed_status.iter().map(|s| s.to_string()).collect::<Vec<_>>()))
+            .filter(
+                orders::status.eq_any(
+                    allowed_status
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>(),
+                ),
+            )
             .filter((orders::refund_reserved_fen + fen).le(orders::amount_fen)),
     )
     .set((
@@ -290,7 +304,12 @@ pub fn reserve_refund(
     .execute(conn)
 }
 
-pub fn release_refund(conn: &mut Conn, id: OrderId, fen: i64, now: NaiveDateTime) -> QueryResult<usize> {
+pub fn release_refund(
+    conn: &mut Conn,
+    id: OrderId,
+    fen: i64,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
     diesel::update(
         orders::table
             .find(id.0)
@@ -303,7 +322,12 @@ pub fn release_refund(conn: &mut Conn, id: OrderId, fen: i64, now: NaiveDateTime
     .execute(conn)
 }
 
-pub fn add_refunded(conn: &mut Conn, id: OrderId, fen: i64, now: NaiveDateTime) -> QueryResult<usize> {
+pub fn add_refunded(
+    conn: &mut Conn,
+    id: OrderId,
+    fen: i64,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
     diesel::update(orders::table.find(id.0))
         .set((
             orders::refunded_fen.eq(orders::refunded_fen + fen),
@@ -325,11 +349,18 @@ pub fn finish_refunding(conn: &mut Conn, id: OrderId, now: NaiveDateTime) -> Que
 }
 
 /// Claims an order for a job run until `until`; false when another instance holds it.
-pub fn claim(conn: &mut Conn, id: OrderId, now: NaiveDateTime, until: NaiveDateTime) -> QueryResult<bool> {
+pub fn claim(
+    conn: &mut Conn,
+    id: OrderId,
+    now: NaiveDateTime,
+    until: NaiveDateTime,
+) -> QueryResult<bool> {
     diesel::update(
-        orders::table
-            .find(id.0)
-            .filter(orders::lease_until.is_null().or(orders::lease_until.lt(now))),
+        orders::table.find(id.0).filter(
+            orders::lease_until
+                .is_null()
+                .or(orders::lease_until.lt(now)),
+        ),
     )
     .set(orders::lease_until.eq(Some(until)))
     .execute(conn)
@@ -359,7 +390,11 @@ pub fn unpaid(
     q.order(orders::id.asc()).limit(limit).load(conn)
 }
 
-pub fn delivered_before(conn: &mut Conn, before: NaiveDateTime, limit: i64) -> QueryResult<Vec<Order>> {
+pub fn delivered_before(
+    conn: &mut Conn,
+    before: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<Order>> {
     orders::table
         .select(Order::as_select())
         .filter(orders::status.eq("delivered"))

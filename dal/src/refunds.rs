@@ -41,7 +41,9 @@ pub struct NewRefund<'a> {
 }
 
 pub fn insert(conn: &mut Conn, new: &NewRefund<'_>) -> QueryResult<Refund> {
-    diesel::insert_into(refunds::table).values(new).execute(conn)?;
+    diesel::insert_into(refunds::table)
+        .values(new)
+        .execute(conn)?;
     find_by_out_refund_no(conn, new.out_refund_no)?.ok_or(diesel::result::Error::NotFound)
 }
 
@@ -62,7 +64,11 @@ pub fn for_order(conn: &mut Conn, order: OrderId) -> QueryResult<Vec<Refund>> {
 }
 
 /// Refunds not yet settled (requested or processing), oldest first.
-pub fn unsettled(conn: &mut Conn, created_before: NaiveDateTime, limit: i64) -> QueryResult<Vec<Refund>> {
+pub fn unsettled(
+    conn: &mut Conn,
+    created_before: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<Refund>> {
     refunds::table
         .filter(refunds::status.eq_any(["requested", "processing"]))
         .filter(refunds::created_at.lt(created_before))
@@ -73,18 +79,32 @@ pub fn unsettled(conn: &mut Conn, created_before: NaiveDateTime, limit: i64) -> 
 }
 
 /// requested → processing once WeChat accepted the refund.
-pub fn mark_processing(conn: &mut Conn, id: i64, refund_id: &str, now: NaiveDateTime) -> QueryResult<usize> {
-    diesel::update(refunds::table.find(id).filter(refunds::status.eq("requested")))
-        .set((
-            refunds::status.eq("processing"),
-            refunds::refund_id.eq(Some(refund_id)),
-            refunds::attempts.eq(refunds::attempts + 1),
-            refunds::updated_at.eq(now),
-        ))
-        .execute(conn)
+pub fn mark_processing(
+    conn: &mut Conn,
+    id: i64,
+    refund_id: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(
+        refunds::table
+            .find(id)
+            .filter(refunds::status.eq("requested")),
+    )
+    .set((
+        refunds::status.eq("processing"),
+        refunds::refund_id.eq(Some(refund_id)),
+        refunds::attempts.eq(refunds::attempts + 1),
+        refunds::updated_at.eq(now),
+    ))
+    .execute(conn)
 }
 
-pub fn note_attempt(conn: &mut Conn, id: i64, error: &str, now: NaiveDateTime) -> QueryResult<usize> {
+pub fn note_attempt(
+    conn: &mut Conn,
+    id: i64,
+    error: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
     let error: String = error.chars().take(500).collect();
     diesel::update(refunds::table.find(id))
         .set((
@@ -96,7 +116,12 @@ pub fn note_attempt(conn: &mut Conn, id: i64, error: &str, now: NaiveDateTime) -
 }
 
 /// requested|processing → success, once. Returns rows affected.
-pub fn mark_success(conn: &mut Conn, id: i64, refund_id: Option<&str>, now: NaiveDateTime) -> QueryResult<usize> {
+pub fn mark_success(
+    conn: &mut Conn,
+    id: i64,
+    refund_id: Option<&str>,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
     let target = refunds::table
         .find(id)
         .filter(refunds::status.eq_any(["requested", "processing"]));
@@ -119,22 +144,38 @@ pub fn mark_success(conn: &mut Conn, id: i64, refund_id: Option<&str>, now: Naiv
     }
 }
 
-pub fn mark_failed(conn: &mut Conn, id: i64, error: &str, now: NaiveDateTime) -> QueryResult<usize> {
+pub fn mark_failed(
+    conn: &mut Conn,
+    id: i64,
+    error: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
     let error: String = error.chars().take(500).collect();
-    diesel::update(refunds::table.find(id).filter(refunds::status.eq_any(["requested", "processing"])))
-        .set((
-            refunds::status.eq("failed"),
-            refunds::last_error.eq(Some(error)),
-            refunds::updated_at.eq(now),
-        ))
-        .execute(conn)
-}
-
-pub fn claim(conn: &mut Conn, id: i64, now: NaiveDateTime, until: NaiveDateTime) -> QueryResult<bool> {
     diesel::update(
         refunds::table
             .find(id)
-            .filter(refunds::lease_until.is_null().or(refunds::lease_until.lt(now))),
+            .filter(refunds::status.eq_any(["requested", "processing"])),
+    )
+    .set((
+        refunds::status.eq("failed"),
+        refunds::last_error.eq(Some(error)),
+        refunds::updated_at.eq(now),
+    ))
+    .execute(conn)
+}
+
+pub fn claim(
+    conn: &mut Conn,
+    id: i64,
+    now: NaiveDateTime,
+    until: NaiveDateTime,
+) -> QueryResult<bool> {
+    diesel::update(
+        refunds::table.find(id).filter(
+            refunds::lease_until
+                .is_null()
+                .or(refunds::lease_until.lt(now)),
+        ),
     )
     .set(refunds::lease_until.eq(Some(until)))
     .execute(conn)

@@ -167,6 +167,9 @@ pub fn bind_mp_openid(
         .set(users::mp_openid.eq(None::<String>))
         .execute(conn)?;
     diesel::update(users::table.find(user.0))
-        .set((users::mp_openid.eq(Some(mp_openid)), users::updated_at.eq(now)))
+        .set((
+            users::mp_openid.eq(Some(mp_openid)),
+            users::updated_at.eq(now),
+        ))
         .execute(conn)
 }

@@ -59,8 +59,8 @@ impl Db {
 
     /// Readiness: one trivial query on each pool.
     pub async fn ping(&self) -> Result<(), DbError> {
-        self.read(|c| ping_conn(c)).await?;
-        self.write(|c| ping_conn(c)).await
+        self.read(ping_conn).await?;
+        self.write(ping_conn).await
     }
 
     pub fn pool_state(&self) -> (u32, u32) {

@@ -46,17 +46,21 @@ impl Services {
     pub fn start_jobs(self) -> Jobs {
         let mut handles = Vec::new();
         let s = self.clone();
-        handles.push(every("idempotency_sweep", Duration::from_secs(3600), move || {
-            let s = s.clone();
-            async move { s.sweep_idempotency_keys().await }
-        }));
+        handles.push(every(
+            "idempotency_sweep",
+            Duration::from_secs(3600),
+            move || {
+                let s = s.clone();
+                async move { s.sweep_idempotency_keys().await }
+            },
+        ));
         handles.extend(self.order_jobs());
         Jobs { handles }
     }
 
     async fn sweep_idempotency_keys(&self) -> Result<usize, crate::db::DbError> {
-        let cutoff = campus_dal::time::now()
-            - chrono::Duration::seconds(self.settings.idempotency_ttl_secs);
+        let cutoff =
+            campus_dal::time::now() - chrono::Duration::seconds(self.settings.idempotency_ttl_secs);
         self.db
             .write(move |c| {
                 campus_dal::idempotency::delete_older_than(c, cutoff).map_err(Into::into)

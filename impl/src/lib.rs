@@ -14,6 +14,6 @@ pub mod telemetry;
 pub mod users;
 pub mod wechat;
 
-pub use services::{BuildError, Services};
 pub use campus_dal::{OrderId, UserId};
+pub use services::{BuildError, Services};
 pub use settings::Settings;

@@ -178,16 +178,14 @@ impl Services {
     pub async fn login(&self, code: &str) -> Result<LoginResult, UserError> {
         let code = code.trim();
         if code.is_empty() || code.len() > 128 {
-            return Err(UserError::Invalid("code must be 1 to 128 characters".into()));
+            return Err(UserError::Invalid(
+                "code must be 1 to 128 characters".into(),
+            ));
         }
-        let session = self
-            .mini
-            .code_to_session(code)
-            .await
-            .map_err(|e| match e {
-                WechatError::InvalidCode(_) => UserError::InvalidCode,
-                other => UserError::Wechat(other),
-            })?;
+        let session = self.mini.code_to_session(code).await.map_err(|e| match e {
+            WechatError::InvalidCode(_) => UserError::InvalidCode,
+            other => UserError::Wechat(other),
+        })?;
         let openid = session.openid;
         let is_admin = self.settings.admin_openid_list().contains(&openid);
         let user = self

@@ -476,6 +476,11 @@ async fn fixed_rate_sends_at_the_rate() {
     let took = t.elapsed();
     assert!((195..=200).contains(&r.requests), "{} requests", r.requests);
     assert_eq!(r.requests, srv.hits());
+    assert_eq!(
+        r.requests + r.unsent,
+        200,
+        "every slot is sent or reported unsent"
+    );
     assert_eq!(r.unsent, 0);
     assert!(took < Duration::from_secs(3), "{took:?}");
     assert_eq!(r.mode, "fixed-rate");

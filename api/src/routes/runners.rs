@@ -2,8 +2,8 @@
 
 use actix_web::{HttpResponse, post, web};
 
-use campus_impl::UserId;
 use campus_impl::Services;
+use campus_impl::UserId;
 use campus_impl::users::{Role, UserView};
 
 use crate::error::{ApiError, ErrorBody};

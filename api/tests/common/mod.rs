@@ -51,7 +51,12 @@ impl TempDb {
 impl Drop for TempDb {
     fn drop(&mut self) {
         let _ = std::process::Command::new("mariadb")
-            .args(["-h127.0.0.1", "-uroot", "-e", &format!("DROP DATABASE IF EXISTS {}", self.name)])
+            .args([
+                "-h127.0.0.1",
+                "-uroot",
+                "-e",
+                &format!("DROP DATABASE IF EXISTS {}", self.name),
+            ])
             .output();
     }
 }
@@ -132,7 +137,10 @@ impl TestApp {
                 let u = db.url();
                 (Some(db), u)
             }
-            None => (None, format!("sqlite://{}", dir.path().join("test.db").display())),
+            None => (
+                None,
+                format!("sqlite://{}", dir.path().join("test.db").display()),
+            ),
         };
         s.database_url = url;
         s.redis_url = opts.redis.then(redis_url);
@@ -220,7 +228,11 @@ impl TestApp {
         let admin = self.login(ADMIN_OPENID).await;
         let id = me["id"].as_i64().expect("id");
         let (s, b) = self
-            .post(&format!("/api/v1/admin/runners/{id}/approve"), &admin, json!({}))
+            .post(
+                &format!("/api/v1/admin/runners/{id}/approve"),
+                &admin,
+                json!({}),
+            )
             .await;
         assert_eq!(s, 200, "{b}");
         t
@@ -248,7 +260,9 @@ impl TestApp {
     }
 
     pub async fn prepay(&self, token: &str, id: i64) -> String {
-        let (s, p) = self.post(&format!("/api/v1/orders/{id}/pay"), token, json!({})).await;
+        let (s, p) = self
+            .post(&format!("/api/v1/orders/{id}/pay"), token, json!({}))
+            .await;
         assert_eq!(s, 200, "{p}");
         p["package"]
             .as_str()

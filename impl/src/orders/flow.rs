@@ -131,7 +131,11 @@ fn page(mut rows: Vec<Order>, limit: i64, viewer: &CurrentUser) -> Page<OrderVie
 
 /// `CE` + UTC time + random: unique, 26 chars of `[0-9A-Za-z]`, sortable by creation.
 fn new_out_trade_no() -> String {
-    format!("CE{}{}", Utc::now().format("%Y%m%d%H%M%S"), random_alnum(10))
+    format!(
+        "CE{}{}",
+        Utc::now().format("%Y%m%d%H%M%S"),
+        random_alnum(10)
+    )
 }
 
 impl Services {
@@ -164,9 +168,8 @@ impl Services {
                 "Idempotency-Key must be 1 to 128 ASCII characters".into(),
             ));
         }
-        let request_hash = hex::encode(Sha256::digest(
-            serde_json::to_vec(&req).unwrap_or_default(),
-        ));
+        let request_hash =
+            hex::encode(Sha256::digest(serde_json::to_vec(&req).unwrap_or_default()));
         let uid = user.id;
         let kind = req.kind.as_str();
         let (fee, goods) = (req.fee_fen, req.goods_fen);
@@ -244,7 +247,11 @@ impl Services {
         }
     }
 
-    pub async fn get_order(&self, user: &CurrentUser, id: OrderId) -> Result<OrderView, OrderError> {
+    pub async fn get_order(
+        &self,
+        user: &CurrentUser,
+        id: OrderId,
+    ) -> Result<OrderView, OrderError> {
         let o = self.visible_order(user, id).await?;
         Ok(OrderView::of(&o, o.customer_id == user.id.0))
     }
@@ -275,7 +282,9 @@ impl Services {
         let st = query.status.clone();
         let rows = self
             .db
-            .read(move |c| q::list(c, scope, st.as_deref(), before, limit).map_err(OrderError::from))
+            .read(move |c| {
+                q::list(c, scope, st.as_deref(), before, limit).map_err(OrderError::from)
+            })
             .await?;
         Ok(page(rows, limit, user))
     }
@@ -297,7 +306,11 @@ impl Services {
 
     /// Explains a lost compare-and-set: the order moved, or it was never in that state.
     async fn lost_race(&self, id: OrderId, action: &'static str) -> OrderError {
-        match self.db.read(move |c| q::find(c, id).map_err(OrderError::from)).await {
+        match self
+            .db
+            .read(move |c| q::find(c, id).map_err(OrderError::from))
+            .await
+        {
             Ok(Some(o)) => OrderError::InvalidTransition {
                 from: o.status,
                 action,
@@ -307,7 +320,11 @@ impl Services {
         }
     }
 
-    pub async fn accept_order(&self, user: &CurrentUser, id: OrderId) -> Result<OrderView, OrderError> {
+    pub async fn accept_order(
+        &self,
+        user: &CurrentUser,
+        id: OrderId,
+    ) -> Result<OrderView, OrderError> {
         let runner = user.id;
         let won = self
             .db
@@ -338,7 +355,11 @@ impl Services {
         }
     }
 
-    pub async fn pickup_order(&self, user: &CurrentUser, id: OrderId) -> Result<OrderView, OrderError> {
+    pub async fn pickup_order(
+        &self,
+        user: &CurrentUser,
+        id: OrderId,
+    ) -> Result<OrderView, OrderError> {
         self.visible_order(user, id).await?;
         self.runner_move(user, id, status::ACCEPTED, status::PICKED_UP, "pick up")
             .await
@@ -372,7 +393,10 @@ impl Services {
             return Err(OrderError::TooManyAttempts);
         }
         let given = pickup_code.trim().as_bytes();
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(given, o.pickup_code.as_bytes())) {
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            given,
+            o.pickup_code.as_bytes(),
+        )) {
             self.cache
                 .set_ex(&key, &(tries + 1).to_string(), Duration::from_secs(600))
                 .await?;
@@ -406,7 +430,11 @@ impl Services {
         }
     }
 
-    pub async fn confirm_order(&self, user: &CurrentUser, id: OrderId) -> Result<OrderView, OrderError> {
+    pub async fn confirm_order(
+        &self,
+        user: &CurrentUser,
+        id: OrderId,
+    ) -> Result<OrderView, OrderError> {
         let o = self.visible_order(user, id).await?;
         if o.customer_id != user.id.0 {
             return Err(OrderError::NotFound);
@@ -414,7 +442,8 @@ impl Services {
         let moved = self
             .db
             .write(move |c| -> Result<Option<Order>, OrderError> {
-                if q::transition(c, id, &[status::DELIVERED], status::COMPLETED, time::now())? == 1 {
+                if q::transition(c, id, &[status::DELIVERED], status::COMPLETED, time::now())? == 1
+                {
                     return Ok(q::find(c, id)?);
                 }
                 Ok(None)
@@ -428,14 +457,20 @@ impl Services {
 
     /// Before payment: closed (WeChat's order closed too). After payment and before
     /// pickup: a full refund starts.
-    pub async fn cancel_order(&self, user: &CurrentUser, id: OrderId) -> Result<OrderView, OrderError> {
+    pub async fn cancel_order(
+        &self,
+        user: &CurrentUser,
+        id: OrderId,
+    ) -> Result<OrderView, OrderError> {
         let o = self.visible_order(user, id).await?;
         if o.customer_id != user.id.0 && user.role != Role::Admin {
             return Err(OrderError::NotFound);
         }
         match o.status.as_str() {
             status::CREATED => self.close_unpaid(&o, "cancel").await?,
-            status::PAID | status::ACCEPTED => self.refund_in_full(&o, "cancelled by customer").await?,
+            status::PAID | status::ACCEPTED => {
+                self.refund_in_full(&o, "cancelled by customer").await?
+            }
             other => {
                 return Err(OrderError::InvalidTransition {
                     from: other.to_string(),
@@ -448,7 +483,11 @@ impl Services {
 
     /// The delivery QR the customer shows the runner: order id and pickup code, made
     /// locally (no WeChat call).
-    pub async fn order_qr_png(&self, user: &CurrentUser, id: OrderId) -> Result<Vec<u8>, OrderError> {
+    pub async fn order_qr_png(
+        &self,
+        user: &CurrentUser,
+        id: OrderId,
+    ) -> Result<Vec<u8>, OrderError> {
         let o = self.visible_order(user, id).await?;
         if o.customer_id != user.id.0 {
             return Err(OrderError::NotFound);

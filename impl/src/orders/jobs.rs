@@ -36,12 +36,19 @@ impl Services {
     }
 
     async fn auto_complete(&self) -> Result<usize, OrderError> {
-        let before = time::now() - chrono::Duration::seconds(self.settings.order_auto_complete_secs);
+        let before =
+            time::now() - chrono::Duration::seconds(self.settings.order_auto_complete_secs);
         self.db
             .write(move |c| -> Result<usize, OrderError> {
                 let mut n = 0;
                 for o in q::delivered_before(c, before, 100)? {
-                    n += q::transition(c, o.order_id(), &[status::DELIVERED], status::COMPLETED, time::now())?;
+                    n += q::transition(
+                        c,
+                        o.order_id(),
+                        &[status::DELIVERED],
+                        status::COMPLETED,
+                        time::now(),
+                    )?;
                 }
                 Ok(n)
             })

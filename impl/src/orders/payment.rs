@@ -12,9 +12,7 @@ use campus_dal::{OrderId, time};
 use super::{OrderError, status};
 use crate::Services;
 use crate::users::CurrentUser;
-use crate::wechat::pay::{
-    JsapiParams, PayError, UnifiedOrderRequest, reply_fail, reply_success,
-};
+use crate::wechat::pay::{JsapiParams, PayError, UnifiedOrderRequest, reply_fail, reply_success};
 
 /// WeChat keeps a prepay id two hours; reuse it while it has this much life left.
 const PREPAY_MARGIN_SECS: i64 = 60;
@@ -126,7 +124,9 @@ impl Services {
         let pid = prepay_id.clone();
         let stored = self
             .db
-            .write(move |c| q::set_prepay(c, id, &pid, expires, time::now()).map_err(OrderError::from))
+            .write(move |c| {
+                q::set_prepay(c, id, &pid, expires, time::now()).map_err(OrderError::from)
+            })
             .await?;
         if stored != 1 {
             return Err(self.lost_race_pay(id).await);
@@ -135,7 +135,11 @@ impl Services {
     }
 
     async fn lost_race_pay(&self, id: OrderId) -> OrderError {
-        match self.db.read(move |c| q::find(c, id).map_err(OrderError::from)).await {
+        match self
+            .db
+            .read(move |c| q::find(c, id).map_err(OrderError::from))
+            .await
+        {
             Ok(Some(o)) => OrderError::InvalidTransition {
                 from: o.status,
                 action: "pay",
@@ -182,7 +186,13 @@ impl Services {
         }
     }
 
-    pub(super) async fn log_notify(&self, kind: &'static str, out_trade_no: Option<&str>, outcome: &str, body: &[u8]) {
+    pub(super) async fn log_notify(
+        &self,
+        kind: &'static str,
+        out_trade_no: Option<&str>,
+        outcome: &str,
+        body: &[u8],
+    ) {
         let otn = out_trade_no.map(str::to_string);
         let outcome = outcome.to_string();
         let body: String = String::from_utf8_lossy(&body[..body.len().min(4096)]).into_owned();
@@ -274,7 +284,10 @@ impl Services {
         match &applied {
             Applied::Paid => tracing::info!(out_trade_no = p.out_trade_no, source, "order paid"),
             Applied::LateOnClosed(no) => {
-                tracing::warn!(out_trade_no = p.out_trade_no, "payment on a closed order; refunding");
+                tracing::warn!(
+                    out_trade_no = p.out_trade_no,
+                    "payment on a closed order; refunding"
+                );
                 self.process_refund_by_no(no).await;
             }
             _ => {}
@@ -309,7 +322,11 @@ impl Services {
 
     /// Closes an unpaid order: first asks WeChat (a payment that just landed is kept),
     /// then `closeorder`, then the local compare-and-set.
-    pub(super) async fn close_unpaid(&self, o: &Order, why: &'static str) -> Result<(), OrderError> {
+    pub(super) async fn close_unpaid(
+        &self,
+        o: &Order,
+        why: &'static str,
+    ) -> Result<(), OrderError> {
         if o.prepay_id.is_some() {
             if self.reconcile_order(o).await? {
                 return Err(OrderError::InvalidTransition {
@@ -332,7 +349,10 @@ impl Services {
         let id = o.order_id();
         let closed = self
             .db
-            .write(move |c| q::transition(c, id, &[status::CREATED], status::CLOSED, time::now()).map_err(OrderError::from))
+            .write(move |c| {
+                q::transition(c, id, &[status::CREATED], status::CLOSED, time::now())
+                    .map_err(OrderError::from)
+            })
             .await?;
         if closed == 1 {
             tracing::info!(order = id.0, why, "order closed");
@@ -397,7 +417,9 @@ impl Services {
 impl OrderError {
     fn with_action(self, action: &'static str) -> Self {
         match self {
-            OrderError::InvalidTransition { from, .. } => OrderError::InvalidTransition { from, action },
+            OrderError::InvalidTransition { from, .. } => {
+                OrderError::InvalidTransition { from, action }
+            }
             other => other,
         }
     }

@@ -39,13 +39,24 @@ const REFUNDABLE: [&str; 6] = [
 
 impl Services {
     /// Cancel after payment: paid|accepted → refunding, and a refund of all that is left.
-    pub(super) async fn refund_in_full(&self, o: &Order, reason: &'static str) -> Result<(), OrderError> {
+    pub(super) async fn refund_in_full(
+        &self,
+        o: &Order,
+        reason: &'static str,
+    ) -> Result<(), OrderError> {
         let id = o.order_id();
         let out_refund_no = self
             .db
             .write_tx(move |c| -> Result<Option<String>, OrderError> {
                 let now = time::now();
-                if q::transition(c, id, &[status::PAID, status::ACCEPTED], status::REFUNDING, now)? != 1 {
+                if q::transition(
+                    c,
+                    id,
+                    &[status::PAID, status::ACCEPTED],
+                    status::REFUNDING,
+                    now,
+                )? != 1
+                {
                     let cur = q::find(c, id)?.ok_or(OrderError::NotFound)?;
                     return Err(OrderError::InvalidTransition {
                         from: cur.status,
@@ -69,7 +80,11 @@ impl Services {
     }
 
     /// `POST /admin/orders/{id}/refund`: partial or full, never above paid minus refunded.
-    pub async fn admin_refund(&self, id: OrderId, req: AdminRefund) -> Result<Vec<RefundView>, OrderError> {
+    pub async fn admin_refund(
+        &self,
+        id: OrderId,
+        req: AdminRefund,
+    ) -> Result<Vec<RefundView>, OrderError> {
         if req.refund_fen < 1 {
             return Err(OrderError::Invalid("refund_fen must be at least 1".into()));
         }
@@ -90,12 +105,22 @@ impl Services {
                         "an order can be refunded at most {MAX_REFUNDS} times"
                     )));
                 }
-                let reason = if reason.is_empty() { "refund by admin".to_string() } else { reason };
+                let reason = if reason.is_empty() {
+                    "refund by admin".to_string()
+                } else {
+                    reason
+                };
                 let no = new_refund(c, &o, fen, &reason, "admin", &REFUNDABLE)?;
                 // A refund of everything on an order not yet picked up ends the errand.
                 let o = q::find(c, id)?.ok_or(OrderError::NotFound)?;
                 if o.refund_reserved_fen == o.amount_fen {
-                    q::transition(c, id, &[status::PAID, status::ACCEPTED], status::REFUNDING, time::now())?;
+                    q::transition(
+                        c,
+                        id,
+                        &[status::PAID, status::ACCEPTED],
+                        status::REFUNDING,
+                        time::now(),
+                    )?;
                 }
                 Ok(no)
             })
@@ -149,20 +174,33 @@ impl Services {
         match self.pay.refund(&req).await {
             Ok(acc) => {
                 self.db
-                    .write(move |c| rq::mark_processing(c, rid, &acc.refund_id, time::now()).map_err(OrderError::from))
+                    .write(move |c| {
+                        rq::mark_processing(c, rid, &acc.refund_id, time::now())
+                            .map_err(OrderError::from)
+                    })
                     .await?;
                 Ok(())
             }
-            Err(e) if e.is_retryable() || matches!(e, crate::wechat::pay::PayError::NoClientCertificate(_)) => {
+            Err(e)
+                if e.is_retryable()
+                    || matches!(e, crate::wechat::pay::PayError::NoClientCertificate(_)) =>
+            {
                 let msg = e.to_string();
                 self.db
-                    .write(move |c| rq::note_attempt(c, rid, &msg, time::now()).map_err(OrderError::from))
+                    .write(move |c| {
+                        rq::note_attempt(c, rid, &msg, time::now()).map_err(OrderError::from)
+                    })
                     .await?;
                 Err(e.into())
             }
             Err(e) => {
                 tracing::error!(out_refund_no = %r.out_refund_no, error = %e, "refund refused by WeChat");
-                self.settle_refund(&r.out_refund_no, Settlement::Failed(e.to_string()), "refund").await?;
+                self.settle_refund(
+                    &r.out_refund_no,
+                    Settlement::Failed(e.to_string()),
+                    "refund",
+                )
+                .await?;
                 Err(e.into())
             }
         }
@@ -176,7 +214,10 @@ impl Services {
                 tracing::warn!(reason = e.reason(), "refund notify rejected");
                 self.log_notify("refund", None, &format!("rejected: {}", e.reason()), body)
                     .await;
-                return NotifyReply { ok: false, body: crate::wechat::pay::reply_fail(e.reason()) };
+                return NotifyReply {
+                    ok: false,
+                    body: crate::wechat::pay::reply_fail(e.reason()),
+                };
             }
         };
         let no = n.out_refund_no.clone();
@@ -190,11 +231,15 @@ impl Services {
                 Ok(Some((r, o)))
             })
             .await;
-        let fail = |m: &str| NotifyReply { ok: false, body: crate::wechat::pay::reply_fail(m) };
+        let fail = |m: &str| NotifyReply {
+            ok: false,
+            body: crate::wechat::pay::reply_fail(m),
+        };
         let (r, o) = match known {
             Ok(Some(x)) => x,
             Ok(None) => {
-                self.log_notify("refund", Some(&n.out_trade_no), "unknown_refund", body).await;
+                self.log_notify("refund", Some(&n.out_trade_no), "unknown_refund", body)
+                    .await;
                 return fail("unknown out_refund_no");
             }
             Err(e) => {
@@ -203,21 +248,33 @@ impl Services {
             }
         };
         if o.out_trade_no != n.out_trade_no || r.refund_fen != n.refund_fee {
-            self.log_notify("refund", Some(&n.out_trade_no), "mismatch", body).await;
+            self.log_notify("refund", Some(&n.out_trade_no), "mismatch", body)
+                .await;
             return fail("refund does not match our records");
         }
         let outcome = match n.refund_status {
             RefundStatus::Success => Settlement::Success(Some(n.refund_id.clone())),
             RefundStatus::Processing => {
-                self.log_notify("refund", Some(&n.out_trade_no), "processing", body).await;
-                return NotifyReply { ok: true, body: crate::wechat::pay::reply_success().into() };
+                self.log_notify("refund", Some(&n.out_trade_no), "processing", body)
+                    .await;
+                return NotifyReply {
+                    ok: true,
+                    body: crate::wechat::pay::reply_success().into(),
+                };
             }
             other => Settlement::Failed(format!("{other:?}")),
         };
-        match self.settle_refund(&r.out_refund_no, outcome, "refund_notify").await {
+        match self
+            .settle_refund(&r.out_refund_no, outcome, "refund_notify")
+            .await
+        {
             Ok(_) => {
-                self.log_notify("refund", Some(&n.out_trade_no), "settled", body).await;
-                NotifyReply { ok: true, body: crate::wechat::pay::reply_success().into() }
+                self.log_notify("refund", Some(&n.out_trade_no), "settled", body)
+                    .await;
+                NotifyReply {
+                    ok: true,
+                    body: crate::wechat::pay::reply_success().into(),
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "refund notify could not be applied");
@@ -285,7 +342,8 @@ impl Services {
                 .db
                 .write(move |c| {
                     let now = time::now();
-                    rq::claim(c, rid, now, now + chrono::Duration::seconds(30)).map_err(OrderError::from)
+                    rq::claim(c, rid, now, now + chrono::Duration::seconds(30))
+                        .map_err(OrderError::from)
                 })
                 .await?;
             if !claimed {
@@ -302,11 +360,16 @@ impl Services {
                         RefundStatus::Processing => continue,
                         other => Settlement::Failed(format!("{other:?}")),
                     };
-                    if self.settle_refund(&r.out_refund_no, outcome, "refundquery").await? {
+                    if self
+                        .settle_refund(&r.out_refund_no, outcome, "refundquery")
+                        .await?
+                    {
                         n += 1;
                     }
                 }
-                Err(e) => tracing::warn!(out_refund_no = %r.out_refund_no, error = %e, "refundquery failed"),
+                Err(e) => {
+                    tracing::warn!(out_refund_no = %r.out_refund_no, error = %e, "refundquery failed")
+                }
             }
         }
         Ok(n)

@@ -290,10 +290,7 @@ impl MiniClient {
     }
 
     /// `subscribeMessage.send`. 43101 (no credit / refused) is an expected answer.
-    pub async fn send_subscribe(
-        &self,
-        body: &serde_json::Value,
-    ) -> Result<(), WechatError> {
+    pub async fn send_subscribe(&self, body: &serde_json::Value) -> Result<(), WechatError> {
         let r = self
             .with_token(|token| async move {
                 let resp = self

@@ -209,7 +209,7 @@ async fn wait_for_slot(ctx: &Ctx, at: Instant) -> bool {
         if now >= at {
             return true;
         }
-        if ctx.dispenser.stopped() {
+        if ctx.dispenser.stop_requested() {
             return false;
         }
         tokio::time::sleep_until(at.min(now + SLOT_NAP).into()).await;

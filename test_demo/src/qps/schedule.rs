@@ -131,6 +131,11 @@ impl Dispenser {
         self.ended_at.get().is_some() || self.stop.load(Ordering::Relaxed)
     }
 
+    /// True once the user asked to stop (Ctrl-C): slots already handed out are dropped.
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
     /// Gives back a ticket that will not be used (the run was stopped while waiting for it).
     pub fn abandon(&self, t: Ticket) {
         if t.measured {

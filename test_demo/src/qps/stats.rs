@@ -400,7 +400,7 @@ impl Report {
         } else {
             let _ = writeln!(o, "  errors       {} ({})", self.errors, kinds.join(", "));
             for (k, m) in &self.error_samples {
-                let _ = writeln!(o, "    first {k} error: {m}");
+                let _ = writeln!(o, "    first {k} error: {}", one_line(m, 200));
             }
         }
         if let Some(s) = &self.scenario {
@@ -440,7 +440,7 @@ impl Report {
         if unexpected > 0 {
             let _ = writeln!(o, "  note: {unexpected} responses were not 2xx/3xx");
             for (c, body) in &self.status_samples {
-                let _ = writeln!(o, "    first {c} body: {body}");
+                let _ = writeln!(o, "    first {c} body: {}", one_line(body, 160));
             }
         }
         if self.unsent > 0 {
@@ -465,6 +465,21 @@ impl Report {
         }
         o
     }
+}
+
+/// `s` on one line (whitespace runs collapsed, controls dropped), at most `max` chars.
+fn one_line(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for word in s.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.extend(word.chars().filter(|c| !c.is_control()));
+    }
+    if out.chars().count() > max {
+        out = out.chars().take(max).collect::<String>() + "…";
+    }
+    out
 }
 
 #[cfg(test)]
@@ -541,6 +556,15 @@ mod tests {
         a.merge(&Stats::new());
         assert_eq!(a.responses(), 0);
         assert_eq!(LatencyMs::of(&a.hist), LatencyMs::default());
+    }
+
+    #[test]
+    fn samples_print_on_one_line() {
+        assert_eq!(
+            one_line("<html>\n  <p>x</p>\r\n</html>", 100),
+            "<html> <p>x</p> </html>"
+        );
+        assert_eq!(one_line("abcdef", 3), "abc…");
     }
 
     #[test]
