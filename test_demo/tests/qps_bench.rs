@@ -197,3 +197,18 @@ fn qps_vs_wrk() {
     );
     actix_web::rt::System::new().block_on(handle.stop(true));
 }
+
+/// Serves the same trivial endpoint for `QPS_BENCH_SERVE_SECS` (default 60) and
+/// prints its URL, for comparing tools by hand or profiling.
+#[test]
+#[ignore = "manual: a plaintext server to point qps/wrk at"]
+fn serve_plaintext() {
+    let secs = std::env::var("QPS_BENCH_SERVE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let (addr, handle) = start_plaintext();
+    println!("serving http://{addr}/ for {secs}s");
+    std::thread::sleep(std::time::Duration::from_secs(secs));
+    actix_web::rt::System::new().block_on(handle.stop(true));
+}
