@@ -555,18 +555,37 @@ pub fn run_engine(cfg: EngineConfig) -> anyhow::Result<EngineOutput> {
     gate.go(Some(t0));
 
     let bar = cfg.progress.then(|| progress_bar(&cfg));
+    // (time, responses) samples of the last second, for the current rate.
+    let mut recent: std::collections::VecDeque<(Instant, u64)> = std::collections::VecDeque::new();
     while handles.iter().any(|h| !h.is_finished()) {
         std::thread::sleep(Duration::from_millis(100));
         if let Some(bar) = &bar {
+            let now = Instant::now();
             let done: u64 = slots.iter().map(|s| s.done.load(Ordering::Relaxed)).sum();
             let errs: u64 = slots.iter().map(|s| s.errors.load(Ordering::Relaxed)).sum();
-            let el = t0.elapsed();
-            let rate = done as f64 / el.as_secs_f64().max(1e-3);
-            let phase = if el < cfg.warmup { "warmup " } else { "" };
-            bar.set_message(format!("{phase}{done} req  {rate:.0} req/s  {errs} errors"));
+            recent.push_back((now, done));
+            while recent.len() > 2
+                && recent
+                    .front()
+                    .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(1))
+            {
+                recent.pop_front();
+            }
+            let rate = match recent.front() {
+                Some((t, d)) if now > *t => {
+                    (done - d) as f64 / now.duration_since(*t).as_secs_f64()
+                }
+                _ => 0.0,
+            };
+            let phase = if now.duration_since(t0) < cfg.warmup {
+                "warmup "
+            } else {
+                ""
+            };
+            bar.set_message(format!("{phase}{done} req, {rate:.0}/s, {errs} err"));
             match cfg.limit {
                 Some(n) if cfg.run >= super::args::MAX_DURATION => bar.set_position(done.min(n)),
-                _ => bar.set_position(el.as_millis() as u64),
+                _ => bar.set_position(now.duration_since(t0).as_millis() as u64),
             }
         }
     }
@@ -593,18 +612,12 @@ pub fn run_engine(cfg: EngineConfig) -> anyhow::Result<EngineOutput> {
 
 fn progress_bar(cfg: &EngineConfig) -> indicatif::ProgressBar {
     use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-    let by_count = cfg.limit.is_some() && cfg.run >= super::args::MAX_DURATION;
     let len = match cfg.limit {
-        Some(n) if by_count => n,
+        Some(n) if cfg.run >= super::args::MAX_DURATION => n,
         _ => (cfg.warmup + cfg.run).as_millis() as u64,
     };
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr_with_hz(4));
-    let template = if by_count {
-        "{elapsed_precise} [{bar:30}] {msg}"
-    } else {
-        "{elapsed_precise} [{bar:30}] {msg} (eta {eta})"
-    };
-    if let Ok(style) = ProgressStyle::with_template(template) {
+    if let Ok(style) = ProgressStyle::with_template("{elapsed_precise} [{bar:20}] {wide_msg}") {
         bar.set_style(style.progress_chars("=> "));
     }
     bar
