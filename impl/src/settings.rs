@@ -22,6 +22,8 @@ const ENV_KEYS: &[&str] = &[
     "REDIS_URL",
     "STORAGE_URL",
     "QR_CACHE_DIR",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
     "MAX_BODY_BYTES",
     "WORKERS",
     "JWT_SECRET",
@@ -58,32 +60,38 @@ pub struct Settings {
     pub public_base_url: String,
     pub database_url: String,
     pub database_pool_size: u32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt")]
     pub redis_url: Option<String>,
     pub storage_url: String,
     pub qr_cache_dir: PathBuf,
+    /// Credentials for `s3://` storage, read here (not by the storage client) so that
+    /// every setting comes from one place and tests never touch the process environment.
+    #[serde(default)]
+    pub aws_access_key_id: Option<String>,
+    #[serde(default)]
+    pub aws_secret_access_key: Option<SecretString>,
     pub max_body_bytes: usize,
     pub workers: usize,
 
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt")]
     pub jwt_secret: Option<SecretString>,
     pub token_ttl_secs: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::string")]
     pub admin_openids: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt")]
     pub field_encryption_key: Option<SecretString>,
 
     pub wechat_api_base: String,
     pub wechat_pay_api_base: String,
     #[serde(default)]
     pub wechat_ca_cert: Option<PathBuf>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt")]
     pub wechat_appid: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt")]
     pub wechat_secret: Option<SecretString>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt")]
     pub wechat_mch_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt")]
     pub wechat_pay_key: Option<SecretString>,
     pub wechat_pay_sign_type: String,
     pub wechat_pay_client_cert: PathBuf,
@@ -91,15 +99,15 @@ pub struct Settings {
     #[serde(default)]
     pub wechat_pay_p12: Option<PathBuf>,
     pub wechat_timeout_secs: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt")]
     pub wechat_mp_token: Option<SecretString>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt")]
     pub wechat_mp_aes_key: Option<SecretString>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt")]
     pub wechat_mp_appid: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt")]
     pub wechat_template_order: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt")]
     pub wechat_template_reminder: Option<String>,
     pub reminder_hour_beijing: u32,
 
@@ -107,6 +115,42 @@ pub struct Settings {
     pub pay_reconcile_secs: u64,
     pub order_auto_complete_secs: i64,
     pub idempotency_ttl_secs: i64,
+}
+
+/// Environment values that look like numbers (a merchant id is all digits) reach serde
+/// as integers; identifiers and secrets take them back as the text the operator typed.
+mod lenient {
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        S(String),
+        I(i64),
+        U(u64),
+        F(f64),
+        B(bool),
+    }
+
+    impl Scalar {
+        fn text(self) -> String {
+            match self {
+                Scalar::S(s) => s,
+                Scalar::I(i) => i.to_string(),
+                Scalar::U(u) => u.to_string(),
+                Scalar::F(f) => f.to_string(),
+                Scalar::B(b) => b.to_string(),
+            }
+        }
+    }
+
+    pub fn opt<'de, D: Deserializer<'de>, T: From<String>>(d: D) -> Result<Option<T>, D::Error> {
+        Ok(Option::<Scalar>::deserialize(d)?.map(|s| T::from(s.text())))
+    }
+
+    pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        Ok(Scalar::deserialize(d)?.text())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +196,7 @@ impl Settings {
         }
         for o in [
             &mut self.redis_url,
+            &mut self.aws_access_key_id,
             &mut self.wechat_appid,
             &mut self.wechat_mch_id,
             &mut self.wechat_mp_appid,
@@ -169,6 +214,7 @@ impl Settings {
             &mut self.wechat_pay_key,
             &mut self.wechat_mp_token,
             &mut self.wechat_mp_aes_key,
+            &mut self.aws_secret_access_key,
         ] {
             if blank_secret(o) {
                 *o = None;
@@ -240,6 +286,13 @@ impl Settings {
                 }
             }
         }
+        if let Err(e) = crate::storage::StorageUrl::parse(&self.storage_url) {
+            missing.push(format!("STORAGE_URL ({e})"));
+        } else if self.storage_url.starts_with("s3://")
+            && (self.aws_access_key_id.is_none() || self.aws_secret_access_key.is_none())
+        {
+            missing.push("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (for s3:// storage)".into());
+        }
         if missing.is_empty() {
             Ok(())
         } else {
@@ -290,6 +343,20 @@ mod tests {
         ] {
             assert!(m.iter().any(|x| x == name), "{name} not named in {m:?}");
         }
+    }
+
+    #[test]
+    fn numeric_looking_identifiers_stay_text() {
+        let fig = Figment::from(Toml::string(EMBEDDED_DEFAULTS)).merge(Toml::string(
+            "wechat_mch_id = 1230000109\nwechat_secret = 7\nadmin_openids = 42",
+        ));
+        let s = Settings::extract(fig).expect("settings");
+        assert_eq!(s.wechat_mch_id.as_deref(), Some("1230000109"));
+        assert_eq!(s.admin_openids, "42");
+        assert_eq!(
+            s.wechat_secret.as_ref().map(|k| k.expose_secret()),
+            Some("7")
+        );
     }
 
     #[test]
