@@ -174,26 +174,69 @@ impl From<CacheError> for ApiError {
 
 impl From<WechatError> for ApiError {
     fn from(e: WechatError) -> Self {
-        match e {
-            WechatError::Cache(c) => c.into(),
-            WechatError::RateLimited(_) => Self {
-                cause: Some(chain(&e)),
-                ..ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "wechat_rate_limited",
-                    "WeChat is rate limiting this service, try again shortly",
-                )
-            }
-            .with_retry_after(5),
-            other => Self {
-                cause: Some(chain(&other)),
-                ..ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "wechat_unavailable",
-                    "WeChat could not complete the request",
-                )
-            },
+        wechat_error(&e)
+    }
+}
+
+fn wechat_error(e: &WechatError) -> ApiError {
+    match e {
+        WechatError::Cache(c) => ApiError::unavailable("the cache", chain(c)),
+        WechatError::RateLimited(_) => ApiError {
+            cause: Some(chain(e)),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "wechat_rate_limited",
+                "WeChat is rate limiting this service, try again shortly",
+            )
         }
+        .with_retry_after(5),
+        other => ApiError {
+            cause: Some(chain(other)),
+            ..ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "wechat_unavailable",
+                "WeChat could not complete the request",
+            )
+        },
+    }
+}
+
+impl From<campus_impl::storage::StorageError> for ApiError {
+    fn from(e: campus_impl::storage::StorageError) -> Self {
+        ApiError::unavailable("object storage", chain(&e))
+    }
+}
+
+impl From<campus_impl::wechat::wxacode::WxaCodeError> for ApiError {
+    fn from(e: campus_impl::wechat::wxacode::WxaCodeError) -> Self {
+        wxacode_error(&e)
+    }
+}
+
+impl From<campus_impl::qr::MiniCodeError> for ApiError {
+    fn from(e: campus_impl::qr::MiniCodeError) -> Self {
+        use campus_impl::qr::MiniCodeError as E;
+        match e {
+            E::Code(c) => wxacode_error(&c),
+            E::Storage(st) => ApiError::unavailable("object storage", chain(&*st)),
+            E::Internal(m) => ApiError::internal(m),
+        }
+    }
+}
+
+/// By reference: one single-flight's error is shared by every request that waited on it.
+fn wxacode_error(e: &campus_impl::wechat::wxacode::WxaCodeError) -> ApiError {
+    use campus_impl::wechat::wxacode::WxaCodeError as E;
+    match e {
+        E::Invalid(m) => ApiError::validation(m.clone()),
+        E::SceneRejected => ApiError::validation(e.to_string()),
+        E::PageNotPublished => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "page_not_published",
+            e.to_string(),
+        ),
+        E::RateLimited(code) => wechat_error(&WechatError::RateLimited(*code)),
+        E::Wechat(w) => wechat_error(w),
     }
 }
 
@@ -256,6 +299,29 @@ impl From<campus_impl::orders::OrderError> for ApiError {
                     "WeChat Pay could not complete the request",
                 )
             },
+            E::Db(d) => d.into(),
+            E::Cache(c) => c.into(),
+        }
+    }
+}
+
+impl From<campus_impl::notify::NotifyError> for ApiError {
+    fn from(e: campus_impl::notify::NotifyError) -> Self {
+        use campus_impl::notify::NotifyError as E;
+        match e {
+            E::Invalid(m) => ApiError::validation(m),
+            E::Db(d) => d.into(),
+        }
+    }
+}
+
+impl From<campus_impl::mp::MpError> for ApiError {
+    fn from(e: campus_impl::mp::MpError) -> Self {
+        use campus_impl::mp::MpError as E;
+        match e {
+            E::NotConfigured => ApiError::not_found("the official account is not configured"),
+            E::BadSignature => ApiError::forbidden("bad signature"),
+            E::Malformed(m) => ApiError::bad_request("invalid_message", m),
             E::Db(d) => d.into(),
             E::Cache(c) => c.into(),
         }

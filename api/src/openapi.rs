@@ -32,6 +32,11 @@ use crate::routes;
         routes::orders::admin_refund,
         routes::pay::pay_notify,
         routes::pay::refund_notify,
+        routes::qrcode::mini_program_code,
+        routes::qrcode::image,
+        routes::notify::credits,
+        routes::mp::verify,
+        routes::mp::message,
     ),
     modifiers(&BearerAuth)
 )]

@@ -498,3 +498,55 @@ async fn runners_race_for_one_order_and_idempotent_create() {
         "amount must be >= 1"
     );
 }
+
+#[actix_web::test]
+async fn hmac_sha256_merchants_pay_and_refund() {
+    let app = TestApp::spawn_with(Options {
+        tweak: Box::new(|s| s.wechat_pay_sign_type = "HMAC-SHA256".into()),
+        ..Options::default()
+    })
+    .await;
+    let customer = app.login("hmac-customer").await;
+    let o = app.create_order(&customer, 420).await;
+    let id = o["id"].as_i64().expect("id");
+    let (s, p) = app
+        .post(&format!("/api/v1/orders/{id}/pay"), &customer, json!({}))
+        .await;
+    assert_eq!(s, 200, "{p}");
+    assert_eq!(p["signType"], "HMAC-SHA256");
+    assert_eq!(p["paySign"].as_str().map(str::len), Some(64));
+    let otn = o["out_trade_no"].as_str().expect("otn");
+    assert_eq!(
+        app.sim.order(otn).map(|o| o.sign_type),
+        Some("HMAC-SHA256".to_string())
+    );
+    let prepay = p["package"]
+        .as_str()
+        .and_then(|s| s.strip_prefix("prepay_id="))
+        .expect("pkg");
+    app.sim.pay(prepay).expect("pay");
+    app.wait_status(&customer, id, "paid").await;
+    let (s, _) = app
+        .post(&format!("/api/v1/orders/{id}/cancel"), &customer, json!({}))
+        .await;
+    assert_eq!(s, 200);
+    let done = app.wait_status(&customer, id, "refunded").await;
+    assert_eq!(done["refunded_fen"], 420);
+}
+
+#[actix_web::test]
+async fn coupon_notify_fields_are_verified_too() {
+    // WeChat adds coupon_fee_0, coupon_id_0... to notifies of coupon payments; the
+    // signature covers them, so a verifier working from a fixed struct would fail here.
+    let app = TestApp::spawn().await;
+    let customer = app.login("coupon-customer").await;
+    let o = app.create_order(&customer, 1000).await;
+    let id = o["id"].as_i64().expect("id");
+    let prepay = app.prepay(&customer, id).await;
+    app.sim.pay_with_coupon(&prepay, 200).expect("pay");
+    let paid = app.wait_status(&customer, id, "paid").await;
+    assert_eq!(
+        paid["amount_fen"], 1000,
+        "total_fee, not cash_fee, is the order amount"
+    );
+}

@@ -10,6 +10,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod ledger;
 pub mod migrate;
+pub mod notify;
 pub mod orders;
 pub mod refunds;
 pub mod schema;

@@ -116,3 +116,29 @@ diesel::joinable!(bind_codes -> users (user_id));
 diesel::joinable!(idempotency_keys -> users (user_id));
 diesel::joinable!(refunds -> orders (order_id));
 diesel::joinable!(payment_events -> orders (order_id));
+
+diesel::table! {
+    notify_credits (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        kind -> Text,
+        template_id -> Nullable<Text>,
+        form_id -> Nullable<Text>,
+        expires_at -> Nullable<Timestamp>,
+        used_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    message_log (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        channel -> Text,
+        template_id -> Nullable<Text>,
+        event -> Text,
+        order_id -> Nullable<BigInt>,
+        outcome -> Text,
+        created_at -> Timestamp,
+    }
+}

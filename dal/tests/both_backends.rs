@@ -31,7 +31,7 @@ fn mysql_pools() -> (Pools, String) {
 fn exercise(pools: &Pools) {
     let mut c = pools.write.get().expect("conn");
     let applied = migrate::run_pending(&mut c).expect("migrations");
-    assert_eq!(applied.len(), 2);
+    assert_eq!(applied.len(), 3);
     assert!(migrate::run_pending(&mut c).expect("again").is_empty());
     let now = time::now();
 

@@ -55,7 +55,47 @@ impl Services {
             },
         ));
         handles.extend(self.order_jobs());
+        let s = self.clone();
+        handles.push(every(
+            "credit_expiry_sweep",
+            Duration::from_secs(3600),
+            move || {
+                let s = s.clone();
+                async move { s.sweep_credits().await }
+            },
+        ));
+        let s = self.clone();
+        handles.push(every(
+            "daily_reminder",
+            Duration::from_secs(300),
+            move || {
+                let s = s.clone();
+                async move { s.daily_reminder_tick().await }
+            },
+        ));
         Jobs { handles }
+    }
+
+    /// Runs the reminder once a day at `REMINDER_HOUR_BEIJING`, on one instance: the
+    /// cache key for the day is the claim.
+    async fn daily_reminder_tick(&self) -> Result<usize, String> {
+        if self.settings.wechat_template_reminder.is_none() {
+            return Ok(0);
+        }
+        let beijing = chrono::Utc::now() + chrono::Duration::hours(8);
+        if chrono::Timelike::hour(&beijing) != self.settings.reminder_hour_beijing {
+            return Ok(0);
+        }
+        let key = format!("job:reminder:{}", beijing.format("%Y-%m-%d"));
+        let claimed = self
+            .cache
+            .set_nx_ex(&key, "1", Duration::from_secs(26 * 3600))
+            .await
+            .map_err(|e| e.to_string())?;
+        if !claimed {
+            return Ok(0);
+        }
+        self.send_reminders().await.map_err(|e| e.to_string())
     }
 
     async fn sweep_idempotency_keys(&self) -> Result<usize, crate::db::DbError> {

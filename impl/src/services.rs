@@ -11,7 +11,9 @@ use crate::auth::TokenIssuer;
 use crate::cache::{Cache, CacheError};
 use crate::crypto::{CryptoError, FieldCipher};
 use crate::db::Db;
+use crate::qr::MiniCodes;
 use crate::settings::Settings;
+use crate::storage::{Storage, StorageError};
 use crate::telemetry::Metrics;
 use crate::wechat::http::HttpSetupError;
 use crate::wechat::mini::{MiniClient, MiniConfig};
@@ -31,6 +33,8 @@ pub enum BuildError {
     Http(#[from] HttpSetupError),
     #[error(transparent)]
     Pay(#[from] PayError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
     #[error("{0}")]
     Other(String),
 }
@@ -44,6 +48,8 @@ pub struct ServicesInner {
     pub tokens: TokenIssuer,
     pub cipher: FieldCipher,
     pub metrics: Metrics,
+    pub storage: Storage,
+    pub mini_codes: MiniCodes,
 }
 
 #[derive(Clone)]
@@ -103,6 +109,8 @@ impl Services {
             metrics.clone(),
         )?;
         let pay = PayClient::new(PayConfig::from_settings(&settings)?, metrics.clone())?;
+        let storage = Storage::build(&settings, metrics.clone())?;
+        let mini_codes = MiniCodes::new(&settings.qr_cache_dir, &storage);
         Ok(Services(Arc::new(ServicesInner {
             settings,
             db,
@@ -112,6 +120,8 @@ impl Services {
             tokens,
             cipher,
             metrics,
+            storage,
+            mini_codes,
         })))
     }
 

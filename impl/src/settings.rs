@@ -66,9 +66,9 @@ pub struct Settings {
     pub qr_cache_dir: PathBuf,
     /// Credentials for `s3://` storage, read here (not by the storage client) so that
     /// every setting comes from one place and tests never touch the process environment.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt")]
     pub aws_access_key_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::opt")]
     pub aws_secret_access_key: Option<SecretString>,
     pub max_body_bytes: usize,
     pub workers: usize,

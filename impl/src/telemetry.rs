@@ -13,6 +13,7 @@ pub struct Metrics {
     pub wechat_calls: IntCounterVec,
     pub wechat_errors: IntCounterVec,
     pub pool: IntGaugeVec,
+    pub storage_ops: IntCounterVec,
 }
 
 impl Metrics {
@@ -51,12 +52,21 @@ impl Metrics {
             &["state"],
         )
         .expect("static metric definition");
+        let storage_ops = IntCounterVec::new(
+            Opts::new(
+                "storage_ops_total",
+                "Object storage operations by kind and outcome (ok, error)",
+            ),
+            &["op", "outcome"],
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_latency.clone()),
             Box::new(wechat_calls.clone()),
             Box::new(wechat_errors.clone()),
             Box::new(pool.clone()),
+            Box::new(storage_ops.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -67,7 +77,15 @@ impl Metrics {
             wechat_calls,
             wechat_errors,
             pool,
+            storage_ops,
         }
+    }
+
+    /// Count one object storage operation (`head`, `get`, `put` after its retries).
+    pub fn storage_op(&self, op: &str, ok: bool) {
+        self.storage_ops
+            .with_label_values(&[op, if ok { "ok" } else { "error" }])
+            .inc();
     }
 
     /// Count one call to a WeChat API; `error` names the failure kind, if any.

@@ -26,6 +26,9 @@ struct State {
     /// Scenario mock: orders, paid orders.
     next_order: AtomicU64,
     paid: Mutex<HashSet<u64>>,
+    /// `--body-list` test: how often each body arrived, and its content type.
+    bodies: Mutex<BTreeMap<String, u64>>,
+    content_types: Mutex<HashSet<String>>,
 }
 
 struct Server {
@@ -87,6 +90,23 @@ async fn me(st: web::Data<State>, req: HttpRequest) -> HttpResponse {
         HttpResponse::Unauthorized()
             .json(json!({"error": {"code": "unauthorized", "message": "no token"}}))
     }
+}
+
+async fn record_body(st: web::Data<State>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    st.hits.fetch_add(1, Ordering::SeqCst);
+    let ct = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    st.content_types.lock().expect("lock").insert(ct);
+    *st.bodies
+        .lock()
+        .expect("lock")
+        .entry(String::from_utf8_lossy(&body).into_owned())
+        .or_default() += 1;
+    HttpResponse::Ok().body("ok")
 }
 
 /// Fast, except that 500 ms after the first request every request is held
@@ -195,6 +215,7 @@ fn start_with_keep_alive(state: Arc<State>, keep_alive: Duration) -> Server {
                     .route("/hello", web::post().to(hello))
                     .route("/chunked", web::get().to(chunked))
                     .route("/stall", web::get().to(stall))
+                    .route("/record", web::post().to(record_body))
                     .route("/me", web::get().to(me))
                     .route("/api/v1/auth/login", web::post().to(login))
                     .route("/api/v1/orders", web::post().to(create_order))
@@ -297,6 +318,80 @@ async fn library_counts_add_up() {
     .expect("run");
     assert_eq!(r.method, "POST");
     assert_eq!(r.status.get(&200), Some(&20));
+    srv.stop().await;
+}
+
+/// `--body-list`: every line is sent in turn by all connections of all threads,
+/// cycling, each as a complete request with its own Content-Length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_list_sends_each_line_in_turn() {
+    let srv = start(Arc::default());
+    let path = std::env::temp_dir().join(format!("qps-e2e-bodies-{}.txt", std::process::id()));
+    let lines: Vec<String> = (0..10)
+        .map(|i| format!("<xml><n>{i}</n>{}</xml>", "x".repeat(i * 7)))
+        .collect();
+    std::fs::write(&path, lines.join("\r\n") + "\n").expect("write the list");
+    let r = qps::run(args(&[
+        "--url",
+        &srv.url("/record"),
+        "-H",
+        "Content-Type: text/xml",
+        "--body-list",
+        path.to_str().expect("utf-8 path"),
+        "-c",
+        "6",
+        "-t",
+        "2",
+        "-n",
+        "35",
+    ]))
+    .await
+    .expect("run");
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(r.method, "POST", "a body list implies POST");
+    assert_eq!((r.requests, r.errors), (35, 0), "{:?}", r.error_samples);
+    assert_eq!(r.status.get(&200), Some(&35));
+    let got = srv.state.bodies.lock().expect("lock").clone();
+    let expected: BTreeMap<String, u64> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.clone(), if i < 5 { 4 } else { 3 }))
+        .collect();
+    assert_eq!(
+        got, expected,
+        "35 requests over 10 bodies: 4 or 3 each, in order"
+    );
+    assert_eq!(
+        *srv.state.content_types.lock().expect("lock"),
+        HashSet::from(["text/xml".to_string()])
+    );
+
+    // The binary refuses a list with --body, and an empty list.
+    let out = run_bin(&[
+        "--url",
+        &srv.url("/record"),
+        "-n",
+        "1",
+        "--body",
+        "x",
+        "--body-list",
+        "/dev/null",
+    ]);
+    assert!(!out.status.success());
+    let out = run_bin(&[
+        "--url",
+        &srv.url("/record"),
+        "-n",
+        "1",
+        "--body-list",
+        "/dev/null",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no body"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     srv.stop().await;
 }
 

@@ -3,8 +3,11 @@
 pub mod auth;
 pub mod health;
 pub mod me;
+pub mod mp;
+pub mod notify;
 pub mod orders;
 pub mod pay;
+pub mod qrcode;
 pub mod runners;
 
 use actix_web::web;
@@ -13,6 +16,8 @@ use crate::error::ApiError;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
     health::config(cfg);
+    mp::config(cfg);
+    qrcode::images_config(cfg);
     cfg.service(
         web::scope("/api/v1")
             .configure(auth::config)
@@ -20,6 +25,8 @@ pub fn config(cfg: &mut web::ServiceConfig) {
             .configure(runners::config)
             .configure(orders::config)
             .configure(pay::config)
+            .configure(qrcode::config)
+            .configure(notify::config)
             .configure(health::openapi_config),
     );
 }

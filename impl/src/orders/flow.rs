@@ -14,6 +14,7 @@ use super::view::OrderView;
 use super::{OrderError, status};
 use crate::Services;
 use crate::crypto::{random_alnum, random_digits};
+use crate::notify::OrderEvent;
 use crate::users::{CurrentUser, Role};
 
 /// The most one order may cost: ¥100,000, far above any errand, far below overflow.
@@ -336,7 +337,10 @@ impl Services {
             })
             .await?;
         match won {
-            Some(o) => Ok(OrderView::of(&o, o.customer_id == user.id.0)),
+            Some(o) => {
+                self.announce(&o, OrderEvent::Accepted);
+                Ok(OrderView::of(&o, o.customer_id == user.id.0))
+            }
             None => {
                 let o = self
                     .db
@@ -425,7 +429,12 @@ impl Services {
             })
             .await?;
         match moved {
-            Some(o) => Ok(OrderView::of(&o, o.customer_id == user.id.0)),
+            Some(o) => {
+                if to == status::DELIVERED {
+                    self.announce(&o, OrderEvent::Delivered);
+                }
+                Ok(OrderView::of(&o, o.customer_id == user.id.0))
+            }
             None => Err(self.lost_race(id, action).await),
         }
     }

@@ -11,6 +11,7 @@ use campus_dal::{OrderId, time};
 
 use super::{OrderError, status};
 use crate::Services;
+use crate::notify::OrderEvent;
 use crate::users::CurrentUser;
 use crate::wechat::pay::{JsapiParams, PayError, UnifiedOrderRequest, reply_fail, reply_success};
 
@@ -282,7 +283,17 @@ impl Services {
             })
             .await?;
         match &applied {
-            Applied::Paid => tracing::info!(out_trade_no = p.out_trade_no, source, "order paid"),
+            Applied::Paid => {
+                tracing::info!(out_trade_no = p.out_trade_no, source, "order paid");
+                let otn = p.out_trade_no.to_string();
+                if let Ok(Some(o)) = self
+                    .db
+                    .read(move |c| q::find_by_out_trade_no(c, &otn).map_err(OrderError::from))
+                    .await
+                {
+                    self.announce(&o, OrderEvent::Paid);
+                }
+            }
             Applied::LateOnClosed(no) => {
                 tracing::warn!(
                     out_trade_no = p.out_trade_no,

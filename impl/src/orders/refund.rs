@@ -14,6 +14,7 @@ use campus_dal::{OrderId, time};
 use super::payment::NotifyReply;
 use super::{OrderError, status};
 use crate::Services;
+use crate::notify::OrderEvent;
 use crate::wechat::pay::{RefundRequest, RefundStatus};
 
 /// WeChat allows at most 50 partial refunds per order.
@@ -292,8 +293,9 @@ impl Services {
         source: &'static str,
     ) -> Result<bool, OrderError> {
         let no = out_refund_no.to_string();
-        self.db
-            .write_tx(move |c| -> Result<bool, OrderError> {
+        let settled = self
+            .db
+            .write_tx(move |c| -> Result<Option<Option<Order>>, OrderError> {
                 let now = time::now();
                 let r = rq::find_by_out_refund_no(c, &no)?.ok_or(OrderError::NotFound)?;
                 let o = q::find(c, OrderId(r.order_id))?.ok_or(OrderError::NotFound)?;
@@ -309,23 +311,33 @@ impl Services {
                 match &outcome {
                     Settlement::Success(refund_id) => {
                         if rq::mark_success(c, r.id, refund_id.as_deref(), now)? != 1 {
-                            return Ok(false);
+                            return Ok(None);
                         }
                         q::add_refunded(c, o.order_id(), r.refund_fen, now)?;
                         ledger::append(c, &event("refunded"))?;
-                        q::finish_refunding(c, o.order_id(), now)?;
+                        if q::finish_refunding(c, o.order_id(), now)? == 1 {
+                            return Ok(Some(Some(o)));
+                        }
                     }
                     Settlement::Failed(why) => {
                         if rq::mark_failed(c, r.id, why, now)? != 1 {
-                            return Ok(false);
+                            return Ok(None);
                         }
                         q::release_refund(c, o.order_id(), r.refund_fen, now)?;
                         ledger::append(c, &event("refund_failed"))?;
                     }
                 }
-                Ok(true)
+                Ok(Some(None))
             })
-            .await
+            .await?;
+        match settled {
+            Some(Some(order)) => {
+                self.announce(&order, OrderEvent::Refunded);
+                Ok(true)
+            }
+            Some(None) => Ok(true),
+            None => Ok(false),
+        }
     }
 
     /// Job: retry queued refunds and ask WeChat about accepted ones (`refundquery`).

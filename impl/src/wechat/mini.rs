@@ -130,6 +130,10 @@ impl MiniClient {
         &self.cfg.appid
     }
 
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{}", self.cfg.api_base.trim_end_matches('/'), path)
     }

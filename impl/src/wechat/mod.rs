@@ -4,3 +4,4 @@ pub mod http;
 pub mod mini;
 pub mod mp_crypto;
 pub mod pay;
+pub mod wxacode;

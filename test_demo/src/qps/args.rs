@@ -16,8 +16,10 @@ pub const MAX_REQUESTS: u64 = 1_000_000_000;
 pub const MAX_RATE: f64 = 10_000_000.0;
 /// Longest `--timeout` and `--warmup` accepted.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
-/// Largest request body accepted (`--body`, `--body-file`).
+/// Largest request body accepted (`--body`, `--body-file`, each line of `--body-list`).
 pub const MAX_BODY: usize = 16 * 1024 * 1024;
+/// Largest `--body-list` file accepted.
+pub const MAX_BODY_LIST: u64 = 1024 * 1024 * 1024;
 
 /// The scenarios `--scenario` can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -43,6 +45,7 @@ pub enum Scenario {
         qps --url http://127.0.0.1:8080/healthz -c 64 -d 10s\n  \
         qps --url http://127.0.0.1:8080/api/v1/me --login-code CODE -c 32 -d 30s --rate 2000\n  \
         qps --url http://127.0.0.1:8080/api/v1/orders --token T --body-file order.json -n 10000 --json\n  \
+        qps --url http://127.0.0.1:8080/api/v1/pay/notify -H 'Content-Type: text/xml' --body-list notifies.txt -c 64 -d 10s\n  \
         qps --scenario order-flow --url http://127.0.0.1:8080 --sim-url https://127.0.0.1:9443 -c 16 -d 10s\n\n\
         `requests` counts responses (any status); transport errors are counted apart, by kind.\n\
         Targets must be loopback (127.0.0.0/8, ::1, localhost) unless --allow-remote is given."
@@ -61,8 +64,14 @@ pub struct Args {
     pub body: Option<String>,
 
     /// Read the request body from this file.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "body_list")]
     pub body_file: Option<PathBuf>,
+
+    /// One request body per line (empty lines skipped): each request sends the next
+    /// line, all connections sharing one sequence, cycling after the last line.
+    /// For requests that must differ, e.g. a signed notify per order.
+    #[arg(long, value_name = "FILE", conflicts_with = "body")]
+    pub body_list: Option<PathBuf>,
 
     /// Extra request header, `Name: value` (repeatable).
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
@@ -176,8 +185,8 @@ impl Args {
                     (self.rate.is_some(), "--rate"),
                     (self.method.is_some(), "--method"),
                     (
-                        self.body.is_some() || self.body_file.is_some(),
-                        "--body/--body-file",
+                        self.body.is_some() || self.body_file.is_some() || self.body_list.is_some(),
+                        "--body/--body-file/--body-list",
                     ),
                     (!self.headers.is_empty(), "-H/--header"),
                     (self.token.is_some(), "--token"),
@@ -219,6 +228,41 @@ impl Args {
             );
         }
         Ok(body)
+    }
+
+    /// The bodies of `--body-list`, one per non-empty line (a trailing `\r` is dropped).
+    pub fn body_list_bytes(&self) -> anyhow::Result<Option<Vec<Vec<u8>>>> {
+        let Some(path) = &self.body_list else {
+            return Ok(None);
+        };
+        let what = || format!("--body-list {}", path.display());
+        let size = std::fs::metadata(path)
+            .with_context(|| format!("cannot read {}", what()))?
+            .len();
+        if size > MAX_BODY_LIST {
+            bail!(
+                "{} is {size} bytes; at most {MAX_BODY_LIST} are accepted",
+                what()
+            );
+        }
+        let data = std::fs::read(path).with_context(|| format!("cannot read {}", what()))?;
+        let bodies: Vec<Vec<u8>> = data
+            .split(|&b| b == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect();
+        if bodies.is_empty() {
+            bail!("{} has no body (one per line)", what());
+        }
+        if let Some(big) = bodies.iter().find(|b| b.len() > MAX_BODY) {
+            bail!(
+                "{}: a body is {} bytes; at most {MAX_BODY} are accepted",
+                what(),
+                big.len()
+            );
+        }
+        Ok(Some(bodies))
     }
 }
 
@@ -305,6 +349,29 @@ mod tests {
         assert!(
             args(&["-d", "1s", "--scenario", "order-flow"]).is_ok_and(|a| a.validate().is_err()),
             "scenario needs --sim-url"
+        );
+    }
+
+    #[test]
+    fn body_list_reads_lines_and_conflicts() {
+        let path = std::env::temp_dir().join(format!("qps-body-list-{}.txt", std::process::id()));
+        std::fs::write(&path, "<a/>\r\n\n<b/>\n<c/>").expect("write");
+        let p = path.to_str().expect("utf-8 path");
+        let a = args(&["-d", "1s", "--body-list", p]).expect("parses");
+        assert!(a.validate().is_ok());
+        let bodies = a.body_list_bytes().expect("reads").expect("some");
+        assert_eq!(
+            bodies,
+            vec![b"<a/>".to_vec(), b"<b/>".to_vec(), b"<c/>".to_vec()]
+        );
+        assert!(args(&["-d", "1s", "--body-list", p, "--body", "x"]).is_err());
+        assert!(args(&["-d", "1s", "--body-list", p, "--body-file", p]).is_err());
+        std::fs::write(&path, "\n\r\n").expect("write");
+        assert!(a.body_list_bytes().is_err(), "an empty list is refused");
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            args(&["-d", "1s", "--body-list", "/nonexistent/list"])
+                .is_ok_and(|a| a.body_list_bytes().is_err())
         );
     }
 }

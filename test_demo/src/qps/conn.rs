@@ -8,7 +8,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -22,12 +22,51 @@ use super::http1::{ReadError, ResponseReader};
 use super::schedule::Dispenser;
 use super::stats::{ErrorKind, Stats, micros};
 
+/// The serialised request(s), sent as they are: one request on every connection, or
+/// (`--body-list`) a list that all connections of all threads take in turn, cycling.
+#[derive(Debug, Clone)]
+pub struct Requests {
+    list: Arc<[Box<[u8]>]>,
+    /// Index of the next request of a list (shared by the threads; unused for one request).
+    next: Arc<AtomicUsize>,
+}
+
+impl Requests {
+    pub fn one(request: Vec<u8>) -> Self {
+        Requests {
+            list: vec![request.into_boxed_slice()].into(),
+            next: Arc::default(),
+        }
+    }
+
+    pub fn list(requests: Vec<Vec<u8>>) -> anyhow::Result<Self> {
+        if requests.is_empty() {
+            bail!("the request list is empty");
+        }
+        Ok(Requests {
+            list: requests.into_iter().map(Vec::into_boxed_slice).collect(),
+            next: Arc::default(),
+        })
+    }
+
+    /// The request to send next: one atomic increment per request for a list, none otherwise.
+    #[inline]
+    pub fn next_request(&self) -> &[u8] {
+        let n = self.list.len();
+        let i = if n == 1 {
+            0
+        } else {
+            self.next.fetch_add(1, Ordering::Relaxed) % n
+        };
+        &self.list[i]
+    }
+}
+
 /// Everything the engine needs; built by [`super::run`].
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub addrs: Vec<SocketAddr>,
-    /// The serialised request, sent as is on every connection.
-    pub request: Arc<[u8]>,
+    pub requests: Requests,
     pub head_request: bool,
     pub connections: usize,
     pub threads: usize,
@@ -71,7 +110,7 @@ impl Slot {
 
 struct Ctx {
     addr: SocketAddr,
-    request: Arc<[u8]>,
+    requests: Requests,
     head_request: bool,
     timeout: Duration,
     dispenser: Dispenser,
@@ -221,6 +260,7 @@ async fn wait_for_slot(ctx: &Ctx, at: Instant) -> bool {
 /// the server dropped it while idle, so the request was never handled.
 async fn send_one(
     ctx: &Ctx,
+    request: &[u8],
     c: &mut Conn,
     timer: &mut Pin<Box<Sleep>>,
     sample: &mut Vec<u8>,
@@ -242,7 +282,7 @@ async fn send_one(
         let r = with_deadline(
             timer,
             send + ctx.timeout,
-            exchange(s, &mut c.reader, &ctx.request, ctx.head_request, sample),
+            exchange(s, &mut c.reader, request, ctx.head_request, sample),
         )
         .await
         .unwrap_or(Err(Failure::Timeout(ctx.timeout)));
@@ -339,7 +379,8 @@ async fn conn_loop(ctx: Rc<Ctx>, first: TcpStream) {
                 at
             }
         };
-        let result = send_one(&ctx, &mut c, &mut timer, &mut sample).await;
+        let request = ctx.requests.next_request();
+        let result = send_one(&ctx, request, &mut c, &mut timer, &mut sample).await;
         let end = Instant::now();
 
         let mut st = ctx.stats.borrow_mut();
@@ -472,7 +513,7 @@ fn thread_main(
     };
     let ctx = Rc::new(Ctx {
         addr,
-        request: cfg.request.clone(),
+        requests: cfg.requests.clone(),
         head_request: cfg.head_request,
         timeout: cfg.timeout,
         dispenser: Dispenser::new(
@@ -626,6 +667,26 @@ fn progress_bar(cfg: &EngineConfig) -> indicatif::ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_list_cycles() {
+        let one = Requests::one(b"GET / HTTP/1.1\r\n\r\n".to_vec());
+        assert_eq!(one.next_request(), one.next_request());
+        assert!(Requests::list(Vec::new()).is_err());
+        let list =
+            Requests::list(vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]).expect("non-empty");
+        let other_thread = list.clone();
+        let got: Vec<&[u8]> = (0..4)
+            .map(|i| {
+                if i % 2 == 0 {
+                    list.next_request()
+                } else {
+                    other_thread.next_request()
+                }
+            })
+            .collect();
+        assert_eq!(got, vec![&b"a"[..], b"b", b"c", b"a"]);
+    }
 
     #[test]
     fn shares_add_up() {

@@ -49,9 +49,10 @@ pub async fn run_with_stop(args: Args, stop: Arc<AtomicBool>) -> anyhow::Result<
     }
     let target = target::target(&args.url, args.allow_remote).await?;
     let body = args.body_bytes()?;
+    let body_list = args.body_list_bytes()?;
     let method = match &args.method {
         Some(m) => m.trim().to_ascii_uppercase(),
-        None if body.is_some() => "POST".to_string(),
+        None if body.is_some() || body_list.is_some() => "POST".to_string(),
         None => "GET".to_string(),
     };
     let headers = args
@@ -64,21 +65,33 @@ pub async fn run_with_stop(args: Args, stop: Arc<AtomicBool>) -> anyhow::Result<
         (None, Some(code)) => Some(login(&target.origin, code, args.timeout).await?),
         (None, None) => None,
     };
-    let request = http1::build_request(&http1::RequestSpec {
+    let mut spec = http1::RequestSpec {
         method: method.clone(),
         host_header: target.host_header.clone(),
         path_and_query: target.path_and_query.clone(),
         headers,
         bearer,
         body,
-    })?;
+    };
+    let requests = match body_list {
+        None => conn::Requests::one(http1::build_request(&spec)?),
+        Some(bodies) => conn::Requests::list(
+            bodies
+                .into_iter()
+                .map(|b| {
+                    spec.body = Some(b);
+                    http1::build_request(&spec)
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?,
+        )?,
+    };
     let threads = args
         .threads
         .unwrap_or_else(default_threads)
         .min(args.connections);
     let cfg = conn::EngineConfig {
         addrs: target.addrs.clone(),
-        request: request.into(),
+        requests,
         head_request: method == "HEAD",
         connections: args.connections,
         threads,

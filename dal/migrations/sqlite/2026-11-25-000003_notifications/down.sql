@@ -1,0 +1,2 @@
+DROP TABLE message_log;
+DROP TABLE notify_credits;

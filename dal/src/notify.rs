@@ -1,0 +1,151 @@
+//! Message sending credits and the log of every send.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::conn::Conn;
+use crate::ids::UserId;
+use crate::schema::{message_log, notify_credits};
+
+/// A granted credit, as inserted.
+pub struct NewCredit<'a> {
+    pub user: UserId,
+    /// `form_id` or `subscribe`.
+    pub kind: &'a str,
+    pub template_id: Option<&'a str>,
+    pub form_id: Option<&'a str>,
+    pub expires_at: Option<NaiveDateTime>,
+    pub at: NaiveDateTime,
+}
+
+pub fn grant(conn: &mut Conn, c: &NewCredit<'_>) -> QueryResult<usize> {
+    diesel::insert_into(notify_credits::table)
+        .values((
+            notify_credits::user_id.eq(c.user.0),
+            notify_credits::kind.eq(c.kind),
+            notify_credits::template_id.eq(c.template_id),
+            notify_credits::form_id.eq(c.form_id),
+            notify_credits::expires_at.eq(c.expires_at),
+            notify_credits::created_at.eq(c.at),
+        ))
+        .execute(conn)
+}
+
+/// Takes one unused, unexpired credit for `template_id` (a subscribe acceptance of that
+/// template, else a legacy form_id): marks it used and returns its form_id if any.
+/// `None` when the user has no credit. The mark is a compare-and-set, so two senders
+/// never spend the same credit.
+pub fn take(
+    conn: &mut Conn,
+    user: UserId,
+    template_id: &str,
+    now: NaiveDateTime,
+) -> QueryResult<Option<Option<String>>> {
+    for _ in 0..3 {
+        let candidate: Option<(i64, Option<String>)> = notify_credits::table
+            .filter(notify_credits::user_id.eq(user.0))
+            .filter(notify_credits::used_at.is_null())
+            .filter(
+                notify_credits::expires_at
+                    .is_null()
+                    .or(notify_credits::expires_at.gt(now)),
+            )
+            .filter(
+                notify_credits::template_id
+                    .eq(template_id)
+                    .or(notify_credits::kind.eq("form_id")),
+            )
+            .order((notify_credits::kind.desc(), notify_credits::id.asc()))
+            .select((notify_credits::id, notify_credits::form_id))
+            .first(conn)
+            .optional()?;
+        let Some((id, form_id)) = candidate else {
+            return Ok(None);
+        };
+        let won = diesel::update(
+            notify_credits::table
+                .find(id)
+                .filter(notify_credits::used_at.is_null()),
+        )
+        .set(notify_credits::used_at.eq(Some(now)))
+        .execute(conn)?;
+        if won == 1 {
+            return Ok(Some(form_id));
+        }
+    }
+    Ok(None)
+}
+
+pub fn unused_count(conn: &mut Conn, user: UserId, now: NaiveDateTime) -> QueryResult<i64> {
+    notify_credits::table
+        .filter(notify_credits::user_id.eq(user.0))
+        .filter(notify_credits::used_at.is_null())
+        .filter(
+            notify_credits::expires_at
+                .is_null()
+                .or(notify_credits::expires_at.gt(now)),
+        )
+        .count()
+        .get_result(conn)
+}
+
+/// Expiry sweep: drops credits past their life and spent ones older than `spent_before`.
+pub fn sweep(
+    conn: &mut Conn,
+    now: NaiveDateTime,
+    spent_before: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::delete(
+        notify_credits::table.filter(
+            notify_credits::expires_at
+                .lt(now)
+                .or(notify_credits::used_at.lt(spent_before)),
+        ),
+    )
+    .execute(conn)
+}
+
+pub struct NewMessage<'a> {
+    pub user: UserId,
+    pub channel: &'a str,
+    pub template_id: Option<&'a str>,
+    pub event: &'a str,
+    pub order_id: Option<i64>,
+    pub outcome: &'a str,
+    pub at: NaiveDateTime,
+}
+
+pub fn log_message(conn: &mut Conn, m: &NewMessage<'_>) -> QueryResult<usize> {
+    diesel::insert_into(message_log::table)
+        .values((
+            message_log::user_id.eq(m.user.0),
+            message_log::channel.eq(m.channel),
+            message_log::template_id.eq(m.template_id),
+            message_log::event.eq(m.event),
+            message_log::order_id.eq(m.order_id),
+            message_log::outcome.eq(m.outcome),
+            message_log::created_at.eq(m.at),
+        ))
+        .execute(conn)
+}
+
+#[derive(Clone, Debug, Queryable)]
+pub struct LoggedMessage {
+    pub event: String,
+    pub template_id: Option<String>,
+    pub outcome: String,
+    pub order_id: Option<i64>,
+}
+
+pub fn messages_of(conn: &mut Conn, user: UserId) -> QueryResult<Vec<LoggedMessage>> {
+    message_log::table
+        .filter(message_log::user_id.eq(user.0))
+        .order(message_log::id.asc())
+        .select((
+            message_log::event,
+            message_log::template_id,
+            message_log::outcome,
+            message_log::order_id,
+        ))
+        .load(conn)
+}
