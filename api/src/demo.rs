@@ -119,6 +119,15 @@ sleep 1; curl -s {base}/api/v1/orders/$ORDER -H "Authorization: Bearer $TOKEN"; 
 curl -s -X POST {base}/api/v1/orders/$ORDER/cancel -H "Authorization: Bearer $TOKEN"; echo   # "status":"refunding"
 sleep 5; curl -s {base}/api/v1/orders/$ORDER -H "Authorization: Bearer $TOKEN"; echo     # "status":"refunded"
 
+# 6. A mini-program code for a dorm poster. The first request calls getwxacodeunlimit and
+#    stores the image (X-Cache: MISS; HIT on later demo runs, images/ keeps it); the second
+#    is served from the cache without calling WeChat (X-Cache: HIT). Then fetch the image.
+curl -si "{base}/api/v1/qrcode?scene=dorm%3D5&page=pages/index/index" -H "Authorization: Bearer $TOKEN" | grep -iE '^x-cache|url'
+curl -si "{base}/api/v1/qrcode?scene=dorm%3D5&page=pages/index/index" -H "Authorization: Bearer $TOKEN" | grep -iE '^x-cache|url'
+QR=$(curl -s "{base}/api/v1/qrcode?scene=dorm%3D5&page=pages/index/index" -H "Authorization: Bearer $TOKEN" | sed -E 's/.*"url":"([^"]+)".*/\1/')
+curl -s -o dorm5.png -w '%{{http_code}} %{{content_type}} %{{size_download}} bytes -> dorm5.png\n' "$QR"
+curl -s {base}/metrics | grep 'wechat_calls_total.*getwxacodeunlimit'     # one call for three requests
+
 # Health, metrics and the API document:
 curl -s {base}/healthz; echo
 curl -s {base}/metrics | head -5

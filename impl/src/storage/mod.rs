@@ -126,10 +126,7 @@ impl Storage {
                     store: Arc::new(store),
                     public_base: public_base.trim_end_matches('/').to_string(),
                     local: false,
-                    identity: format!(
-                        "s3://{bucket}@{}",
-                        endpoint.as_deref().unwrap_or(&region)
-                    ),
+                    identity: format!("s3://{bucket}@{}", endpoint.as_deref().unwrap_or(&region)),
                     metrics,
                 })
             }
@@ -141,7 +138,10 @@ impl Storage {
             .map_err(|e| StorageError::Config(format!("cannot create {}: {e}", dir.display())))?;
         let fs = LocalFileSystem::new_with_prefix(&dir)
             .map_err(|e| StorageError::Config(format!("{}: {e}", dir.display())))?;
-        let identity = format!("file://{}", std::path::absolute(&dir).unwrap_or(dir).display());
+        let identity = format!(
+            "file://{}",
+            std::path::absolute(&dir).unwrap_or(dir).display()
+        );
         Ok(Self {
             store: Arc::new(fs),
             public_base: format!("{}/images", server_base.trim_end_matches('/')),
