@@ -130,7 +130,11 @@ async fn refused_subscriptions_are_expected_not_alarms() {
     }
 }
 
-fn text_msg(from: &str, content: &str, msg_id: u64) -> String {
+/// MsgIds are unique per account at WeChat; random here so runs sharing one Redis
+/// (its de-duplication store) never see each other's pushes.
+fn text_msg(from: &str, content: &str, n: u64) -> String {
+    static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let msg_id = BASE.get_or_init(|| rand::random::<u32>() as u64 * 1000) + n;
     format!(
         "<xml><ToUserName><![CDATA[gh_campus]]></ToUserName><FromUserName><![CDATA[{from}]]></FromUserName>\
          <CreateTime>1700000000</CreateTime><MsgType><![CDATA[text]]></MsgType>\
