@@ -113,8 +113,15 @@ impl r2d2::ManageConnection for ConnManager {
             .map_err(diesel::r2d2::Error::QueryError)
     }
 
-    fn has_broken(&self, _conn: &mut DbConn) -> bool {
-        false
+    /// As diesel's own manager: a connection left inside a transaction (a panic mid-write)
+    /// or with a failed transaction manager is closed instead of going back to the pool.
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        use diesel::r2d2::R2D2Connection;
+        std::thread::panicking()
+            || match conn {
+                DbConn::Sqlite(c) => c.is_broken(),
+                DbConn::Mysql(c) => c.is_broken(),
+            }
     }
 }
 
@@ -139,10 +146,15 @@ impl Pools {
                 .map_err(|e| UrlError::Dir(dir.display().to_string(), e))?;
         }
         let manager = ConnManager::new(target.clone());
+        // A checkout test (`SELECT 1`) catches MySQL connections the server dropped while
+        // idle; an embedded SQLite connection cannot go away, and the test was one extra
+        // statement per unit of work.
+        let test_on_check_out = target.backend() == Backend::Mysql;
         let build = |max: u32| {
             r2d2::Pool::builder()
                 .max_size(max.max(1))
                 .min_idle(Some(1))
+                .test_on_check_out(test_on_check_out)
                 .connection_timeout(Duration::from_secs(5))
                 .build(manager.clone())
         };

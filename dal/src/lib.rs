@@ -44,6 +44,18 @@ where
     conn.transaction(f)
 }
 
+/// True while a transaction is open on `conn` (for SQLite, where a statement that fails
+/// with e.g. SQLITE_FULL or SQLITE_IOERR can end the whole transaction by itself): `BEGIN`
+/// fails inside a transaction; outside, the transaction it opened is rolled back at once.
+pub fn in_transaction(conn: &mut Conn) -> bool {
+    use diesel::connection::SimpleConnection;
+    if conn.batch_execute("BEGIN").is_err() {
+        return true;
+    }
+    let _ = conn.batch_execute("ROLLBACK");
+    false
+}
+
 /// True when `e` is a unique-key violation (same kind on both backends).
 pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
     matches!(

@@ -285,11 +285,13 @@ impl Services {
         match &applied {
             Applied::Paid => {
                 tracing::info!(out_trade_no = p.out_trade_no, source, "order paid");
+                // Read the order again only when order messages are on (a read per notify).
                 let otn = p.out_trade_no.to_string();
-                if let Ok(Some(o)) = self
-                    .db
-                    .read(move |c| q::find_by_out_trade_no(c, &otn).map_err(OrderError::from))
-                    .await
+                if self.settings.wechat_template_order.is_some()
+                    && let Ok(Some(o)) = self
+                        .db
+                        .read(move |c| q::find_by_out_trade_no(c, &otn).map_err(OrderError::from))
+                        .await
                 {
                     self.announce(&o, OrderEvent::Paid);
                 }
