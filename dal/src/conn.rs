@@ -109,8 +109,7 @@ impl r2d2::ManageConnection for ConnManager {
     }
 
     fn is_valid(&self, conn: &mut DbConn) -> Result<(), Self::Error> {
-        conn.batch_execute("SELECT 1")
-            .map_err(diesel::r2d2::Error::QueryError)
+        crate::health::ping(conn).map_err(diesel::r2d2::Error::QueryError)
     }
 
     /// As diesel's own manager: a connection left inside a transaction (a panic mid-write)
