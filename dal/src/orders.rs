@@ -210,21 +210,35 @@ pub fn transition(
     let target = orders::table
         .find(id.0)
         .filter(orders::status.eq_any(from.iter().map(|s| s.to_string()).collect::<Vec<_>>()));
-    let base = (orders::status.eq(to), orders::updated_at.eq(now));
-    match to {
-        "picked_up" => diesel::update(target)
-            .set((base, orders::picked_up_at.eq(Some(now))))
-            .execute(conn),
-        "delivered" => diesel::update(target)
-            .set((base, orders::delivered_at.eq(Some(now))))
-            .execute(conn),
-        "completed" => diesel::update(target)
-            .set((base, orders::completed_at.eq(Some(now))))
-            .execute(conn),
-        "closed" => diesel::update(target)
-            .set((base, orders::closed_at.eq(Some(now))))
-            .execute(conn),
-        _ => diesel::update(target).set(base).execute(conn),
+    diesel::update(target)
+        .set(StatusChange::new(to, now))
+        .execute(conn)
+}
+
+/// The columns a move to `status` sets: the status, `updated_at`, and the timestamp of the
+/// milestone it marks, if any (`None` leaves a column alone).
+#[derive(AsChangeset)]
+#[diesel(table_name = orders)]
+struct StatusChange<'a> {
+    status: &'a str,
+    updated_at: NaiveDateTime,
+    picked_up_at: Option<NaiveDateTime>,
+    delivered_at: Option<NaiveDateTime>,
+    completed_at: Option<NaiveDateTime>,
+    closed_at: Option<NaiveDateTime>,
+}
+
+impl<'a> StatusChange<'a> {
+    fn new(status: &'a str, now: NaiveDateTime) -> Self {
+        let at = |milestone: &str| (status == milestone).then_some(now);
+        Self {
+            status,
+            updated_at: now,
+            picked_up_at: at("picked_up"),
+            delivered_at: at("delivered"),
+            completed_at: at("completed"),
+            closed_at: at("closed"),
+        }
     }
 }
 
@@ -263,16 +277,9 @@ pub fn runner_transition(
         .find(id.0)
         .filter(orders::status.eq(from))
         .filter(orders::runner_id.eq(runner.0));
-    let base = (orders::status.eq(to), orders::updated_at.eq(now));
-    match to {
-        "picked_up" => diesel::update(target)
-            .set((base, orders::picked_up_at.eq(Some(now))))
-            .execute(conn),
-        "delivered" => diesel::update(target)
-            .set((base, orders::delivered_at.eq(Some(now))))
-            .execute(conn),
-        _ => diesel::update(target).set(base).execute(conn),
-    }
+    diesel::update(target)
+        .set(StatusChange::new(to, now))
+        .execute(conn)
 }
 
 /// Reserves `fen` of the paid amount for a refund; fails (0 rows) when it would exceed
