@@ -235,6 +235,41 @@ async fn unpaid_order_closes_after_the_timeout() {
     jobs.abort();
 }
 
+#[actix_web::test]
+async fn delivered_order_completes_by_itself_after_the_delay() {
+    let app = TestApp::spawn_with(Options {
+        tweak: Box::new(|s| {
+            s.order_auto_complete_secs = 1;
+            s.pay_reconcile_secs = 1;
+        }),
+        ..Options::default()
+    })
+    .await;
+    let jobs = app.services.clone().start_jobs();
+    let customer = app.login("auto-complete").await;
+    let runner = app.runner("auto-complete-runner").await;
+    let o = app.paid_order(&customer, 300).await;
+    let id = o["id"].as_i64().expect("id");
+    let code = app.get(&format!("/api/v1/orders/{id}"), &customer).await.1["pickup_code"]
+        .as_str()
+        .expect("pickup code")
+        .to_string();
+    for (step, body) in [
+        ("accept", json!({})),
+        ("pickup", json!({})),
+        ("deliver", json!({"pickup_code": code})),
+    ] {
+        let (s, b) = app
+            .post(&format!("/api/v1/orders/{id}/{step}"), &runner, body)
+            .await;
+        assert_eq!(s, 200, "{step}: {b}");
+    }
+    let done = app.wait_status(&customer, id, "completed").await;
+    assert!(done["completed_at"].is_string(), "{done}");
+    assert!(done["delivered_at"].is_string(), "{done}");
+    jobs.abort();
+}
+
 fn sign(params: &BTreeMap<String, String>, key: &str) -> String {
     campus_impl::wechat::pay::sign::sign(params, key, campus_impl::wechat::pay::SignType::Md5)
 }

@@ -14,6 +14,9 @@ impl Services {
     pub(crate) fn order_jobs(&self) -> Vec<tokio::task::JoinHandle<()>> {
         let reconcile = Duration::from_secs(self.settings.pay_reconcile_secs.max(1));
         let timeout_period = reconcile.min(Duration::from_secs(30));
+        // Auto-completion is due hours after delivery: once a minute is plenty, and a short
+        // reconcile period (tests, CAMPUS_ENV=test) shortens it too.
+        let complete_period = reconcile.min(Duration::from_secs(60));
         let (a, b, c, d) = (self.clone(), self.clone(), self.clone(), self.clone());
         vec![
             every("close_expired_orders", timeout_period, move || {
@@ -28,7 +31,7 @@ impl Services {
                 let s = c.clone();
                 async move { s.settle_refunds().await }
             }),
-            every("auto_complete_orders", Duration::from_secs(60), move || {
+            every("auto_complete_orders", complete_period, move || {
                 let s = d.clone();
                 async move { s.auto_complete().await }
             }),
