@@ -129,10 +129,12 @@ impl Services {
         if from.is_empty() {
             return Err(MpError::Malformed("no FromUserName".into()));
         }
+        // Keyed by the receiving account (ToUserName) too: MsgIds are unique per account
+        // only, and several accounts may share one Redis.
         let dedup_key = match msg.get("MsgId") {
-            Some(id) => format!("mp:msg:{id}"),
+            Some(id) => format!("mp:msg:{to}:{id}"),
             None => format!(
-                "mp:event:{from}:{}",
+                "mp:event:{to}:{from}:{}",
                 msg.get("CreateTime").map(String::as_str).unwrap_or("")
             ),
         };
