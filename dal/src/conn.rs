@@ -145,9 +145,9 @@ impl Pools {
                 .map_err(|e| UrlError::Dir(dir.display().to_string(), e))?;
         }
         let manager = ConnManager::new(target.clone());
-        // A checkout test (`SELECT 1`) catches MySQL connections the server dropped while
-        // idle; an embedded SQLite connection cannot go away, and the test was one extra
-        // statement per unit of work.
+        // A checkout test (`health::ping`, one round trip) catches MySQL connections the
+        // server dropped while idle or lost in a restart; an embedded SQLite connection
+        // cannot go away, so there the test would only be one more statement per unit of work.
         let test_on_check_out = target.backend() == Backend::Mysql;
         let build = |max: u32| {
             r2d2::Pool::builder()

@@ -112,9 +112,9 @@ where
     .map_err(DbError::from)?
 }
 
-/// A queued write: runs on the writer's connection and returns how to answer its caller,
-/// given whether the group commit it was part of failed.
-type WriteJob = Box<dyn FnOnce(Result<&mut Conn, DbError>) -> Reply + Send>;
+/// A queued write: runs on the writer's connection and returns whether it succeeded and
+/// how to answer its caller, given whether the group commit it was part of failed.
+type WriteJob = Box<dyn FnOnce(Result<&mut Conn, DbError>) -> (bool, Reply) + Send>;
 type Reply = Box<dyn FnOnce(Option<DbError>)>;
 
 /// Most writes committed together.
@@ -160,12 +160,14 @@ impl Writer {
                 Ok(c) => f(c),
                 Err(e) => Err(E::from(e)),
             };
-            Box::new(move |not_committed: Option<DbError>| {
+            let ok = r.is_ok();
+            let reply: Reply = Box::new(move |not_committed: Option<DbError>| {
                 let _ = tx.send(match not_committed {
                     None => r,
                     Some(e) => Err(E::from(e)),
                 });
-            })
+            });
+            (ok, reply)
         });
         self.jobs
             .send(job)
@@ -187,7 +189,7 @@ fn writer_loop(pool: &campus_dal::Pool, queue: &mpsc::Receiver<WriteJob>) {
             Ok(c) => c,
             Err(e) => {
                 if let Some(job) = pending.pop_front() {
-                    job(Err(DbError::from(e)))(None);
+                    job(Err(DbError::from(e))).1(None);
                 }
                 continue;
             }
@@ -218,7 +220,7 @@ fn run_group(conn: &mut Conn, pending: &mut VecDeque<WriteJob>) -> bool {
         };
         // A panicking write fails alone (its caller sees WriterLost), as on the blocking pool.
         return match std::panic::catch_unwind(AssertUnwindSafe(|| job(Ok(&mut *conn)))) {
-            Ok(reply) => {
+            Ok((_, reply)) => {
                 reply(None);
                 true
             }
@@ -238,17 +240,21 @@ fn run_group(conn: &mut Conn, pending: &mut VecDeque<WriteJob>) -> bool {
             let Some(job) = pending.pop_front() else {
                 break;
             };
-            match std::panic::catch_unwind(AssertUnwindSafe(|| job(Ok(&mut *c)))) {
-                Ok(reply) => replies.push(reply),
+            let ok = match std::panic::catch_unwind(AssertUnwindSafe(|| job(Ok(&mut *c)))) {
+                Ok((ok, reply)) => {
+                    replies.push(reply);
+                    ok
+                }
                 Err(_) => {
                     tracing::error!("a database write panicked; its group is rolled back");
                     panicked = true;
                     return Err(campus_dal::DieselError::RollbackTransaction);
                 }
-            }
+            };
             // A write that failed may have ended the transaction (SQLITE_FULL, IOERR, ...):
             // the next ones would commit on their own. Stop; they run in the next group.
-            if !campus_dal::in_transaction(c) {
+            // (Checked after failures only: it costs two statements.)
+            if !ok && !campus_dal::in_transaction(c) {
                 return Err(campus_dal::DieselError::RollbackTransaction);
             }
         }
