@@ -250,15 +250,7 @@ async fn health_ready_metrics_openapi() {
     assert!(m.contains("route=\"/api/v1/auth/login\""));
     assert!(m.contains("campus_wechat_calls_total{api=\"jscode2session\"}"));
     assert!(m.contains("campus_db_pool_connections"));
-    let doc: Value = app
-        .client
-        .get(app.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .expect("openapi")
-        .json()
-        .await
-        .expect("json");
+    let doc = app.openapi().await;
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with('3')));
     for p in [
         "/api/v1/auth/login",

@@ -254,15 +254,7 @@ async fn images_route_refuses_anything_but_code_names() {
         .await
         .expect("get");
     assert_eq!(r.status(), 401, "a token is required");
-    let doc: Value = app
-        .client
-        .get(app.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .expect("openapi")
-        .json()
-        .await
-        .expect("json");
+    let doc = app.openapi().await;
     for path in ["/api/v1/qrcode", "/images/{key}"] {
         assert!(doc["paths"][path].is_object(), "{path} documented");
     }

@@ -207,6 +207,18 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// The served OpenAPI document (no token needed).
+    pub async fn openapi(&self) -> Value {
+        self.client
+            .get(self.url("/api/v1/openapi.json"))
+            .send()
+            .await
+            .expect("openapi")
+            .json()
+            .await
+            .expect("json")
+    }
+
     pub async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
         let r = self
             .client
