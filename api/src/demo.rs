@@ -76,10 +76,10 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
         )?));
     }
     let app = Application::build(settings).await?;
-    let services = app.services().clone();
+    let ctx = app.context().clone();
     let base = format!("http://127.0.0.1:{}", app.port());
     println!("{}", walkthrough(&base, &sim.base_url()));
-    let jobs = services.start_jobs();
+    let jobs = ctx.start_jobs();
     let r = app.run_until_stopped().await;
     jobs.abort();
     sim.stop();

@@ -60,7 +60,7 @@ async fn login_me_and_profile() {
     // Encryption at rest: the raw row does not hold the phone number or the dorm.
     let id = campus_impl::UserId(me["id"].as_i64().expect("id"));
     let row = app
-        .services
+        .ctx
         .db
         .read(move |c| campus_dal::users::find(c, id).map_err(campus_impl::db::DbError::from))
         .await

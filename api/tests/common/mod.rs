@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use campus_api::Application;
 use campus_api::demo::use_simulator;
-use campus_impl::{Services, Settings};
+use campus_impl::{AppContext, Settings};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use test_demo::sim::{self, SimConfig, SimHandle};
@@ -75,7 +75,7 @@ pub fn mysql_exec(sql: &str) {
 
 pub struct TestApp {
     pub base: String,
-    pub services: Services,
+    pub ctx: AppContext,
     pub sim: SimHandle,
     pub client: reqwest::Client,
     pub settings: Settings,
@@ -154,12 +154,12 @@ impl TestApp {
         (opts.tweak)(&mut s);
         let app = Application::build(s.clone()).await.expect("app builds");
         let settings = s;
-        let services = app.services().clone();
+        let ctx = app.context().clone();
         let handle = app.server_handle();
         actix_web::rt::spawn(app.run_until_stopped());
         TestApp {
             base: format!("http://127.0.0.1:{port}"),
-            services,
+            ctx,
             sim,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(20))
