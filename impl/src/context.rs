@@ -8,7 +8,6 @@ use secrecy::ExposeSecret;
 
 use crate::auth::TokenIssuer;
 use crate::cache::{Cache, CacheError};
-use crate::crypto::{CryptoError, FieldCipher};
 use crate::db::Db;
 use crate::jobs::Jobs;
 use crate::official_account::{AccountKeys, OfficialAccount};
@@ -16,32 +15,27 @@ use crate::orders::{OrderTimes, Orders};
 use crate::payments::Payments;
 use crate::qrcodes::QrCodes;
 use crate::refunds::Refunds;
-use crate::settings::Settings;
+use crate::settings::{Settings, SettingsError};
 use crate::storage::{Storage, StorageError};
 use crate::subscriptions::{Subscriptions, Templates};
 use crate::telemetry::Metrics;
 use crate::users::Users;
 use crate::wechat::http::HttpSetupError;
-use crate::wechat::mini::{MiniClient, MiniConfig};
-use crate::wechat::mp_crypto::{MpCrypto, MpCryptoError};
-use crate::wechat::pay::{PayClient, PayConfig, PayError};
+use crate::wechat::mini::MiniClient;
+use crate::wechat::pay::{PayClient, PayError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("missing setting {0}")]
-    Missing(&'static str),
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
     #[error(transparent)]
     Database(#[from] campus_dal::DalError),
     #[error(transparent)]
     Cache(#[from] CacheError),
     #[error(transparent)]
-    Crypto(#[from] CryptoError),
-    #[error(transparent)]
     Http(#[from] HttpSetupError),
     #[error(transparent)]
     Pay(#[from] PayError),
-    #[error("official account: {0}")]
-    OfficialAccount(#[from] MpCryptoError),
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("{0}")]
@@ -75,18 +69,11 @@ impl AppContext {
     /// Connects the database (running pending migrations), the cache and the WeChat
     /// clients, and wires the services.
     pub async fn build(settings: Settings, metrics: Metrics) -> Result<Self, BuildError> {
-        let jwt = settings
-            .jwt_secret
-            .as_ref()
-            .ok_or(BuildError::Missing("JWT_SECRET"))?;
-        let tokens = TokenIssuer::new(jwt.expose_secret().as_bytes(), settings.token_ttl_secs);
-        let cipher = FieldCipher::from_hex(
-            settings
-                .field_encryption_key
-                .as_ref()
-                .ok_or(BuildError::Missing("FIELD_ENCRYPTION_KEY"))?
-                .expose_secret(),
-        )?;
+        let resolved = settings.resolve()?;
+        let tokens = TokenIssuer::new(
+            resolved.jwt_secret.expose_secret().as_bytes(),
+            settings.token_ttl_secs,
+        );
         let url = settings.database_url.clone();
         let size = settings.database_pool_size;
         let pools = tokio::task::spawn_blocking(move || -> Result<_, campus_dal::DalError> {
@@ -101,24 +88,8 @@ impl AppContext {
         .map_err(|e| BuildError::Other(e.to_string()))??;
         let db = Db::new(pools);
         let cache = Cache::connect(settings.redis_url.as_deref()).await?;
-        let mini = MiniClient::new(
-            MiniConfig {
-                appid: settings
-                    .wechat_appid
-                    .clone()
-                    .ok_or(BuildError::Missing("WECHAT_APPID"))?,
-                secret: settings
-                    .wechat_secret
-                    .clone()
-                    .ok_or(BuildError::Missing("WECHAT_SECRET"))?,
-                api_base: settings.wechat_api_base.clone(),
-                extra_root: settings.wechat_ca_cert.clone(),
-                timeout: Duration::from_secs(settings.wechat_timeout_secs),
-            },
-            cache.clone(),
-            metrics.clone(),
-        )?;
-        let pay = PayClient::new(PayConfig::from_settings(&settings)?, metrics.clone())?;
+        let mini = MiniClient::new(resolved.mini, cache.clone(), metrics.clone())?;
+        let pay = PayClient::new(resolved.pay, metrics.clone())?;
         let storage = Storage::build(&settings, metrics.clone())?;
         let base = &settings.public_base_url;
 
@@ -126,7 +97,7 @@ impl AppContext {
             db.clone(),
             mini.clone(),
             tokens,
-            cipher,
+            resolved.cipher,
             settings.admin_openid_list(),
         );
         let subscriptions = Subscriptions::new(
@@ -163,13 +134,10 @@ impl AppContext {
                 auto_complete_after: chrono::Duration::seconds(settings.order_auto_complete_secs),
             },
         );
-        let account = match &settings.wechat_mp_token {
-            Some(token) => Some(AccountKeys {
-                token: token.clone(),
-                crypto: MpCrypto::from_settings(&settings)?,
-            }),
-            None => None,
-        };
+        let account = settings.wechat_mp_token.clone().map(|token| AccountKeys {
+            token,
+            crypto: resolved.official_account_crypto,
+        });
         let official_account = OfficialAccount::new(db.clone(), cache.clone(), account);
         let qrcodes = QrCodes::new(mini.clone(), storage, &settings.qr_cache_dir);
         Ok(Self {
