@@ -18,7 +18,6 @@ use super::error::PayError;
 use super::identity::ClientIdentity;
 use super::sign::{nonce_str, sign, verify};
 use super::xml::{MAX_BODY_BYTES, XmlError, parse_flat, to_xml};
-use crate::settings::Settings;
 use crate::telemetry::Metrics;
 use crate::wechat::http::client_builder;
 

@@ -2,6 +2,7 @@
 //! the client's signatures and answers signed XML — or forged, unsigned, failing or
 //! garbled XML, chosen by the out_trade_no / out_refund_no prefix.
 
+use crate::settings::Settings;
 use std::sync::Mutex;
 
 use actix_web::dev::ServerHandle;
