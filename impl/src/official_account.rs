@@ -49,7 +49,7 @@ pub enum OfficialAccountError {
 
 /// The query WeChat signs its pushes with.
 #[derive(Clone, Debug, Default, serde::Deserialize)]
-pub struct MpQuery {
+pub struct PushQuery {
     #[serde(default)]
     pub signature: String,
     #[serde(default)]
@@ -92,7 +92,7 @@ impl OfficialAccount {
     }
 
     /// `GET /wechat/mp`: the URL check when the server is configured in WeChat's console.
-    pub fn echo(&self, q: &MpQuery) -> Result<String, OfficialAccountError> {
+    pub fn echo(&self, q: &PushQuery) -> Result<String, OfficialAccountError> {
         let token = self.account()?.token.expose_secret();
         if !check_signature(token, &q.timestamp, &q.nonce, &q.signature) {
             return Err(OfficialAccountError::BadSignature);
@@ -101,7 +101,11 @@ impl OfficialAccount {
     }
 
     /// `POST /wechat/mp`: verifies, decrypts (safe mode), de-duplicates, answers.
-    pub async fn message(&self, q: &MpQuery, body: &[u8]) -> Result<String, OfficialAccountError> {
+    pub async fn message(
+        &self,
+        q: &PushQuery,
+        body: &[u8],
+    ) -> Result<String, OfficialAccountError> {
         let account = self.account()?;
         let token = account.token.expose_secret();
         let safe = q.encrypt_type.as_deref() == Some("aes");

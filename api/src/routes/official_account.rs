@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, get, post, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use campus_impl::AppContext;
-use campus_impl::official_account::MpQuery;
+use campus_impl::official_account::PushQuery;
 
 use crate::error::ApiError;
 
@@ -19,7 +19,7 @@ pub fn config(cfg: &mut ServiceConfig) {
 #[get("/wechat/mp")]
 async fn verify(
     ctx: web::Data<AppContext>,
-    q: web::Query<MpQuery>,
+    q: web::Query<PushQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let echo = ctx.official_account.echo(&q)?;
     Ok(HttpResponse::Ok().content_type("text/plain").body(echo))
@@ -32,7 +32,7 @@ async fn verify(
 #[post("/wechat/mp")]
 async fn message(
     ctx: web::Data<AppContext>,
-    q: web::Query<MpQuery>,
+    q: web::Query<PushQuery>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let reply = ctx.official_account.message(&q, &body).await?;

@@ -47,10 +47,22 @@ pub struct Created {
     pub replayed: bool,
 }
 
+/// Whose orders a list shows: the caller's as customer (default) or as runner, or
+/// everyone's (admins only).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Mine {
+    #[default]
+    Customer,
+    Runner,
+    All,
+}
+
 #[derive(Clone, Debug, Default, Deserialize, IntoParams)]
 pub struct ListQuery {
-    /// `customer` (default), `runner`, or `all` (admins only).
-    pub mine: Option<String>,
+    #[serde(default)]
+    #[param(inline)]
+    pub mine: Mine,
     pub status: Option<OrderStatus>,
     /// 1 to 100, default 20.
     pub limit: Option<i64>,
@@ -202,13 +214,12 @@ impl Orders {
     ) -> Result<Page<OrderView>, OrderError> {
         let limit = page_limit(query.limit)?;
         let before = cursor_of(&query.cursor)?;
-        let scope = match query.mine.as_deref() {
-            None | Some("customer") => Scope::Customer(user.id),
-            Some("runner") => Scope::Runner(user.id),
-            Some("all") if user.role == Role::Admin => Scope::All,
-            Some("all") => return Err(InvalidInput::new("mine=all is for admins").into()),
-            Some(_) => {
-                return Err(InvalidInput::new("mine must be customer, runner or all").into());
+        let scope = match query.mine {
+            Mine::Customer => Scope::Customer(user.id),
+            Mine::Runner => Scope::Runner(user.id),
+            Mine::All => {
+                user.require(Role::Admin)?;
+                Scope::All
             }
         };
         let st = query.status;
