@@ -27,8 +27,9 @@ fn demo_secret(dir: &Path, name: &str, make: impl FnOnce() -> String) -> anyhow:
     Ok(v)
 }
 
-/// Points `settings` at a running simulator (used by the demo and the tests).
-pub fn use_simulator(
+/// Points `settings` at the running simulator (the tests have their own copy in
+/// `api/tests/common`).
+fn use_simulator(
     settings: &mut Settings,
     sim: &sim::SimHandle,
     files: &Path,
@@ -91,7 +92,7 @@ fn hex_key() -> String {
 }
 
 /// Commands that work as printed in bash (no jq needed).
-pub fn walkthrough(base: &str, sim: &str) -> String {
+fn walkthrough(base: &str, sim: &str) -> String {
     format!(
         r#"
 Campus Errand demo is up: API {base}, WeChat simulator {sim}

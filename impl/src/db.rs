@@ -271,6 +271,13 @@ fn run_group(conn: &mut Conn, pending: &mut VecDeque<WriteJob>) -> bool {
 }
 
 /// Opens the pools for `url` (blocking: call from a blocking context).
+/// Whether `url` names a backend this binary was built with (a `mysql://` URL needs the
+/// `mysql` feature), without connecting.
+pub fn check_url(url: &str) -> Result<(), campus_dal::DalError> {
+    campus_dal::conn::Target::parse(url)?;
+    Ok(())
+}
+
 pub fn connect_pools(url: &str, size: u32) -> Result<Pools, campus_dal::DalError> {
     Pools::connect(url, size)
 }

@@ -3,10 +3,10 @@
 //! `CAMPUS_TEST_MODE=mariadb` (a fresh database per test app).
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::time::Duration;
 
 use campus_api::Application;
-use campus_api::demo::use_simulator;
 use campus_impl::{Services, Settings};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -16,7 +16,12 @@ pub const JWT_SECRET: &str = "test-jwt-secret-0123456789";
 pub const ADMIN_OPENID: &str = "admin-openid";
 
 pub fn mariadb_mode() -> bool {
-    std::env::var("CAMPUS_TEST_MODE").is_ok_and(|m| m == "mariadb")
+    let on = std::env::var("CAMPUS_TEST_MODE").is_ok_and(|m| m == "mariadb");
+    assert!(
+        !on || cfg!(feature = "mysql"),
+        "CAMPUS_TEST_MODE=mariadb needs MariaDB support: cargo test --features campus-api/mysql"
+    );
+    on
 }
 
 pub fn mysql_base() -> String {
@@ -71,6 +76,28 @@ pub fn mysql_exec(sql: &str) {
         "MariaDB at 127.0.0.1:3306 must answer: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Points `settings` at a running simulator: its URLs, CA, credentials and merchant
+/// certificate (written to `files`).
+pub fn use_simulator(settings: &mut Settings, sim: &SimHandle, files: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(files)?;
+    sim.write_files(files)?;
+    let cfg = sim.config();
+    settings.wechat_api_base = sim.base_url();
+    settings.wechat_pay_api_base = sim.base_url();
+    settings.wechat_ca_cert = Some(files.join("ca.pem"));
+    settings.wechat_appid = Some(cfg.appid.clone());
+    settings.wechat_secret = Some(SecretString::from(cfg.secret.clone()));
+    settings.wechat_mch_id = Some(cfg.mch_id.clone());
+    settings.wechat_pay_key = Some(SecretString::from(cfg.pay_key.clone()));
+    settings.wechat_pay_client_cert = files.join("apiclient_cert.pem");
+    settings.wechat_pay_client_key = files.join("apiclient_key.pem");
+    settings.wechat_pay_p12 = None;
+    settings.wechat_mp_appid = Some(cfg.mp_appid.clone());
+    settings.wechat_mp_token = Some(SecretString::from(cfg.mp_token.clone()));
+    settings.wechat_mp_aes_key = Some(SecretString::from(cfg.mp_aes_key.clone()));
+    Ok(())
 }
 
 pub struct TestApp {
