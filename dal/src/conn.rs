@@ -143,8 +143,9 @@ impl r2d2::ManageConnection for ConnManager {
 }
 
 /// The pools the services use. SQLite allows one writer at a time; giving writes one
-/// dedicated connection avoids lock-retry sleeps (p99 of 100+ ms with several writers,
-/// see the shared notes), while reads use the rest. On MySQL both are the same pool.
+/// dedicated connection avoids lock-retry sleeps (busy_timeout waits, which put the p99 of
+/// writes in the 100 ms range with several writers), while reads use the rest. On MySQL
+/// both are the same pool.
 #[derive(Clone)]
 pub struct Pools {
     pub read: Pool,
