@@ -27,7 +27,8 @@ fn demo_secret(dir: &Path, name: &str, make: impl FnOnce() -> String) -> anyhow:
     Ok(v)
 }
 
-/// Points `settings` at a running simulator (used by the demo and the tests).
+/// Points `settings` at a running simulator: its URLs, CA, credentials and merchant
+/// certificate (written to `files`). The demo and the black-box tests both run on it.
 pub fn use_simulator(
     settings: &mut Settings,
     sim: &sim::SimHandle,
@@ -91,7 +92,7 @@ fn hex_key() -> String {
 }
 
 /// Commands that work as printed in bash (no jq needed).
-pub fn walkthrough(base: &str, sim: &str) -> String {
+fn walkthrough(base: &str, sim: &str) -> String {
     format!(
         r#"
 Campus Errand demo is up: API {base}, WeChat simulator {sim}

@@ -1,11 +1,13 @@
-//! The Campus Errand server: `demo`, `serve` or `migrate`.
+//! The Campus Errand server: `demo` (the default `demo` feature), `serve` or `migrate`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use campus_api::{Application, demo, telemetry};
+#[cfg(feature = "demo")]
+use campus_api::demo;
+use campus_api::{Application, telemetry};
 use campus_impl::Settings;
 
 #[derive(Parser)]
@@ -27,6 +29,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// SQLite, in-process cache, local storage and the built-in WeChat simulator; prints a walkthrough.
+    #[cfg(feature = "demo")]
     Demo,
     /// The production server; refuses to start without WeChat credentials.
     Serve,
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
     };
     let result = actix_web::rt::System::new().block_on(async move {
         match cli.command {
+            #[cfg(feature = "demo")]
             Command::Demo => demo::run(settings).await,
             Command::Serve => serve(settings).await,
             Command::Migrate => migrate(settings).await,
@@ -62,6 +66,8 @@ fn main() -> ExitCode {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    // First: a backend missing from the build is not fixed by any setting.
+    campus_impl::db::check_url(&settings.database_url)?;
     settings.check_for_serve()?;
     let app = Application::build(settings).await?;
     tracing::info!(port = app.port(), "serving");

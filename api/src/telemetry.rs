@@ -33,8 +33,8 @@ pub fn init(log_dir: &Path) -> Option<WorkerGuard> {
         Err(_) => (None, None),
     };
     // Colours only on a terminal. Span fields are formatted once, by the first layer, and
-    // shared: with colours on, the file got escape codes, and the styling was ~10% of the
-    // server's CPU per request (README, Benchmarks).
+    // shared, so colours would put escape codes into the log file; styling also costs CPU on
+    // every request (README, Benchmarks).
     let console = fmt::layer()
         .with_target(false)
         .with_ansi(std::io::stdout().is_terminal());

@@ -1,4 +1,4 @@
-//! Issue 2: login, tokens, profile, roles, limits and error shapes, against the real
+//! Login, tokens, profile, roles, limits and error shapes, against the real
 //! server on a random port and the WeChat simulator.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Issue 3: the order flow and WeChat Pay v2 end to end through the simulator, with
+//! The order flow and WeChat Pay v2 end to end through the simulator, with
 //! hostile input and races. Runs on SQLite, or MariaDB + Redis with CAMPUS_TEST_MODE=mariadb.
 
 mod common;

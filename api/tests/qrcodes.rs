@@ -1,4 +1,4 @@
-//! Issue 4: mini-program codes through the simulator, cached locally and in object storage
+//! Mini-program codes through the simulator, cached locally and in object storage
 //! (`file://`, and S3 against a real S3 API served by moto). Runs on SQLite, or on
 //! MariaDB + Redis with CAMPUS_TEST_MODE=mariadb.
 

@@ -1,10 +1,12 @@
 //! Connections and pools over SQLite (embedded default) or MySQL/MariaDB, chosen at run
-//! time from the URL scheme.
+//! time from the URL scheme. MySQL/MariaDB is the `mysql` cargo feature: it links
+//! libmysqlclient, which the default build (and `demo`) must not need.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
+#[cfg(feature = "mysql")]
 use diesel::mysql::MysqlConnection;
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
@@ -13,6 +15,7 @@ use diesel::sqlite::SqliteConnection;
 #[derive(diesel::MultiConnection)]
 pub enum DbConn {
     Sqlite(SqliteConnection),
+    #[cfg(feature = "mysql")]
     Mysql(MysqlConnection),
 }
 
@@ -30,6 +33,8 @@ pub enum Backend {
 pub enum UrlError {
     #[error("unsupported database URL scheme (use sqlite:// or mysql://)")]
     Scheme,
+    #[error("{MYSQL_NOT_BUILT}")]
+    MysqlNotBuilt,
     #[error("cannot create the database directory {0}: {1}")]
     Dir(String, std::io::Error),
 }
@@ -39,8 +44,15 @@ pub enum UrlError {
 pub enum Target {
     /// A file path (relative to the working directory, or absolute).
     Sqlite(PathBuf),
+    #[cfg(feature = "mysql")]
     Mysql(String),
 }
+
+/// What a `mysql://` URL gets from a binary built without the `mysql` feature.
+pub const MYSQL_NOT_BUILT: &str = "DATABASE_URL names MySQL/MariaDB, but this binary was built \
+     without MySQL/MariaDB support (cargo feature `mysql`); build it with \
+     `cargo build --release --features campus-api/mysql` (needs libmariadb-dev), \
+     or use a sqlite:// URL";
 
 impl Target {
     /// `sqlite://relative/path.db`, `sqlite:///absolute/path.db`, `mysql://user:pass@host/db`.
@@ -49,7 +61,10 @@ impl Target {
             return Ok(Target::Sqlite(PathBuf::from(rest)));
         }
         if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            #[cfg(feature = "mysql")]
             return Ok(Target::Mysql(url.replacen("mariadb://", "mysql://", 1)));
+            #[cfg(not(feature = "mysql"))]
+            return Err(UrlError::MysqlNotBuilt);
         }
         Err(UrlError::Scheme)
     }
@@ -57,6 +72,7 @@ impl Target {
     pub fn backend(&self) -> Backend {
         match self {
             Target::Sqlite(_) => Backend::Sqlite,
+            #[cfg(feature = "mysql")]
             Target::Mysql(_) => Backend::Mysql,
         }
     }
@@ -98,6 +114,7 @@ impl r2d2::ManageConnection for ConnManager {
                 .map_err(diesel::r2d2::Error::QueryError)?;
                 Ok(DbConn::Sqlite(c))
             }
+            #[cfg(feature = "mysql")]
             Target::Mysql(url) => {
                 let mut c = MysqlConnection::establish(url)
                     .map_err(diesel::r2d2::Error::ConnectionError)?;
@@ -119,14 +136,16 @@ impl r2d2::ManageConnection for ConnManager {
         std::thread::panicking()
             || match conn {
                 DbConn::Sqlite(c) => c.is_broken(),
+                #[cfg(feature = "mysql")]
                 DbConn::Mysql(c) => c.is_broken(),
             }
     }
 }
 
 /// The pools the services use. SQLite allows one writer at a time; giving writes one
-/// dedicated connection avoids lock-retry sleeps (p99 of 100+ ms with several writers,
-/// see the shared notes), while reads use the rest. On MySQL both are the same pool.
+/// dedicated connection avoids lock-retry sleeps (busy_timeout waits, which put the p99 of
+/// writes in the 100 ms range with several writers), while reads use the rest. On MySQL
+/// both are the same pool.
 #[derive(Clone)]
 pub struct Pools {
     pub read: Pool,
@@ -177,5 +196,48 @@ impl Pools {
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls() {
+        assert!(matches!(
+            Target::parse("sqlite:///abs/x.db"),
+            Ok(Target::Sqlite(p)) if p == std::path::Path::new("/abs/x.db")
+        ));
+        assert!(matches!(
+            Target::parse("postgres://h/db"),
+            Err(UrlError::Scheme)
+        ));
+    }
+
+    /// Without the feature a mysql:// URL is refused before any connection is tried, with
+    /// a message naming the feature and the build command.
+    #[cfg(not(feature = "mysql"))]
+    #[test]
+    fn mysql_url_without_the_feature_names_it() {
+        for url in ["mysql://root@127.0.0.1/x", "mariadb://root@127.0.0.1/x"] {
+            let e = Target::parse(url).expect_err("refused");
+            let msg = e.to_string();
+            assert!(msg.contains("`mysql`"), "{msg}");
+            assert!(msg.contains("--features campus-api/mysql"), "{msg}");
+        }
+        let e = Pools::connect("mysql://root@127.0.0.1/x", 1)
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("campus-api/mysql"), "{e}");
+    }
+
+    #[cfg(feature = "mysql")]
+    #[test]
+    fn mysql_urls() {
+        assert!(matches!(
+            Target::parse("mariadb://u:p@h/db"),
+            Ok(Target::Mysql(u)) if u == "mysql://u:p@h/db"
+        ));
     }
 }

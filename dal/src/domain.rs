@@ -25,7 +25,7 @@ macro_rules! text_enum {
         $(#[$meta])*
         #[derive(
             Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
-            diesel::AsExpression, diesel::FromSqlRow, utoipa::ToSchema,
+            diesel::expression::AsExpression, diesel::deserialize::FromSqlRow, utoipa::ToSchema,
         )]
         #[diesel(sql_type = diesel::sql_types::Text)]
         pub enum $name {

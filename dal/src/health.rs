@@ -13,6 +13,7 @@ pub fn ping(conn: &mut Conn) -> QueryResult<()> {
     let query = diesel::select(1.into_sql::<Integer>());
     match conn {
         DbConn::Sqlite(c) => query.get_result::<i32>(c),
+        #[cfg(feature = "mysql")]
         DbConn::Mysql(c) => query.get_result::<i32>(c),
     }
     .map(|_| ())

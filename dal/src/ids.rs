@@ -19,8 +19,8 @@ macro_rules! id_type {
             Hash,
             Serialize,
             Deserialize,
-            diesel::AsExpression,
-            diesel::FromSqlRow,
+            diesel::expression::AsExpression,
+            diesel::deserialize::FromSqlRow,
         )]
         #[serde(transparent)]
         #[diesel(sql_type = BigInt)]

@@ -5,12 +5,14 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use crate::conn::DbConn;
 
 const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+#[cfg(feature = "mysql")]
 const MYSQL: EmbeddedMigrations = embed_migrations!("migrations/mysql");
 
 /// Applies pending migrations; returns the versions applied.
 pub fn run_pending(conn: &mut DbConn) -> Result<Vec<String>, crate::DalError> {
     let applied = match conn {
         DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE),
+        #[cfg(feature = "mysql")]
         DbConn::Mysql(c) => c.run_pending_migrations(MYSQL),
     }
     .map_err(|e| crate::DalError::Migration(e.to_string()))?;

@@ -1,5 +1,6 @@
 //! The same data-layer tests on SQLite and on MariaDB (127.0.0.1:3306, root, no
 //! password, or CAMPUS_TEST_MYSQL). MariaDB must answer: CI starts it; no silent skip.
+//! Built without the `mysql` feature, the MariaDB test is reported as ignored.
 
 use campus_dal::orders::{self as q, NewOrder};
 use campus_dal::payments as ledger;
@@ -167,6 +168,10 @@ fn sqlite() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "mysql"),
+    ignore = "MariaDB support is the `mysql` feature: cargo test --features campus-dal/mysql"
+)]
 fn mariadb() {
     let (pools, name) = mysql_pools();
     exercise(&pools);

@@ -124,12 +124,12 @@ const MAX_GROUP: usize = 32;
 /// when several are waiting they run in arrival order inside one transaction (each one's own
 /// transaction becomes a savepoint, so a failing write still fails alone) and are answered
 /// after its COMMIT: one commit (WAL frames, locks, checkpoint share) for the group instead
-/// of one each. A lone write runs as before. The connection goes back to the pool when the
-/// queue is empty.
+/// of one each. A lone write runs in its own transaction. The connection goes back to the
+/// pool when the queue is empty.
 ///
-/// Before: a blocking-pool task per write (checkout, write, commit, check in, wake the next
-/// waiting thread): about 4.5k POST /orders/s on this 2-core machine, the server at 1.1
-/// cores; each write paid its own commit (README, Benchmarks).
+/// Why one thread: a blocking-pool task per write pays a pool checkout, a thread hand-off
+/// and a commit for every write, which bounds SQLite writes well below what one connection
+/// can do (README, Benchmarks).
 #[derive(Clone)]
 struct Writer {
     jobs: mpsc::Sender<WriteJob>,
@@ -271,6 +271,13 @@ fn run_group(conn: &mut Conn, pending: &mut VecDeque<WriteJob>) -> bool {
 }
 
 /// Opens the pools for `url` (blocking: call from a blocking context).
+/// Whether `url` names a backend this binary was built with (a `mysql://` URL needs the
+/// `mysql` feature), without connecting.
+pub fn check_url(url: &str) -> Result<(), campus_dal::DalError> {
+    campus_dal::conn::Target::parse(url)?;
+    Ok(())
+}
+
 pub fn connect_pools(url: &str, size: u32) -> Result<Pools, campus_dal::DalError> {
     Pools::connect(url, size)
 }

@@ -16,7 +16,12 @@ pub const JWT_SECRET: &str = "test-jwt-secret-0123456789";
 pub const ADMIN_OPENID: &str = "admin-openid";
 
 pub fn mariadb_mode() -> bool {
-    std::env::var("CAMPUS_TEST_MODE").is_ok_and(|m| m == "mariadb")
+    let on = std::env::var("CAMPUS_TEST_MODE").is_ok_and(|m| m == "mariadb");
+    assert!(
+        !on || cfg!(feature = "mysql"),
+        "CAMPUS_TEST_MODE=mariadb needs MariaDB support: cargo test --features campus-api/mysql"
+    );
+    on
 }
 
 pub fn mysql_base() -> String {

@@ -3,7 +3,7 @@
 //! * `make --count N --out FILE`: takes N of the caller's orders still `created` (listing them
 //!   through the API, creating the missing ones through `POST /api/v1/orders`) and writes one
 //!   WeChat Pay v2 notify per order, one per line, signed with the demo simulator's merchant
-//!   key (`SimConfig::demo()`): the body list for `qps --body-list` and `bench/notify.lua`.
+//!   key (`SimConfig::demo()`): the body list for `qps --body-list` and for wrk's `BENCH_BODY_LIST` (`bench/wrk.lua`).
 //! * `count --status S`: how many of the caller's orders are in status S (to check afterwards
 //!   that every notify sent was applied, since a refused notify is still HTTP 200).
 //!

@@ -30,7 +30,8 @@
 //!   also the mini-program's customer-message API).
 //! * `closeorder` is allowed right after `unifiedorder` (real WeChat asks for 5 minutes).
 //! * Keys are ECDSA P-256 (ring cannot generate RSA); `client_p12` is PBES2/AES-256-CBC +
-//!   HMAC-SHA256 MAC, as OpenSSL 3 writes by default.
+//!   HMAC-SHA256 MAC, as OpenSSL 3 writes by default (`p12::Profile::Legacy` writes the
+//!   RC2-40 profile of WeChat's own files).
 
 mod control;
 pub mod crypto;
@@ -198,6 +199,7 @@ struct Inner {
     client_cert_pem: String,
     client_key_pem: String,
     client_p12: Vec<u8>,
+    client_p12_legacy: Vec<u8>,
 }
 
 /// A running simulator. Cloning shares it. Dropping the handles does not stop it: call
@@ -218,8 +220,18 @@ pub async fn start(cfg: SimConfig) -> anyhow::Result<SimHandle> {
         &[pki.ca_cert_der.as_slice()],
         &cfg.mch_id,
         "apiclient_cert",
+        p12::Profile::Modern,
     )
     .context("PKCS#12")?;
+    let client_p12_legacy = p12::write_pkcs12(
+        &pki.client_cert_der,
+        &pki.client_key_der,
+        &[pki.ca_cert_der.as_slice()],
+        &cfg.mch_id,
+        "apiclient_cert",
+        p12::Profile::Legacy,
+    )
+    .context("legacy PKCS#12")?;
     let listener = std::net::TcpListener::bind(cfg.bind)
         .with_context(|| format!("binding the WeChat simulator to {}", cfg.bind))?;
     let addr = listener.local_addr()?;
@@ -260,6 +272,7 @@ pub async fn start(cfg: SimConfig) -> anyhow::Result<SimHandle> {
             client_cert_pem: pki.client_cert_pem,
             client_key_pem: pki.client_key_pem,
             client_p12,
+            client_p12_legacy,
         }),
     })
 }
@@ -334,6 +347,12 @@ impl SimHandle {
     /// The merchant certificate and key as PKCS#12 (`apiclient_cert.p12`), password = mch_id.
     pub fn client_p12(&self) -> Vec<u8> {
         self.inner.client_p12.clone()
+    }
+
+    /// The same in the legacy profile of the files WeChat hands merchants
+    /// (pbeWithSHAAnd40BitRC2-CBC, SHA-1 MAC), password = mch_id.
+    pub fn client_p12_legacy(&self) -> Vec<u8> {
+        self.inner.client_p12_legacy.clone()
     }
 
     /// Writes `ca.pem`, `apiclient_cert.pem`, `apiclient_key.pem` and `apiclient_cert.p12`.

@@ -717,18 +717,16 @@ async fn refund_and_refund_query() {
 /// The stand-in over HTTPS, demanding a client certificate issued by (here: equal to)
 /// the test merchant certificate.
 async fn start_mutual_tls() -> (String, web::Data<Fake>, ServerHandle) {
+    use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
     fn pem_certs(name: &str) -> Vec<CertificateDer<'static>> {
-        let pem = std::fs::read(testdata(name)).expect("read cert");
-        rustls_pemfile::certs(&mut &pem[..])
+        CertificateDer::pem_file_iter(testdata(name))
+            .expect("read cert")
             .collect::<Result<_, _>>()
             .expect("certs")
     }
-    let key_pem = std::fs::read(testdata("test_server_key.key")).expect("read key");
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &key_pem[..])
-        .expect("pem")
-        .expect("a key");
+    let key = PrivateKeyDer::from_pem_file(testdata("test_server_key.key")).expect("a key");
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::wechat::http::read_file;
@@ -140,18 +141,17 @@ fn push_pem(out: &mut Vec<u8>, label: &str, der: &[u8]) {
 
 type Parts = (Option<PrivateKeyDer<'static>>, Vec<CertificateDer<'static>>);
 
+/// The certificates and the (first) private key of a PEM buffer: PKCS#8, PKCS#1 or SEC1.
 fn pem_parts(pem: &[u8], origin: &str) -> Result<Parts, IdentityError> {
-    let mut key = None;
-    let mut certs = Vec::new();
-    for item in rustls_pemfile::read_all(&mut &pem[..]) {
-        match item.map_err(|_| IdentityError::BadPem(origin.to_string()))? {
-            rustls_pemfile::Item::X509Certificate(c) => certs.push(c),
-            rustls_pemfile::Item::Pkcs8Key(k) => key = Some(PrivateKeyDer::Pkcs8(k)),
-            rustls_pemfile::Item::Pkcs1Key(k) => key = Some(PrivateKeyDer::Pkcs1(k)),
-            rustls_pemfile::Item::Sec1Key(k) => key = Some(PrivateKeyDer::Sec1(k)),
-            _ => {}
-        }
-    }
+    let bad = || IdentityError::BadPem(origin.to_string());
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| bad())?;
+    let key = match PrivateKeyDer::from_pem_slice(pem) {
+        Ok(k) => Some(k),
+        Err(pem::Error::NoItemsFound) => None,
+        Err(_) => return Err(bad()),
+    };
     Ok((key, certs))
 }
 
