@@ -432,5 +432,24 @@ mod tests {
             !b.to_string().contains("down"),
             "causes are logged, not returned"
         );
+        // Every move the transition table refuses is a 409.
+        for from in campus_dal::OrderStatus::ALL {
+            for mv in campus_dal::OrderMove::ALL {
+                if from.after(*mv).is_some() {
+                    continue;
+                }
+                let e = InvalidTransition {
+                    from: *from,
+                    action: mv.verb(),
+                };
+                let (s, b) = body_of(OrderError::from(e).into());
+                assert_eq!(
+                    (s, b["error"]["code"].as_str()),
+                    (409, Some("invalid_transition"))
+                );
+            }
+        }
+        let (s, b) = body_of(OrderError::Forbidden(Forbidden(campus_dal::Role::Admin)).into());
+        assert_eq!((s, b["error"]["code"].as_str()), (403, Some("forbidden")));
     }
 }
