@@ -27,9 +27,9 @@ fn demo_secret(dir: &Path, name: &str, make: impl FnOnce() -> String) -> anyhow:
     Ok(v)
 }
 
-/// Points `settings` at the running simulator (the tests have their own copy in
-/// `api/tests/common`).
-fn use_simulator(
+/// Points `settings` at a running simulator: its URLs, CA, credentials and merchant
+/// certificate (written to `files`). The demo and the black-box tests both run on it.
+pub fn use_simulator(
     settings: &mut Settings,
     sim: &sim::SimHandle,
     files: &Path,
@@ -77,10 +77,10 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
         )?));
     }
     let app = Application::build(settings).await?;
-    let services = app.services().clone();
+    let ctx = app.context().clone();
     let base = format!("http://127.0.0.1:{}", app.port());
     println!("{}", walkthrough(&base, &sim.base_url()));
-    let jobs = services.start_jobs();
+    let jobs = ctx.start_jobs();
     let r = app.run_until_stopped().await;
     jobs.abort();
     sim.stop();

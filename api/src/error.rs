@@ -13,8 +13,15 @@ use utoipa::ToSchema;
 use campus_impl::auth::AuthError;
 use campus_impl::cache::CacheError;
 use campus_impl::db::DbError;
-use campus_impl::users::UserError;
+use campus_impl::official_account::OfficialAccountError;
+use campus_impl::orders::{InvalidTransition, OrderError, OrderNotFound};
+use campus_impl::payments::PaymentError;
+use campus_impl::refunds::RefundError;
+use campus_impl::subscriptions::SubscriptionError;
+use campus_impl::text::InvalidInput;
+use campus_impl::users::{Forbidden, UserError};
 use campus_impl::wechat::mini::WechatError;
+use campus_impl::wechat::pay::PayError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -213,9 +220,9 @@ impl From<campus_impl::wechat::wxacode::WxaCodeError> for ApiError {
     }
 }
 
-impl From<campus_impl::qr::MiniCodeError> for ApiError {
-    fn from(e: campus_impl::qr::MiniCodeError) -> Self {
-        use campus_impl::qr::MiniCodeError as E;
+impl From<campus_impl::qrcodes::MiniCodeError> for ApiError {
+    fn from(e: campus_impl::qrcodes::MiniCodeError) -> Self {
+        use campus_impl::qrcodes::MiniCodeError as E;
         match e {
             E::Code(c) => wxacode_error(&c),
             E::Storage(st) => ApiError::unavailable("object storage", chain(&*st)),
@@ -246,6 +253,43 @@ impl From<AuthError> for ApiError {
     }
 }
 
+impl From<InvalidInput> for ApiError {
+    fn from(e: InvalidInput) -> Self {
+        ApiError::validation(e.0)
+    }
+}
+
+impl From<Forbidden> for ApiError {
+    fn from(e: Forbidden) -> Self {
+        ApiError::forbidden(e.to_string())
+    }
+}
+
+impl From<OrderNotFound> for ApiError {
+    fn from(e: OrderNotFound) -> Self {
+        ApiError::not_found(e.to_string())
+    }
+}
+
+impl From<InvalidTransition> for ApiError {
+    fn from(e: InvalidTransition) -> Self {
+        ApiError::conflict("invalid_transition", e.to_string())
+    }
+}
+
+impl From<PayError> for ApiError {
+    fn from(e: PayError) -> Self {
+        Self {
+            cause: Some(chain(&e)),
+            ..ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "payment_unavailable",
+                "WeChat Pay could not complete the request",
+            )
+        }
+    }
+}
+
 impl From<UserError> for ApiError {
     fn from(e: UserError) -> Self {
         match e {
@@ -256,7 +300,8 @@ impl From<UserError> for ApiError {
             ),
             UserError::Wechat(w) => w.into(),
             UserError::Auth(a) => a.into(),
-            UserError::Invalid(m) => ApiError::validation(m),
+            UserError::Invalid(m) => m.into(),
+            UserError::Forbidden(f) => f.into(),
             UserError::NotFound => ApiError::not_found("user not found"),
             UserError::Conflict(m) => ApiError::conflict("conflict", m),
             UserError::Db(d) => d.into(),
@@ -265,13 +310,14 @@ impl From<UserError> for ApiError {
     }
 }
 
-impl From<campus_impl::orders::OrderError> for ApiError {
-    fn from(e: campus_impl::orders::OrderError) -> Self {
-        use campus_impl::orders::OrderError as E;
+impl From<OrderError> for ApiError {
+    fn from(e: OrderError) -> Self {
+        use OrderError as E;
         match e {
-            E::NotFound => ApiError::not_found("order not found"),
-            E::Invalid(m) => ApiError::validation(m),
-            E::InvalidTransition { .. } => ApiError::conflict("invalid_transition", e.to_string()),
+            E::NotFound(n) => n.into(),
+            E::Invalid(m) => m.into(),
+            E::Forbidden(f) => f.into(),
+            E::InvalidTransition(t) => t.into(),
             E::AlreadyTaken => ApiError::conflict("already_taken", e.to_string()),
             E::WrongPickupCode => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -285,39 +331,60 @@ impl From<campus_impl::orders::OrderError> for ApiError {
             )
             .with_retry_after(600),
             E::IdempotencyConflict => ApiError::conflict("idempotency_conflict", e.to_string()),
-            E::RefundExceedsPaid => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "refund_exceeds_paid",
-                e.to_string(),
-            ),
-            E::PaymentExpired => ApiError::conflict("payment_expired", e.to_string()),
-            E::Pay(p) => Self {
-                cause: Some(chain(&p)),
-                ..ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "payment_unavailable",
-                    "WeChat Pay could not complete the request",
-                )
-            },
+            E::Payment(p) => p.into(),
+            E::Refund(r) => r.into(),
+            E::Render(r) => ApiError::internal(chain(&r)),
             E::Db(d) => d.into(),
             E::Cache(c) => c.into(),
         }
     }
 }
 
-impl From<campus_impl::notify::NotifyError> for ApiError {
-    fn from(e: campus_impl::notify::NotifyError) -> Self {
-        use campus_impl::notify::NotifyError as E;
+impl From<PaymentError> for ApiError {
+    fn from(e: PaymentError) -> Self {
+        use PaymentError as E;
         match e {
-            E::Invalid(m) => ApiError::validation(m),
+            E::NotFound(n) => n.into(),
+            E::InvalidTransition(t) => t.into(),
+            E::PaymentExpired => ApiError::conflict("payment_expired", e.to_string()),
+            E::Pay(p) => p.into(),
             E::Db(d) => d.into(),
         }
     }
 }
 
-impl From<campus_impl::mp::MpError> for ApiError {
-    fn from(e: campus_impl::mp::MpError) -> Self {
-        use campus_impl::mp::MpError as E;
+impl From<RefundError> for ApiError {
+    fn from(e: RefundError) -> Self {
+        use RefundError as E;
+        match e {
+            E::NotFound(n) => n.into(),
+            E::UnknownRefund => ApiError::not_found(e.to_string()),
+            E::Invalid(m) => m.into(),
+            E::Forbidden(f) => f.into(),
+            E::InvalidTransition(t) => t.into(),
+            E::RefundExceedsPaid => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "refund_exceeds_paid",
+                e.to_string(),
+            ),
+            E::Pay(p) => p.into(),
+            E::Db(d) => d.into(),
+        }
+    }
+}
+
+impl From<SubscriptionError> for ApiError {
+    fn from(e: SubscriptionError) -> Self {
+        match e {
+            SubscriptionError::Invalid(m) => m.into(),
+            SubscriptionError::Db(d) => d.into(),
+        }
+    }
+}
+
+impl From<OfficialAccountError> for ApiError {
+    fn from(e: OfficialAccountError) -> Self {
+        use OfficialAccountError as E;
         match e {
             E::NotConfigured => ApiError::not_found("the official account is not configured"),
             E::BadSignature => ApiError::forbidden("bad signature"),
@@ -351,7 +418,7 @@ mod tests {
             (s, b["error"]["code"].as_str()),
             (401, Some("unauthorized"))
         );
-        let (s, b) = body_of(UserError::Invalid("x".into()).into());
+        let (s, b) = body_of(UserError::Invalid(InvalidInput::new("x")).into());
         assert_eq!(
             (s, b["error"]["code"].as_str()),
             (422, Some("validation_failed"))

@@ -9,12 +9,13 @@ use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::{StatusCode, header};
 use actix_web::{FromRequest, HttpRequest, web};
 
-use campus_impl::Services;
-use campus_impl::users::{CurrentUser, Role};
+use campus_impl::AppContext;
+use campus_impl::users::CurrentUser;
 
 use crate::error::ApiError;
 
-/// The caller, from `Authorization: Bearer <token>`; 401 otherwise.
+/// The caller, from `Authorization: Bearer <token>`; 401 otherwise. What the caller may
+/// do is the services' decision: they are handed the caller.
 pub struct Authed(pub CurrentUser);
 
 impl FromRequest for Authed {
@@ -22,12 +23,13 @@ impl FromRequest for Authed {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let services = req.app_data::<web::Data<Services>>().cloned();
+        let ctx = req.app_data::<web::Data<AppContext>>().cloned();
         let token = bearer(req);
         Box::pin(async move {
-            let services = services.ok_or_else(|| ApiError::internal("services not registered"))?;
+            let ctx =
+                ctx.ok_or_else(|| ApiError::internal("application context not registered"))?;
             let token = token.ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
-            let user = services.authenticate(&token).await?;
+            let user = ctx.users.authenticate(&token).await?;
             Ok(Authed(user))
         })
     }
@@ -40,24 +42,6 @@ fn bearer(req: &HttpRequest) -> Option<String> {
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim().to_string())
         .filter(|t| !t.is_empty())
-}
-
-impl Authed {
-    pub fn require(&self, role: Role) -> Result<&CurrentUser, ApiError> {
-        let ok = match role {
-            Role::Customer => true,
-            Role::Runner => matches!(self.0.role, Role::Runner | Role::Admin),
-            Role::Admin => self.0.role == Role::Admin,
-        };
-        if ok {
-            Ok(&self.0)
-        } else {
-            Err(ApiError::forbidden(format!(
-                "this needs the {} role",
-                role.as_str()
-            )))
-        }
-    }
 }
 
 pub fn json_config(limit: usize) -> web::JsonConfig {

@@ -71,7 +71,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     settings.check_for_serve()?;
     let app = Application::build(settings).await?;
     tracing::info!(port = app.port(), "serving");
-    let jobs = app.services().clone().start_jobs();
+    let jobs = app.context().start_jobs();
     let r = app.run_until_stopped().await;
     jobs.abort();
     Ok(r?)

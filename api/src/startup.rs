@@ -7,16 +7,19 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use tracing_actix_web::TracingLogger;
+use utoipa::OpenApi;
+use utoipa_actix_web::AppExt;
 
 use campus_impl::telemetry::Metrics;
-use campus_impl::{BuildError, Services, Settings};
+use campus_impl::{AppContext, BuildError, Settings};
 
+use crate::openapi::ApiDoc;
 use crate::{extract, routes, telemetry};
 
 pub struct Application {
     port: u16,
     server: Server,
-    services: Services,
+    ctx: AppContext,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,21 +39,17 @@ impl Application {
             .local_addr()
             .map_err(|e| StartError::Bind(bind.clone(), e))?
             .port();
-        let services = Services::build(settings, Metrics::new()).await?;
-        let server = serve(listener, services.clone()).map_err(|e| StartError::Bind(bind, e))?;
-        Ok(Self {
-            port,
-            server,
-            services,
-        })
+        let ctx = AppContext::build(settings, Metrics::new()).await?;
+        let server = serve(listener, ctx.clone()).map_err(|e| StartError::Bind(bind, e))?;
+        Ok(Self { port, server, ctx })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    pub fn services(&self) -> &Services {
-        &self.services
+    pub fn context(&self) -> &AppContext {
+        &self.ctx
     }
 
     pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
@@ -62,23 +61,45 @@ impl Application {
     }
 }
 
-fn serve(listener: TcpListener, services: Services) -> std::io::Result<Server> {
-    let limit = services.settings.max_body_bytes;
-    let workers = match services.settings.workers {
+/// The routes and the OpenAPI document they describe, collected in one pass.
+pub fn app_and_openapi() -> (
+    App<
+        impl actix_web::dev::ServiceFactory<
+            actix_web::dev::ServiceRequest,
+            Config = (),
+            Response = actix_web::dev::ServiceResponse,
+            Error = actix_web::Error,
+            InitError = (),
+        >,
+    >,
+    utoipa::openapi::OpenApi,
+) {
+    App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .configure(routes::config)
+        .split_for_parts()
+}
+
+fn serve(listener: TcpListener, ctx: AppContext) -> std::io::Result<Server> {
+    let limit = ctx.max_body_bytes;
+    let workers = match ctx.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
-    let data = web::Data::new(services);
+    let data = web::Data::new(ctx);
+    let doc = web::Data::new(app_and_openapi().1);
     let server = HttpServer::new(move || {
-        App::new()
+        app_and_openapi()
+            .0
             .app_data(data.clone())
+            .app_data(doc.clone())
             .app_data(extract::json_config(limit))
             .app_data(extract::payload_config(limit))
             .app_data(extract::path_config())
             .app_data(extract::query_config())
             .wrap(from_fn(telemetry::observe))
             .wrap(TracingLogger::default())
-            .configure(routes::config)
             .default_service(web::to(routes::not_found))
     })
     .workers(workers)

@@ -15,7 +15,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, fmt};
 
-use campus_impl::Services;
+use campus_impl::AppContext;
 
 /// Installs the global subscriber. Keep the guard alive: it flushes the file on exit.
 pub fn init(log_dir: &Path) -> Option<WorkerGuard> {
@@ -56,7 +56,7 @@ pub async fn observe(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let start = Instant::now();
-    let services = req.app_data::<web::Data<Services>>().cloned();
+    let services = req.app_data::<web::Data<AppContext>>().cloned();
     let request_id = req.extensions().get::<RequestId>().copied();
     let method = req.method().to_string();
     let mut res = next.call(req).await?;

@@ -20,12 +20,12 @@ async fn two_instances_sharing_redis_fetch_one_token() {
         ..Options::default()
     })
     .await;
-    assert!(a.services.cache.is_shared() && b.services.cache.is_shared());
+    assert!(a.ctx.cache.is_shared() && b.ctx.cache.is_shared());
     let calls = (0..100).map(|i| {
         let s = if i % 2 == 0 {
-            a.services.clone()
+            a.ctx.clone()
         } else {
-            b.services.clone()
+            b.ctx.clone()
         };
         async move { s.mini.access_token().await }
     });
@@ -47,9 +47,9 @@ async fn two_instances_sharing_redis_fetch_one_token() {
     let body = serde_json::json!({"touser": "o-someone", "template_id": "tmpl", "data": {}});
     let results = futures::future::join_all((0..10).map(|i| {
         let s = if i % 2 == 0 {
-            a.services.clone()
+            a.ctx.clone()
         } else {
-            b.services.clone()
+            b.ctx.clone()
         };
         let body = body.clone();
         async move { s.mini.send_subscribe(&body).await }
@@ -61,8 +61,8 @@ async fn two_instances_sharing_redis_fetch_one_token() {
         (2..=3).contains(&fetches),
         "one refresh after invalidation, got {fetches}"
     );
-    let t1 = a.services.mini.access_token().await.expect("t1");
-    let t2 = b.services.mini.access_token().await.expect("t2");
+    let t1 = a.ctx.mini.access_token().await.expect("t1");
+    let t2 = b.ctx.mini.access_token().await.expect("t2");
     assert_eq!(t1, t2);
     assert_ne!(t1, tokens[0]);
 }
@@ -113,13 +113,13 @@ async fn redis_down_is_503_and_recovers() {
         async move { c.send().await.expect("readyz").status().as_u16() }
     };
     assert_eq!(ready(&app).await, 200);
-    assert!(app.services.mini.access_token().await.is_ok());
+    assert!(app.ctx.mini.access_token().await.is_ok());
 
     redis.kill().expect("kill redis");
     let _ = redis.wait();
     assert_eq!(ready(&app).await, 503);
     let err = app
-        .services
+        .ctx
         .mini
         .access_token()
         .await
@@ -141,7 +141,7 @@ async fn redis_down_is_503_and_recovers() {
     }
     assert!(back, "readiness recovers when Redis returns");
     assert!(
-        app.services.mini.access_token().await.is_ok(),
+        app.ctx.mini.access_token().await.is_ok(),
         "token works again"
     );
     let _ = redis.kill();

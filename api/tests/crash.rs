@@ -229,7 +229,7 @@ async fn sigkill_mid_stream_loses_no_payment() {
             let o = campus_dal::orders::find_by_out_trade_no(&mut conn, otn)
                 .expect("query")
                 .expect("order exists");
-            if o.status != "paid" {
+            if o.status != campus_dal::OrderStatus::Paid {
                 missing.push(otn.clone());
             }
         }
@@ -249,8 +249,11 @@ async fn sigkill_mid_stream_loses_no_payment() {
         let o = campus_dal::orders::find_by_out_trade_no(&mut conn, otn)
             .expect("query")
             .expect("order");
-        let events = campus_dal::ledger::for_order(&mut conn, o.order_id()).expect("ledger");
-        let paid: Vec<_> = events.iter().filter(|e| e.event == "paid").collect();
+        let events = campus_dal::payments::for_order(&mut conn, o.id).expect("ledger");
+        let paid: Vec<_> = events
+            .iter()
+            .filter(|e| e.event == campus_dal::LedgerEvent::Paid)
+            .collect();
         assert_eq!(paid.len(), 1, "{otn} paid {} times", paid.len());
         assert_eq!(paid[0].amount_fen, 300);
     }

@@ -15,16 +15,16 @@ fn code_of(v: &Value) -> &str {
 }
 
 async fn ledger(app: &TestApp, id: i64) -> Vec<(String, i64)> {
-    app.services
+    app.ctx
         .db
         .read(move |c| {
-            campus_dal::ledger::for_order(c, campus_impl::OrderId(id))
+            campus_dal::payments::for_order(c, campus_impl::OrderId(id))
                 .map_err(campus_impl::db::DbError::from)
         })
         .await
         .expect("ledger")
         .into_iter()
-        .map(|e| (e.event, e.amount_fen))
+        .map(|e| (e.event.to_string(), e.amount_fen))
         .collect()
 }
 
@@ -203,7 +203,7 @@ async fn lost_notify_is_paid_by_reconcile_and_unpaid_orders_close() {
         ..Options::default()
     })
     .await;
-    let jobs = app.services.clone().start_jobs();
+    let jobs = app.ctx.clone().start_jobs();
     let customer = app.login("lost-notify").await;
     app.sim.set_notify_faults(NotifyFaults {
         drop_first: 100,
@@ -226,7 +226,7 @@ async fn unpaid_order_closes_after_the_timeout() {
         ..Options::default()
     })
     .await;
-    let jobs = app.services.clone().start_jobs();
+    let jobs = app.ctx.clone().start_jobs();
     let customer = app.login("timeout").await;
     let o = app.create_order(&customer, 100).await;
     let id = o["id"].as_i64().expect("id");
@@ -245,7 +245,7 @@ async fn delivered_order_completes_by_itself_after_the_delay() {
         ..Options::default()
     })
     .await;
-    let jobs = app.services.clone().start_jobs();
+    let jobs = app.ctx.clone().start_jobs();
     let customer = app.login("auto-complete").await;
     let runner = app.runner("auto-complete-runner").await;
     let o = app.paid_order(&customer, 300).await;

@@ -5,21 +5,27 @@
 //! compose them inside one transaction.
 
 pub mod conn;
+pub mod domain;
 pub mod health;
 pub mod idempotency;
 pub mod ids;
-pub mod ledger;
 pub mod migrate;
-pub mod notify;
 pub mod orders;
+pub mod payments;
 pub mod refunds;
 pub mod schema;
+pub mod subscriptions;
 pub mod time;
 pub mod users;
 
 pub use conn::{Backend, Conn, DbConn, Pool, PooledConn, Pools};
 pub use diesel::result::{DatabaseErrorKind, Error as DieselError, QueryResult};
-pub use ids::{OrderId, UserId};
+pub use domain::{
+    CallbackKind, CallbackOutcome, CreditKind, LedgerEvent, LedgerSource, MessageChannel,
+    MessageEvent, MessageOutcome, OrderKind, OrderMove, OrderStatus, RefundCause, RefundStatus,
+    Role,
+};
+pub use ids::{OrderId, RefundId, UserId};
 
 /// Failures of the data layer that are not a query's own result.
 #[derive(Debug, thiserror::Error)]

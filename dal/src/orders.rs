@@ -5,16 +5,17 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::conn::Conn;
+use crate::domain::{OrderKind, OrderMove, OrderStatus};
 use crate::ids::{OrderId, UserId};
 use crate::schema::orders;
 
 #[derive(Clone, Debug, Queryable, Selectable)]
 #[diesel(table_name = orders)]
 pub struct Order {
-    pub id: i64,
+    pub id: OrderId,
     pub out_trade_no: String,
-    pub kind: String,
-    pub status: String,
+    pub kind: OrderKind,
+    pub status: OrderStatus,
     pub pickup: String,
     pub dropoff: String,
     pub note: String,
@@ -24,8 +25,8 @@ pub struct Order {
     pub amount_fen: i64,
     pub refunded_fen: i64,
     pub refund_reserved_fen: i64,
-    pub customer_id: i64,
-    pub runner_id: Option<i64>,
+    pub customer_id: UserId,
+    pub runner_id: Option<UserId>,
     pub pickup_code: String,
     pub prepay_id: Option<String>,
     pub prepay_expires_at: Option<NaiveDateTime>,
@@ -43,8 +44,9 @@ pub struct Order {
 }
 
 impl Order {
-    pub fn order_id(&self) -> OrderId {
-        OrderId(self.id)
+    /// The customer, or the runner holding it.
+    pub fn involves(&self, user: UserId) -> bool {
+        self.customer_id == user || self.runner_id == Some(user)
     }
 }
 
@@ -52,8 +54,8 @@ impl Order {
 #[diesel(table_name = orders)]
 pub struct NewOrder<'a> {
     pub out_trade_no: &'a str,
-    pub kind: &'a str,
-    pub status: &'a str,
+    pub kind: OrderKind,
+    pub status: OrderStatus,
     pub pickup: &'a str,
     pub dropoff: &'a str,
     pub note: &'a str,
@@ -61,7 +63,7 @@ pub struct NewOrder<'a> {
     pub goods_fen: i64,
     pub discount_fen: i64,
     pub amount_fen: i64,
-    pub customer_id: i64,
+    pub customer_id: UserId,
     pub pickup_code: &'a str,
     pub pay_deadline: NaiveDateTime,
     pub created_at: NaiveDateTime,
@@ -105,8 +107,8 @@ pub enum Scope {
 pub fn list(
     conn: &mut Conn,
     scope: Scope,
-    status: Option<&str>,
-    before: Option<i64>,
+    status: Option<OrderStatus>,
+    before: Option<OrderId>,
     limit: i64,
 ) -> QueryResult<Vec<Order>> {
     let mut q = orders::table.select(Order::as_select()).into_boxed();
@@ -116,23 +118,27 @@ pub fn list(
         Scope::All => q,
     };
     if let Some(s) = status {
-        q = q.filter(orders::status.eq(s.to_string()));
+        q = q.filter(orders::status.eq(s.as_str()));
     }
     if let Some(b) = before {
-        q = q.filter(orders::id.lt(b));
+        q = q.filter(orders::id.lt(b.0));
     }
     q.order(orders::id.desc()).limit(limit + 1).load(conn)
 }
 
 /// Paid orders nobody has taken, oldest first, ids above `after`.
-pub fn list_available(conn: &mut Conn, after: Option<i64>, limit: i64) -> QueryResult<Vec<Order>> {
+pub fn list_available(
+    conn: &mut Conn,
+    after: Option<OrderId>,
+    limit: i64,
+) -> QueryResult<Vec<Order>> {
     let mut q = orders::table
         .select(Order::as_select())
-        .filter(orders::status.eq("paid"))
+        .filter(in_any(OrderMove::Accept.from()))
         .filter(orders::runner_id.is_null())
         .into_boxed();
     if let Some(a) = after {
-        q = q.filter(orders::id.gt(a));
+        q = q.filter(orders::id.gt(a.0));
     }
     q.order(orders::id.asc()).limit(limit + 1).load(conn)
 }
@@ -147,7 +153,7 @@ pub fn set_prepay(
     diesel::update(
         orders::table
             .find(id.0)
-            .filter(orders::status.eq("created")),
+            .filter(in_any(OrderMove::Pay.from())),
     )
     .set((
         orders::prepay_id.eq(Some(prepay_id)),
@@ -157,7 +163,7 @@ pub fn set_prepay(
     .execute(conn)
 }
 
-/// created → paid, once. Returns rows affected (0: someone else moved it first).
+/// [`OrderMove::Pay`], once. Returns rows affected (0: someone else moved it first).
 pub fn mark_paid(
     conn: &mut Conn,
     id: OrderId,
@@ -167,10 +173,10 @@ pub fn mark_paid(
     diesel::update(
         orders::table
             .find(id.0)
-            .filter(orders::status.eq("created")),
+            .filter(in_any(OrderMove::Pay.from())),
     )
     .set((
-        orders::status.eq("paid"),
+        orders::status.eq(OrderMove::Pay.to().as_str()),
         orders::transaction_id.eq(Some(transaction_id)),
         orders::paid_at.eq(Some(now)),
         orders::updated_at.eq(now),
@@ -188,7 +194,7 @@ pub fn record_late_payment(
     diesel::update(
         orders::table
             .find(id.0)
-            .filter(orders::status.eq("closed"))
+            .filter(orders::status.eq(OrderStatus::Closed.as_str()))
             .filter(orders::transaction_id.is_null()),
     )
     .set((
@@ -199,19 +205,22 @@ pub fn record_late_payment(
     .execute(conn)
 }
 
-/// A plain status move `from` → `to`, stamping the column of the new status.
+/// `status IN (..)` for a set of states.
+fn in_any(states: &[OrderStatus]) -> diesel::dsl::EqAny<orders::status, Vec<&'static str>> {
+    orders::status.eq_any(states.iter().map(|s| s.as_str()).collect::<Vec<_>>())
+}
+
+/// A plain move by the transition table, stamping the column of the new status.
+/// Returns rows affected (0: the order was not in a state the move starts from).
 pub fn transition(
     conn: &mut Conn,
     id: OrderId,
-    from: &[&str],
-    to: &str,
+    mv: OrderMove,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
-    let target = orders::table
-        .find(id.0)
-        .filter(orders::status.eq_any(from.iter().map(|s| s.to_string()).collect::<Vec<_>>()));
+    let target = orders::table.find(id.0).filter(in_any(mv.from()));
     diesel::update(target)
-        .set(StatusChange::new(to, now))
+        .set(StatusChange::new(mv.to(), now))
         .execute(conn)
 }
 
@@ -219,8 +228,8 @@ pub fn transition(
 /// milestone it marks, if any (`None` leaves a column alone).
 #[derive(AsChangeset)]
 #[diesel(table_name = orders)]
-struct StatusChange<'a> {
-    status: &'a str,
+struct StatusChange {
+    status: &'static str,
     updated_at: NaiveDateTime,
     picked_up_at: Option<NaiveDateTime>,
     delivered_at: Option<NaiveDateTime>,
@@ -228,21 +237,21 @@ struct StatusChange<'a> {
     closed_at: Option<NaiveDateTime>,
 }
 
-impl<'a> StatusChange<'a> {
-    fn new(status: &'a str, now: NaiveDateTime) -> Self {
-        let at = |milestone: &str| (status == milestone).then_some(now);
+impl StatusChange {
+    fn new(status: OrderStatus, now: NaiveDateTime) -> Self {
+        let at = |milestone: OrderStatus| (status == milestone).then_some(now);
         Self {
-            status,
+            status: status.as_str(),
             updated_at: now,
-            picked_up_at: at("picked_up"),
-            delivered_at: at("delivered"),
-            completed_at: at("completed"),
-            closed_at: at("closed"),
+            picked_up_at: at(OrderStatus::PickedUp),
+            delivered_at: at(OrderStatus::Delivered),
+            completed_at: at(OrderStatus::Completed),
+            closed_at: at(OrderStatus::Closed),
         }
     }
 }
 
-/// paid → accepted by `runner`, only while nobody holds it: exactly one racer wins.
+/// [`OrderMove::Accept`] by `runner`, only while nobody holds it: exactly one racer wins.
 pub fn accept(
     conn: &mut Conn,
     id: OrderId,
@@ -252,11 +261,11 @@ pub fn accept(
     diesel::update(
         orders::table
             .find(id.0)
-            .filter(orders::status.eq("paid"))
+            .filter(in_any(OrderMove::Accept.from()))
             .filter(orders::runner_id.is_null()),
     )
     .set((
-        orders::status.eq("accepted"),
+        orders::status.eq(OrderMove::Accept.to().as_str()),
         orders::runner_id.eq(Some(runner.0)),
         orders::accepted_at.eq(Some(now)),
         orders::updated_at.eq(now),
@@ -269,16 +278,15 @@ pub fn runner_transition(
     conn: &mut Conn,
     id: OrderId,
     runner: UserId,
-    from: &str,
-    to: &str,
+    mv: OrderMove,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
     let target = orders::table
         .find(id.0)
-        .filter(orders::status.eq(from))
+        .filter(in_any(mv.from()))
         .filter(orders::runner_id.eq(runner.0));
     diesel::update(target)
-        .set(StatusChange::new(to, now))
+        .set(StatusChange::new(mv.to(), now))
         .execute(conn)
 }
 
@@ -288,20 +296,13 @@ pub fn reserve_refund(
     conn: &mut Conn,
     id: OrderId,
     fen: i64,
-    allowed_status: &[&str],
+    allowed_status: &[OrderStatus],
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
     diesel::update(
         orders::table
             .find(id.0)
-            .filter(
-                orders::status.eq_any(
-                    allowed_status
-                        .iter()
-                        .map(|s| s.to_string())
-                        .collect::<Vec<_>>(),
-                ),
-            )
+            .filter(in_any(allowed_status))
             .filter((orders::refund_reserved_fen + fen).le(orders::amount_fen)),
     )
     .set((
@@ -343,15 +344,15 @@ pub fn add_refunded(
         .execute(conn)
 }
 
-/// refunding → refunded once everything reserved has been refunded in full.
+/// [`OrderMove::FinishRefund`] once everything paid has been refunded in full.
 pub fn finish_refunding(conn: &mut Conn, id: OrderId, now: NaiveDateTime) -> QueryResult<usize> {
     diesel::update(
         orders::table
             .find(id.0)
-            .filter(orders::status.eq("refunding"))
+            .filter(in_any(OrderMove::FinishRefund.from()))
             .filter(orders::refunded_fen.eq(orders::amount_fen)),
     )
-    .set((orders::status.eq("refunded"), orders::updated_at.eq(now)))
+    .set(StatusChange::new(OrderMove::FinishRefund.to(), now))
     .execute(conn)
 }
 
@@ -384,7 +385,7 @@ pub fn unpaid(
 ) -> QueryResult<Vec<Order>> {
     let mut q = orders::table
         .select(Order::as_select())
-        .filter(orders::status.eq("created"))
+        .filter(orders::status.eq(OrderStatus::Created.as_str()))
         .into_boxed();
     if let Some(d) = deadline_before {
         q = q.filter(orders::pay_deadline.lt(d));
@@ -404,7 +405,7 @@ pub fn delivered_before(
 ) -> QueryResult<Vec<Order>> {
     orders::table
         .select(Order::as_select())
-        .filter(orders::status.eq("delivered"))
+        .filter(orders::status.eq(OrderStatus::Delivered.as_str()))
         .filter(orders::delivered_at.lt(before))
         .order(orders::id.asc())
         .limit(limit)

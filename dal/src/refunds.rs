@@ -5,19 +5,26 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::conn::Conn;
-use crate::ids::OrderId;
+use crate::domain::{RefundCause, RefundStatus};
+use crate::ids::{OrderId, RefundId};
 use crate::schema::refunds;
+
+/// Refunds whose outcome is not known yet.
+const UNSETTLED: [&str; 2] = [
+    RefundStatus::Requested.as_str(),
+    RefundStatus::Processing.as_str(),
+];
 
 #[derive(Clone, Debug, Queryable, Selectable)]
 #[diesel(table_name = refunds)]
 pub struct Refund {
-    pub id: i64,
-    pub order_id: i64,
+    pub id: RefundId,
+    pub order_id: OrderId,
     pub out_refund_no: String,
     pub refund_fen: i64,
     pub reason: String,
-    pub cause: String,
-    pub status: String,
+    pub cause: RefundCause,
+    pub status: RefundStatus,
     pub refund_id: Option<String>,
     pub attempts: i32,
     pub last_error: Option<String>,
@@ -30,12 +37,12 @@ pub struct Refund {
 #[derive(Insertable)]
 #[diesel(table_name = refunds)]
 pub struct NewRefund<'a> {
-    pub order_id: i64,
+    pub order_id: OrderId,
     pub out_refund_no: &'a str,
     pub refund_fen: i64,
     pub reason: &'a str,
-    pub cause: &'a str,
-    pub status: &'a str,
+    pub cause: RefundCause,
+    pub status: RefundStatus,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }
@@ -70,7 +77,7 @@ pub fn unsettled(
     limit: i64,
 ) -> QueryResult<Vec<Refund>> {
     refunds::table
-        .filter(refunds::status.eq_any(["requested", "processing"]))
+        .filter(refunds::status.eq_any(UNSETTLED))
         .filter(refunds::created_at.lt(created_before))
         .select(Refund::as_select())
         .order(refunds::id.asc())
@@ -81,17 +88,17 @@ pub fn unsettled(
 /// requested → processing once WeChat accepted the refund.
 pub fn mark_processing(
     conn: &mut Conn,
-    id: i64,
+    id: RefundId,
     refund_id: &str,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
     diesel::update(
         refunds::table
-            .find(id)
-            .filter(refunds::status.eq("requested")),
+            .find(id.0)
+            .filter(refunds::status.eq(RefundStatus::Requested.as_str())),
     )
     .set((
-        refunds::status.eq("processing"),
+        refunds::status.eq(RefundStatus::Processing.as_str()),
         refunds::refund_id.eq(Some(refund_id)),
         refunds::attempts.eq(refunds::attempts + 1),
         refunds::updated_at.eq(now),
@@ -101,12 +108,12 @@ pub fn mark_processing(
 
 pub fn note_attempt(
     conn: &mut Conn,
-    id: i64,
+    id: RefundId,
     error: &str,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
     let error: String = error.chars().take(500).collect();
-    diesel::update(refunds::table.find(id))
+    diesel::update(refunds::table.find(id.0))
         .set((
             refunds::attempts.eq(refunds::attempts + 1),
             refunds::last_error.eq(Some(error)),
@@ -118,17 +125,17 @@ pub fn note_attempt(
 /// requested|processing → success, once. Returns rows affected.
 pub fn mark_success(
     conn: &mut Conn,
-    id: i64,
+    id: RefundId,
     refund_id: Option<&str>,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
     let target = refunds::table
-        .find(id)
-        .filter(refunds::status.eq_any(["requested", "processing"]));
+        .find(id.0)
+        .filter(refunds::status.eq_any(UNSETTLED));
     match refund_id {
         Some(r) => diesel::update(target)
             .set((
-                refunds::status.eq("success"),
+                refunds::status.eq(RefundStatus::Success.as_str()),
                 refunds::refund_id.eq(Some(r)),
                 refunds::settled_at.eq(Some(now)),
                 refunds::updated_at.eq(now),
@@ -136,7 +143,7 @@ pub fn mark_success(
             .execute(conn),
         None => diesel::update(target)
             .set((
-                refunds::status.eq("success"),
+                refunds::status.eq(RefundStatus::Success.as_str()),
                 refunds::settled_at.eq(Some(now)),
                 refunds::updated_at.eq(now),
             ))
@@ -146,18 +153,18 @@ pub fn mark_success(
 
 pub fn mark_failed(
     conn: &mut Conn,
-    id: i64,
+    id: RefundId,
     error: &str,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
     let error: String = error.chars().take(500).collect();
     diesel::update(
         refunds::table
-            .find(id)
-            .filter(refunds::status.eq_any(["requested", "processing"])),
+            .find(id.0)
+            .filter(refunds::status.eq_any(UNSETTLED)),
     )
     .set((
-        refunds::status.eq("failed"),
+        refunds::status.eq(RefundStatus::Failed.as_str()),
         refunds::last_error.eq(Some(error)),
         refunds::updated_at.eq(now),
     ))
@@ -166,12 +173,12 @@ pub fn mark_failed(
 
 pub fn claim(
     conn: &mut Conn,
-    id: i64,
+    id: RefundId,
     now: NaiveDateTime,
     until: NaiveDateTime,
 ) -> QueryResult<bool> {
     diesel::update(
-        refunds::table.find(id).filter(
+        refunds::table.find(id.0).filter(
             refunds::lease_until
                 .is_null()
                 .or(refunds::lease_until.lt(now)),

@@ -118,7 +118,7 @@ diesel::joinable!(refunds -> orders (order_id));
 diesel::joinable!(payment_events -> orders (order_id));
 
 diesel::table! {
-    notify_credits (id) {
+    subscription_credits (id) {
         id -> BigInt,
         user_id -> BigInt,
         kind -> Text,

@@ -4,15 +4,16 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::conn::Conn;
+use crate::domain::Role;
 use crate::ids::UserId;
 use crate::schema::{bind_codes, users};
 
 #[derive(Clone, Debug, Queryable, Selectable)]
 #[diesel(table_name = users)]
 pub struct User {
-    pub id: i64,
+    pub id: UserId,
     pub openid: String,
-    pub role: String,
+    pub role: Role,
     pub nickname: Option<String>,
     pub phone_enc: Option<String>,
     pub dorm_enc: Option<String>,
@@ -22,17 +23,11 @@ pub struct User {
     pub updated_at: NaiveDateTime,
 }
 
-impl User {
-    pub fn user_id(&self) -> UserId {
-        UserId(self.id)
-    }
-}
-
 #[derive(Insertable)]
 #[diesel(table_name = users)]
 pub struct NewUser<'a> {
     pub openid: &'a str,
-    pub role: &'a str,
+    pub role: Role,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }
@@ -76,7 +71,7 @@ pub fn find_by_mp_openid(conn: &mut Conn, mp_openid: &str) -> QueryResult<Option
 pub fn upsert_by_openid(
     conn: &mut Conn,
     openid: &str,
-    role: &str,
+    role: Role,
     now: NaiveDateTime,
 ) -> QueryResult<User> {
     if let Some(u) = find_by_openid(conn, openid)? {
@@ -98,9 +93,9 @@ pub fn upsert_by_openid(
     find_by_openid(conn, openid)?.ok_or(diesel::result::Error::NotFound)
 }
 
-pub fn set_role(conn: &mut Conn, id: UserId, role: &str, now: NaiveDateTime) -> QueryResult<usize> {
+pub fn set_role(conn: &mut Conn, id: UserId, role: Role, now: NaiveDateTime) -> QueryResult<usize> {
     diesel::update(users::table.find(id.0))
-        .set((users::role.eq(role), users::updated_at.eq(now)))
+        .set((users::role.eq(role.as_str()), users::updated_at.eq(now)))
         .execute(conn)
 }
 

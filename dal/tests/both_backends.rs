@@ -3,7 +3,11 @@
 //! Built without the `mysql` feature, the MariaDB test is reported as ignored.
 
 use campus_dal::orders::{self as q, NewOrder};
-use campus_dal::{OrderId, Pools, UserId, ledger, migrate, refunds, time, users};
+use campus_dal::payments as ledger;
+use campus_dal::{
+    LedgerEvent, LedgerSource, OrderKind, OrderMove, OrderStatus, Pools, RefundCause, RefundStatus,
+    Role, migrate, refunds, time, users,
+};
 
 fn mysql_pools() -> (Pools, String) {
     let base =
@@ -32,26 +36,29 @@ fn mysql_pools() -> (Pools, String) {
 fn exercise(pools: &Pools) {
     let mut c = pools.write.get().expect("conn");
     let applied = migrate::run_pending(&mut c).expect("migrations");
-    assert_eq!(applied.len(), 3);
+    let folders = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
+        .expect("migrations")
+        .count();
+    assert_eq!(applied.len(), folders);
     assert!(migrate::run_pending(&mut c).expect("again").is_empty());
     let now = time::now();
 
-    let u = users::upsert_by_openid(&mut c, "OpenId-A", "customer", now).expect("user");
-    let again = users::upsert_by_openid(&mut c, "OpenId-A", "customer", now).expect("again");
+    let u = users::upsert_by_openid(&mut c, "OpenId-A", Role::Customer, now).expect("user");
+    let again = users::upsert_by_openid(&mut c, "OpenId-A", Role::Customer, now).expect("again");
     assert_eq!(u.id, again.id);
     // Identifiers are case-sensitive on both backends.
-    let other = users::upsert_by_openid(&mut c, "openid-a", "customer", now).expect("other");
+    let other = users::upsert_by_openid(&mut c, "openid-a", Role::Customer, now).expect("other");
     assert_ne!(u.id, other.id);
     assert_eq!(
         u.created_at, now,
         "timestamps round-trip to the microsecond"
     );
-    let runner = users::upsert_by_openid(&mut c, "runner", "runner", now).expect("runner");
+    let runner = users::upsert_by_openid(&mut c, "runner", Role::Runner, now).expect("runner");
 
     let new = |otn: &'static str| NewOrder {
         out_trade_no: otn,
-        kind: "express",
-        status: "created",
+        kind: OrderKind::Express,
+        status: OrderStatus::Created,
         pickup: "A",
         dropoff: "B",
         note: "",
@@ -69,38 +76,32 @@ fn exercise(pools: &Pools) {
     assert!(
         q::insert(&mut c, &new("CE0000000001")).is_err_and(|e| campus_dal::is_unique_violation(&e))
     );
-    let id = o.order_id();
+    let id = o.id;
     // Compare-and-set: the second identical move affects no row.
     assert_eq!(q::mark_paid(&mut c, id, "tx1", now).expect("paid"), 1);
     assert_eq!(q::mark_paid(&mut c, id, "tx1", now).expect("again"), 0);
-    assert_eq!(
-        q::accept(&mut c, id, UserId(runner.id), now).expect("accept"),
-        1
-    );
-    assert_eq!(
-        q::accept(&mut c, id, UserId(other.id), now).expect("lost"),
-        0
-    );
+    assert_eq!(q::accept(&mut c, id, runner.id, now).expect("accept"), 1);
+    assert_eq!(q::accept(&mut c, id, other.id, now).expect("lost"), 0);
     // Refund reservations never exceed the amount.
     assert_eq!(
-        q::reserve_refund(&mut c, id, 200, &["accepted"], now).expect("r1"),
+        q::reserve_refund(&mut c, id, 200, &[OrderStatus::Accepted], now).expect("r1"),
         1
     );
     assert_eq!(
-        q::reserve_refund(&mut c, id, 101, &["accepted"], now).expect("r2"),
+        q::reserve_refund(&mut c, id, 101, &[OrderStatus::Accepted], now).expect("r2"),
         0
     );
     assert_eq!(
-        q::reserve_refund(&mut c, id, 100, &["accepted"], now).expect("r3"),
+        q::reserve_refund(&mut c, id, 100, &[OrderStatus::Accepted], now).expect("r3"),
         1
     );
     // The ledger records an event once.
     let ev = ledger::NewEvent {
         order_id: id,
         out_trade_no: "CE0000000001",
-        event: "paid",
+        event: LedgerEvent::Paid,
         amount_fen: 300,
-        source: "test",
+        source: LedgerSource::Api,
         reference: "tx1",
         at: now,
     };
@@ -111,12 +112,12 @@ fn exercise(pools: &Pools) {
         refunds::insert(
             c,
             &refunds::NewRefund {
-                order_id: id.0,
+                order_id: id,
                 out_refund_no: "CE0000000001R1",
                 refund_fen: 1,
                 reason: "x",
-                cause: "admin",
-                status: "requested",
+                cause: RefundCause::Admin,
+                status: RefundStatus::Requested,
                 created_at: now,
                 updated_at: now,
             },
@@ -125,7 +126,34 @@ fn exercise(pools: &Pools) {
     });
     assert!(r.is_err());
     assert!(refunds::for_order(&mut c, id).expect("refunds").is_empty());
-    assert!(q::find(&mut c, OrderId(999_999)).expect("find").is_none());
+    assert!(
+        q::find(&mut c, campus_dal::OrderId(999_999))
+            .expect("find")
+            .is_none()
+    );
+
+    // The compare-and-set follows the transition table: from every state, every move
+    // changes exactly the rows the table allows, and lands where the table says.
+    for (i, from) in OrderStatus::ALL.iter().enumerate() {
+        for (j, mv) in OrderMove::ALL.iter().enumerate() {
+            let otn = format!("CET{i:02}{j:02}000000");
+            let o = q::insert(
+                &mut c,
+                &NewOrder {
+                    out_trade_no: &otn,
+                    status: *from,
+                    ..new("CE0000000000")
+                },
+            )
+            .expect("order");
+            let moved = q::transition(&mut c, o.id, *mv, now).expect("move");
+            let after = q::find(&mut c, o.id).expect("find").expect("order").status;
+            match from.after(*mv) {
+                Some(to) => assert_eq!((moved, after), (1, to), "{from} {mv:?}"),
+                None => assert_eq!((moved, after), (0, *from), "{from} {mv:?}"),
+            }
+        }
+    }
 }
 
 #[test]

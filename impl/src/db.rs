@@ -325,7 +325,12 @@ mod tests {
                     let o = openid.clone();
                     let r = if i % 2 == 0 {
                         db.write_tx(move |c| -> Result<(), DbError> {
-                            users::upsert_by_openid(c, &o, "customer", campus_dal::time::now())?;
+                            users::upsert_by_openid(
+                                c,
+                                &o,
+                                campus_dal::Role::Customer,
+                                campus_dal::time::now(),
+                            )?;
                             if i % 3 == 0 {
                                 return Err(DbError::NotCommitted("this one fails".into()));
                             }
@@ -335,7 +340,12 @@ mod tests {
                     } else {
                         // Without a transaction of its own.
                         db.write(move |c| -> Result<(), DbError> {
-                            users::upsert_by_openid(c, &o, "customer", campus_dal::time::now())?;
+                            users::upsert_by_openid(
+                                c,
+                                &o,
+                                campus_dal::Role::Customer,
+                                campus_dal::time::now(),
+                            )?;
                             Ok(())
                         })
                         .await
@@ -365,7 +375,7 @@ mod tests {
                         users::upsert_by_openid(
                             c,
                             &format!("p{i}"),
-                            "customer",
+                            campus_dal::Role::Customer,
                             campus_dal::time::now(),
                         )?;
                         assert!(i != 7, "write 7 panics");
@@ -391,10 +401,36 @@ mod tests {
             );
         }
         db.write(|c| {
-            users::upsert_by_openid(c, "after", "customer", campus_dal::time::now())
-                .map_err(DbError::from)
+            users::upsert_by_openid(
+                c,
+                "after",
+                campus_dal::Role::Customer,
+                campus_dal::time::now(),
+            )
+            .map_err(DbError::from)
         })
         .await
         .expect("the writer still works");
     }
 }
+
+/// Every service error carries database failures as `Db(DbError)`; query errors from
+/// the dal convert into it here, once for all of them.
+macro_rules! from_diesel {
+    ($($t:ty),+ $(,)?) => {
+        $(impl From<campus_dal::DieselError> for $t {
+            fn from(e: campus_dal::DieselError) -> Self {
+                Self::Db(DbError::Query(e))
+            }
+        })+
+    };
+}
+
+from_diesel!(
+    crate::users::UserError,
+    crate::orders::OrderError,
+    crate::payments::PaymentError,
+    crate::refunds::RefundError,
+    crate::subscriptions::SubscriptionError,
+    crate::official_account::OfficialAccountError,
+);

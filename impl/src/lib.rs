@@ -1,22 +1,29 @@
-//! Services of Campus Errand and the WeChat clients they use.
-//! Layering: `api` calls these services; these call `campus_dal` for SQL.
+//! Services of Campus Errand and the WeChat clients they use, one module per concern:
+//! `users`, `orders`, `payments`, `refunds`, `subscriptions` (subscribe messages),
+//! `official_account`, `qrcodes`; `context` wires them into one [`AppContext`].
+//! Infrastructure lives apart: `db`, `cache`, `storage`, `crypto`, `settings`,
+//! `telemetry`, `wechat` (the clients). Layering: `api` calls these services; these
+//! call `campus_dal` for SQL.
 
 pub mod auth;
 pub mod cache;
+pub mod context;
 pub mod crypto;
 pub mod db;
 pub mod jobs;
-pub mod mp;
-pub mod notify;
+pub mod official_account;
 pub mod orders;
-pub mod qr;
-pub mod services;
+pub mod payments;
+pub mod qrcodes;
+pub mod refunds;
 pub mod settings;
 pub mod storage;
+pub mod subscriptions;
 pub mod telemetry;
+pub mod text;
 pub mod users;
 pub mod wechat;
 
 pub use campus_dal::{OrderId, UserId};
-pub use services::{BuildError, Services};
+pub use context::{AppContext, BuildError};
 pub use settings::Settings;

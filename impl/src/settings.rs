@@ -5,11 +5,17 @@
 //! name means one thing in the TOML files, the environment and the README.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+
+use crate::crypto::FieldCipher;
+use crate::wechat::mini::MiniConfig;
+use crate::wechat::mp_crypto::MpCrypto;
+use crate::wechat::pay::{ClientIdentity, PayConfig, SignType};
 
 const EMBEDDED_DEFAULTS: &str = include_str!("../../conf/default.toml");
 
@@ -153,6 +159,16 @@ mod lenient {
     }
 }
 
+/// The settings a start cannot do without, checked and typed by [`Settings::resolve`].
+pub struct Resolved {
+    pub jwt_secret: SecretString,
+    pub cipher: FieldCipher,
+    pub mini: MiniConfig,
+    pub pay: PayConfig,
+    /// Safe mode of the official account, when its AES key is set.
+    pub official_account_crypto: Option<MpCrypto>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("could not read settings: {0}")]
@@ -238,27 +254,35 @@ impl Settings {
         self
     }
 
-    /// What `serve` needs: every problem named at once, so an operator fixes them in one go.
-    pub fn check_for_serve(&self) -> Result<(), SettingsError> {
+    /// The settings every start needs, checked and typed once: every missing or invalid
+    /// one is named at once, so an operator fixes them in one go.
+    pub fn resolve(&self) -> Result<Resolved, SettingsError> {
         let mut missing = Vec::new();
-        if self.jwt_secret.is_none() {
+        let jwt_secret = self.jwt_secret.clone();
+        if jwt_secret.is_none() {
             missing.push("JWT_SECRET".to_string());
         }
-        match &self.field_encryption_key {
-            None => missing.push("FIELD_ENCRYPTION_KEY".to_string()),
-            Some(k) if crate::crypto::FieldCipher::from_hex(k.expose_secret()).is_err() => {
-                missing.push("FIELD_ENCRYPTION_KEY (must be 64 hex characters)".to_string())
+        let cipher = match &self.field_encryption_key {
+            None => {
+                missing.push("FIELD_ENCRYPTION_KEY".to_string());
+                None
             }
-            Some(_) => {}
-        }
-        if self.wechat_appid.is_none() {
-            missing.push("WECHAT_APPID".to_string());
-        }
-        if self.wechat_secret.is_none() {
-            missing.push("WECHAT_SECRET".to_string());
-        }
-        if self.wechat_mch_id.is_none() {
-            missing.push("WECHAT_MCH_ID".to_string());
+            Some(k) => match FieldCipher::from_hex(k.expose_secret()) {
+                Ok(c) => Some(c),
+                Err(_) => {
+                    missing.push("FIELD_ENCRYPTION_KEY (must be 64 hex characters)".to_string());
+                    None
+                }
+            },
+        };
+        for (name, set) in [
+            ("WECHAT_APPID", self.wechat_appid.is_some()),
+            ("WECHAT_SECRET", self.wechat_secret.is_some()),
+            ("WECHAT_MCH_ID", self.wechat_mch_id.is_some()),
+        ] {
+            if !set {
+                missing.push(name.to_string());
+            }
         }
         match &self.wechat_pay_key {
             None => missing.push("WECHAT_PAY_KEY".to_string()),
@@ -267,9 +291,92 @@ impl Settings {
             }
             Some(_) => {}
         }
-        if crate::wechat::pay::SignType::parse(&self.wechat_pay_sign_type).is_none() {
+        let sign_type = SignType::parse(&self.wechat_pay_sign_type);
+        if sign_type.is_none() {
             missing.push("WECHAT_PAY_SIGN_TYPE (MD5 or HMAC-SHA256)".to_string());
         }
+        let pay_base = self
+            .wechat_pay_api_base
+            .trim()
+            .trim_end_matches('/')
+            .to_string();
+        if !(pay_base.starts_with("http://") || pay_base.starts_with("https://")) {
+            missing.push("WECHAT_PAY_API_BASE (an http(s) URL)".to_string());
+        }
+        let official_account = match MpCrypto::from_settings(self) {
+            Ok(c) => c,
+            Err(e) => {
+                missing.push(format!("WECHAT_MP_AES_KEY / WECHAT_MP_APPID ({e})"));
+                None
+            }
+        };
+        let (
+            Some(jwt_secret),
+            Some(cipher),
+            Some(appid),
+            Some(secret),
+            Some(mch_id),
+            Some(key),
+            Some(sign_type),
+        ) = (
+            jwt_secret,
+            cipher,
+            self.wechat_appid.clone(),
+            self.wechat_secret.clone(),
+            self.wechat_mch_id.clone(),
+            self.wechat_pay_key.clone(),
+            sign_type,
+        )
+        else {
+            return Err(SettingsError::Missing(missing));
+        };
+        if !missing.is_empty() {
+            return Err(SettingsError::Missing(missing));
+        }
+        let timeout = Duration::from_secs(self.wechat_timeout_secs.max(1));
+        // The merchant certificate is only located here, and loaded by `PayClient::new`.
+        let identity = match &self.wechat_pay_p12 {
+            Some(path) => ClientIdentity::P12 {
+                path: path.clone(),
+                password: mch_id.clone(),
+            },
+            None => ClientIdentity::Pem {
+                cert: self.wechat_pay_client_cert.clone(),
+                key: self.wechat_pay_client_key.clone(),
+            },
+        };
+        Ok(Resolved {
+            jwt_secret,
+            cipher,
+            mini: MiniConfig {
+                appid: appid.clone(),
+                secret,
+                api_base: self.wechat_api_base.clone(),
+                extra_root: self.wechat_ca_cert.clone(),
+                timeout,
+            },
+            pay: PayConfig {
+                appid,
+                mch_id,
+                key,
+                sign_type,
+                api_base: pay_base,
+                extra_root: self.wechat_ca_cert.clone(),
+                timeout,
+                identity,
+            },
+            official_account_crypto: official_account,
+        })
+    }
+
+    /// What `serve` needs beyond [`Settings::resolve`]: the files it names exist, and
+    /// object storage has its credentials. Every problem is named at once.
+    pub fn check_for_serve(&self) -> Result<(), SettingsError> {
+        let mut missing = match self.resolve() {
+            Ok(_) => Vec::new(),
+            Err(SettingsError::Missing(m)) => m,
+            Err(e) => return Err(e),
+        };
         match &self.wechat_pay_p12 {
             Some(p) if !p.is_file() => {
                 missing.push(format!("WECHAT_PAY_P12 (no file at {})", p.display()))

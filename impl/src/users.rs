@@ -4,14 +4,31 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use campus_dal::users::{self as q, ProfileUpdate, User};
-use campus_dal::{UserId, time};
+use std::sync::Arc;
 
-use crate::Services;
-use crate::auth::AuthError;
-use crate::crypto::{CryptoError, random_digits};
-use crate::db::DbError;
-use crate::wechat::mini::WechatError;
+use campus_dal::time;
+use campus_dal::users::{self as q, ProfileUpdate, User};
+pub use campus_dal::{Role, UserId};
+
+use crate::auth::{AuthError, TokenIssuer};
+use crate::crypto::{CryptoError, FieldCipher, random_digits};
+use crate::db::{Db, DbError};
+use crate::text::{InvalidInput, TextRule};
+use crate::wechat::mini::{MiniClient, WechatError};
+
+const NICKNAME: TextRule = TextRule::line("nickname", 32);
+const DORM: TextRule = TextRule::line("dorm", 64);
+
+/// The user service: login, sessions, profiles, runner applications, bind codes.
+#[derive(Clone)]
+pub struct Users {
+    db: Db,
+    mini: MiniClient,
+    tokens: TokenIssuer,
+    cipher: FieldCipher,
+    /// `ADMIN_OPENIDS`, read at every login.
+    admin_openids: Arc<[String]>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
@@ -21,8 +38,10 @@ pub enum UserError {
     Wechat(WechatError),
     #[error(transparent)]
     Auth(#[from] AuthError),
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    #[error(transparent)]
+    Forbidden(#[from] Forbidden),
     #[error("user not found")]
     NotFound,
     #[error("{0}")]
@@ -33,44 +52,29 @@ pub enum UserError {
     Crypto(#[from] CryptoError),
 }
 
-impl From<campus_dal::DieselError> for UserError {
-    fn from(e: campus_dal::DieselError) -> Self {
-        UserError::Db(DbError::Query(e))
-    }
-}
+/// The caller lacks the role an action needs.
+#[derive(Debug, thiserror::Error)]
+#[error("this needs the {0} role")]
+pub struct Forbidden(pub Role);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Customer,
-    Runner,
-    Admin,
-}
-
-impl Role {
-    pub fn parse(s: &str) -> Role {
-        match s {
-            "runner" => Role::Runner,
-            "admin" => Role::Admin,
-            _ => Role::Customer,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Customer => "customer",
-            Role::Runner => "runner",
-            Role::Admin => "admin",
-        }
-    }
-}
-
-/// The authenticated caller, as the API layer hands it to handlers.
+/// The authenticated caller, as the API layer hands it to the services.
 #[derive(Clone, Debug)]
 pub struct CurrentUser {
     pub id: UserId,
     pub role: Role,
     pub row: User,
+}
+
+impl CurrentUser {
+    /// Runners' work is open to admins too; admin work to admins only.
+    pub fn require(&self, role: Role) -> Result<(), Forbidden> {
+        let ok = match role {
+            Role::Customer => true,
+            Role::Runner => matches!(self.role, Role::Runner | Role::Admin),
+            Role::Admin => self.role == Role::Admin,
+        };
+        if ok { Ok(()) } else { Err(Forbidden(role)) }
+    }
 }
 
 /// A user as the contract shows it. Phone and dorm are decrypted for the owner only.
@@ -130,33 +134,40 @@ pub struct BindCode {
     pub expires_at: DateTime<Utc>,
 }
 
-fn validate_text(field: &str, v: &str, max_chars: usize) -> Result<(), UserError> {
-    if v.chars().count() > max_chars {
-        return Err(UserError::Invalid(format!(
-            "{field} must be at most {max_chars} characters"
-        )));
-    }
-    if v.chars().any(char::is_control) {
-        return Err(UserError::Invalid(format!(
-            "{field} must not contain control characters"
-        )));
-    }
-    Ok(())
-}
-
-fn validate_phone(v: &str) -> Result<(), UserError> {
+fn validate_phone(v: &str) -> Result<(), InvalidInput> {
     let digits = v.strip_prefix('+').unwrap_or(v);
     if (5..=20).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
         Ok(())
     } else {
-        Err(UserError::Invalid(
-            "phone must be 5 to 20 digits, optionally starting with +".into(),
+        Err(InvalidInput::new(
+            "phone must be 5 to 20 digits, optionally starting with +",
         ))
     }
 }
 
-impl Services {
-    pub fn user_view(&self, u: &User, with_private: bool) -> Result<UserView, UserError> {
+impl Users {
+    pub fn new(
+        db: Db,
+        mini: MiniClient,
+        tokens: TokenIssuer,
+        cipher: FieldCipher,
+        admin_openids: Vec<String>,
+    ) -> Self {
+        Self {
+            db,
+            mini,
+            tokens,
+            cipher,
+            admin_openids: admin_openids.into(),
+        }
+    }
+
+    /// The caller's own profile, private fields included.
+    pub fn me(&self, user: &CurrentUser) -> Result<UserView, UserError> {
+        self.view(&user.row, true)
+    }
+
+    fn view(&self, u: &User, with_private: bool) -> Result<UserView, UserError> {
         let dec = |v: &Option<String>| -> Result<Option<String>, UserError> {
             match v {
                 Some(enc) if with_private => Ok(Some(self.cipher.decrypt(enc)?)),
@@ -164,8 +175,8 @@ impl Services {
             }
         };
         Ok(UserView {
-            id: u.user_id(),
-            role: Role::parse(&u.role),
+            id: u.id,
+            role: u.role,
             nickname: u.nickname.clone(),
             phone: dec(&u.phone_enc)?,
             dorm: dec(&u.dorm_enc)?,
@@ -178,34 +189,36 @@ impl Services {
     pub async fn login(&self, code: &str) -> Result<LoginResult, UserError> {
         let code = code.trim();
         if code.is_empty() || code.len() > 128 {
-            return Err(UserError::Invalid(
-                "code must be 1 to 128 characters".into(),
-            ));
+            return Err(InvalidInput::new("code must be 1 to 128 characters").into());
         }
         let session = self.mini.code_to_session(code).await.map_err(|e| match e {
             WechatError::InvalidCode(_) => UserError::InvalidCode,
             other => UserError::Wechat(other),
         })?;
         let openid = session.openid;
-        let is_admin = self.settings.admin_openid_list().contains(&openid);
+        let is_admin = self.admin_openids.contains(&openid);
         let user = self
             .db
             .write(move |c| -> Result<User, UserError> {
                 let now = time::now();
-                let role = if is_admin { "admin" } else { "customer" };
+                let role = if is_admin {
+                    Role::Admin
+                } else {
+                    Role::Customer
+                };
                 let mut u = q::upsert_by_openid(c, &openid, role, now)?;
-                if is_admin && u.role != "admin" {
-                    q::set_role(c, u.user_id(), "admin", now)?;
-                    u.role = "admin".into();
+                if is_admin && u.role != Role::Admin {
+                    q::set_role(c, u.id, Role::Admin, now)?;
+                    u.role = Role::Admin;
                 }
                 Ok(u)
             })
             .await?;
-        let (token, expires_at) = self.tokens.issue(user.user_id());
+        let (token, expires_at) = self.tokens.issue(user.id);
         Ok(LoginResult {
             token,
             expires_at,
-            user: self.user_view(&user, true)?,
+            user: self.view(&user, true)?,
         })
     }
 
@@ -219,7 +232,7 @@ impl Services {
             .ok_or(AuthError::UnknownUser)?;
         Ok(CurrentUser {
             id,
-            role: Role::parse(&row.role),
+            role: row.role,
             row,
         })
     }
@@ -231,10 +244,10 @@ impl Services {
     ) -> Result<UserView, UserError> {
         let mut upd = ProfileUpdate::default();
         if let Some(n) = patch.nickname {
-            if let Some(n) = &n {
-                validate_text("nickname", n, 32)?;
-            }
-            upd.nickname = Some(n.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()));
+            upd.nickname = Some(match n {
+                Some(n) => Some(NICKNAME.clean(&n)?).filter(|s| !s.is_empty()),
+                None => None,
+            });
         }
         if let Some(p) = patch.phone {
             upd.phone_enc = Some(match p {
@@ -248,11 +261,7 @@ impl Services {
         }
         if let Some(d) = patch.dorm {
             upd.dorm_enc = Some(match d {
-                Some(d) => {
-                    let d = d.trim().to_string();
-                    validate_text("dorm", &d, 64)?;
-                    Some(self.cipher.encrypt(&d))
-                }
+                Some(d) => Some(self.cipher.encrypt(&DORM.clean(&d)?)),
                 None => None,
             });
         }
@@ -265,7 +274,7 @@ impl Services {
                 q::find(c, id)?.ok_or(UserError::NotFound)
             })
             .await?;
-        self.user_view(&row, true)
+        self.view(&row, true)
     }
 
     pub async fn apply_runner(&self, user: &CurrentUser) -> Result<UserView, UserError> {
@@ -283,29 +292,35 @@ impl Services {
                 q::find(c, id)?.ok_or(UserError::NotFound)
             })
             .await?;
-        self.user_view(&row, false)
+        self.view(&row, false)
     }
 
-    pub async fn approve_runner(&self, target: UserId) -> Result<UserView, UserError> {
+    /// An admin makes an applicant a runner.
+    pub async fn approve_runner(
+        &self,
+        caller: &CurrentUser,
+        target: UserId,
+    ) -> Result<UserView, UserError> {
+        caller.require(Role::Admin)?;
         let row = self
             .db
             .write(move |c| -> Result<User, UserError> {
                 let u = q::find(c, target)?.ok_or(UserError::NotFound)?;
-                match u.role.as_str() {
-                    "runner" => return Ok(u),
-                    "admin" => return Err(UserError::Conflict("user is an admin".into())),
-                    _ => {}
+                match u.role {
+                    Role::Runner => return Ok(u),
+                    Role::Admin => return Err(UserError::Conflict("user is an admin".into())),
+                    Role::Customer => {}
                 }
                 if u.runner_applied_at.is_none() {
                     return Err(UserError::Conflict(
                         "user has not applied to be a runner".into(),
                     ));
                 }
-                q::set_role(c, target, "runner", time::now())?;
+                q::set_role(c, target, Role::Runner, time::now())?;
                 q::find(c, target)?.ok_or(UserError::NotFound)
             })
             .await?;
-        self.user_view(&row, false)
+        self.view(&row, false)
     }
 
     pub async fn issue_bind_code(&self, user: &CurrentUser) -> Result<BindCode, UserError> {

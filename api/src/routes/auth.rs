@@ -3,13 +3,14 @@
 use actix_web::{HttpResponse, post, web};
 use serde::Deserialize;
 use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
 
-use campus_impl::Services;
+use campus_impl::AppContext;
 use campus_impl::users::LoginResult;
 
 use crate::error::{ApiError, ErrorBody};
 
-pub fn config(cfg: &mut web::ServiceConfig) {
+pub fn config(cfg: &mut ServiceConfig) {
     cfg.service(login);
 }
 
@@ -19,15 +20,15 @@ pub struct LoginRequest {
     pub code: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+#[utoipa::path(tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = LoginResult),
               (status = 401, description = "WeChat rejected the code (`invalid_code`)", body = ErrorBody),
               (status = 400, body = ErrorBody)))]
 #[post("/auth/login")]
 async fn login(
-    s: web::Data<Services>,
+    ctx: web::Data<AppContext>,
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let r = s.login(&body.code).await?;
+    let r = ctx.users.login(&body.code).await?;
     Ok(HttpResponse::Ok().json(r))
 }

@@ -2,31 +2,31 @@
 
 use actix_web::{HttpResponse, get, web};
 use serde_json::json;
-use utoipa::OpenApi;
+use utoipa_actix_web::service_config::ServiceConfig;
 
-use campus_impl::Services;
+use campus_impl::AppContext;
 
-pub fn config(cfg: &mut web::ServiceConfig) {
+pub fn config(cfg: &mut ServiceConfig) {
     cfg.service(healthz).service(readyz).service(metrics);
 }
 
-pub fn openapi_config(cfg: &mut web::ServiceConfig) {
+pub fn openapi_config(cfg: &mut ServiceConfig) {
     cfg.service(openapi);
 }
 
-#[utoipa::path(get, path = "/healthz", tag = "health",
+#[utoipa::path(tag = "health",
     responses((status = 200, description = "The process is up", example = json!({"status": "ok"}))))]
 #[get("/healthz")]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-#[utoipa::path(get, path = "/readyz", tag = "health",
+#[utoipa::path(tag = "health",
     responses((status = 200, description = "Database (and Redis, if set) answer"),
               (status = 503, description = "A dependency does not answer")))]
 #[get("/readyz")]
-async fn readyz(s: web::Data<Services>) -> HttpResponse {
-    match s.ready().await {
+async fn readyz(ctx: web::Data<AppContext>) -> HttpResponse {
+    match ctx.ready().await {
         Ok(()) => HttpResponse::Ok().json(json!({"status": "ready"})),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
@@ -38,17 +38,19 @@ async fn readyz(s: web::Data<Services>) -> HttpResponse {
     }
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "health",
+#[utoipa::path(tag = "health",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 #[get("/metrics")]
-async fn metrics(s: web::Data<Services>) -> HttpResponse {
-    s.observe_pool();
+async fn metrics(ctx: web::Data<AppContext>) -> HttpResponse {
+    ctx.observe_pool();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(s.metrics.render())
+        .body(ctx.metrics.render())
 }
 
+#[utoipa::path(tag = "health",
+    responses((status = 200, description = "This document", content_type = "application/json")))]
 #[get("/openapi.json")]
-async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().json(crate::openapi::ApiDoc::openapi())
+async fn openapi(doc: web::Data<utoipa::openapi::OpenApi>) -> HttpResponse {
+    HttpResponse::Ok().json(doc.get_ref())
 }

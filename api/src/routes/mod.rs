@@ -1,32 +1,36 @@
-//! One module per resource, each with a `config(cfg)` that registers its routes.
+//! One module per resource, each with a `config(cfg)` that registers its routes. Routes
+//! are registered once, through `utoipa_actix_web`, which collects each handler's
+//! `#[utoipa::path]` description into the OpenAPI document as it registers it: a route
+//! cannot be served without being documented.
 
 pub mod auth;
 pub mod health;
-pub mod me;
-pub mod mp;
-pub mod notify;
+pub mod official_account;
 pub mod orders;
-pub mod pay;
-pub mod qrcode;
+pub mod qrcodes;
 pub mod runners;
+pub mod subscriptions;
+pub mod users;
+pub mod wechat_pay;
 
-use actix_web::web;
+use utoipa_actix_web::scope;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::error::ApiError;
 
-pub fn config(cfg: &mut web::ServiceConfig) {
+pub fn config(cfg: &mut ServiceConfig) {
     health::config(cfg);
-    mp::config(cfg);
-    qrcode::images_config(cfg);
+    official_account::config(cfg);
+    qrcodes::images_config(cfg);
     cfg.service(
-        web::scope("/api/v1")
+        scope("/api/v1")
             .configure(auth::config)
-            .configure(me::config)
+            .configure(users::config)
             .configure(runners::config)
             .configure(orders::config)
-            .configure(pay::config)
-            .configure(qrcode::config)
-            .configure(notify::config)
+            .configure(wechat_pay::config)
+            .configure(qrcodes::config)
+            .configure(subscriptions::config)
             .configure(health::openapi_config),
     );
 }

@@ -4,16 +4,17 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
 
-use campus_impl::orders::{AdminRefund, CreateOrder, ListQuery, OrderView, Page};
-use campus_impl::users::Role;
+use campus_impl::orders::{CreateOrder, ListQuery, OrderView, Page};
+use campus_impl::refunds::AdminRefund;
 use campus_impl::wechat::pay::JsapiParams;
-use campus_impl::{OrderId, Services};
+use campus_impl::{AppContext, OrderId};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Authed;
 
-pub fn config(cfg: &mut web::ServiceConfig) {
+pub fn config(cfg: &mut ServiceConfig) {
     cfg.service(create)
         .service(list)
         .service(available)
@@ -28,14 +29,14 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         .service(admin_refund);
 }
 
-#[utoipa::path(post, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])),
+#[utoipa::path(tag = "orders", security(("bearer" = [])),
     request_body = CreateOrder,
     params(("Idempotency-Key" = Option<String>, Header, description = "same key, same user: the first result again")),
     responses((status = 201, body = OrderView), (status = 422, body = ErrorBody),
               (status = 409, description = "`idempotency_conflict`", body = ErrorBody), (status = 401, body = ErrorBody)))]
 #[post("/orders")]
 async fn create(
-    s: web::Data<Services>,
+    ctx: web::Data<AppContext>,
     user: Authed,
     req: HttpRequest,
     body: web::Json<CreateOrder>,
@@ -48,7 +49,10 @@ async fn create(
                 .to_string(),
         ),
     };
-    let created = s.create_order(&user.0, body.into_inner(), key).await?;
+    let created = ctx
+        .orders
+        .create_order(&user.0, body.into_inner(), key)
+        .await?;
     let status = StatusCode::from_u16(created.status).unwrap_or(StatusCode::CREATED);
     Ok(HttpResponse::build(status)
         .content_type("application/json")
@@ -56,16 +60,16 @@ async fn create(
         .body(created.body))
 }
 
-#[utoipa::path(get, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])),
+#[utoipa::path(tag = "orders", security(("bearer" = [])),
     params(ListQuery),
     responses((status = 200, body = Page<OrderView>), (status = 422, body = ErrorBody)))]
 #[get("/orders")]
 async fn list(
-    s: web::Data<Services>,
+    ctx: web::Data<AppContext>,
     user: Authed,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(s.list_orders(&user.0, q.into_inner()).await?))
+    Ok(HttpResponse::Ok().json(ctx.orders.list_orders(&user.0, q.into_inner()).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -74,31 +78,34 @@ struct PageQuery {
     cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/runner/orders/available", tag = "runner", security(("bearer" = [])),
+#[utoipa::path(tag = "runner", security(("bearer" = [])),
     params(PageQuery),
     responses((status = 200, description = "Paid, unassigned orders, oldest first", body = Page<OrderView>),
               (status = 403, body = ErrorBody)))]
 #[get("/runner/orders/available")]
 async fn available(
-    s: web::Data<Services>,
+    ctx: web::Data<AppContext>,
     user: Authed,
     q: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let u = user.require(Role::Runner)?;
     let q = q.into_inner();
-    Ok(HttpResponse::Ok().json(s.available_orders(u, q.limit, q.cursor).await?))
+    Ok(HttpResponse::Ok().json(
+        ctx.orders
+            .available_orders(&user.0, q.limit, q.cursor)
+            .await?,
+    ))
 }
 
-#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", security(("bearer" = [])),
+#[utoipa::path(tag = "orders", security(("bearer" = [])),
     params(("id" = i64, Path)),
     responses((status = 200, body = OrderView), (status = 404, description = "missing or not yours", body = ErrorBody)))]
 #[get("/orders/{id}")]
 async fn get_one(
-    s: web::Data<Services>,
+    ctx: web::Data<AppContext>,
     user: Authed,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(s.get_order(&user.0, OrderId(*id)).await?))
+    Ok(HttpResponse::Ok().json(ctx.orders.get_order(&user.0, OrderId(*id)).await?))
 }
 
 #[derive(ToSchema)]
@@ -117,13 +124,13 @@ struct JsapiParamsDoc {
     pay_sign: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/orders/{id}/pay", tag = "orders", security(("bearer" = [])),
+#[utoipa::path(tag = "orders", security(("bearer" = [])),
     params(("id" = i64, Path)),
     responses((status = 200, description = "Parameters for wx.requestPayment", body = JsapiParamsDoc),
               (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
 #[post("/orders/{id}/pay")]
 async fn pay(
-    s: web::Data<Services>,
+    ctx: web::Data<AppContext>,
     user: Authed,
     id: web::Path<i64>,
     req: HttpRequest,
@@ -132,60 +139,58 @@ async fn pay(
         .peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_else(|| "127.0.0.1".into());
-    let params: JsapiParams = s.pay_order(&user.0, OrderId(*id), &ip).await?;
+    let params: JsapiParams = ctx.payments.pay_order(&user.0, OrderId(*id), &ip).await?;
     Ok(HttpResponse::Ok().json(params))
 }
 
-#[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders", security(("bearer" = [])),
+#[utoipa::path(tag = "orders", security(("bearer" = [])),
     params(("id" = i64, Path)),
     responses((status = 200, description = "closed, or refunding after payment", body = OrderView),
               (status = 409, body = ErrorBody)))]
 #[post("/orders/{id}/cancel")]
 async fn cancel(
-    s: web::Data<Services>,
+    ctx: web::Data<AppContext>,
     user: Authed,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(s.cancel_order(&user.0, OrderId(*id)).await?))
+    Ok(HttpResponse::Ok().json(ctx.orders.cancel_order(&user.0, OrderId(*id)).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/orders/{id}/confirm", tag = "orders", security(("bearer" = [])),
+#[utoipa::path(tag = "orders", security(("bearer" = [])),
     params(("id" = i64, Path)),
     responses((status = 200, body = OrderView), (status = 409, body = ErrorBody)))]
 #[post("/orders/{id}/confirm")]
 async fn confirm(
-    s: web::Data<Services>,
+    ctx: web::Data<AppContext>,
     user: Authed,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(s.confirm_order(&user.0, OrderId(*id)).await?))
+    Ok(HttpResponse::Ok().json(ctx.orders.confirm_order(&user.0, OrderId(*id)).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/orders/{id}/accept", tag = "runner", security(("bearer" = [])),
+#[utoipa::path(tag = "runner", security(("bearer" = [])),
     params(("id" = i64, Path)),
     responses((status = 200, body = OrderView), (status = 409, description = "`already_taken`", body = ErrorBody),
               (status = 403, body = ErrorBody)))]
 #[post("/orders/{id}/accept")]
 async fn accept(
-    s: web::Data<Services>,
+    ctx: web::Data<AppContext>,
     user: Authed,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let u = user.require(Role::Runner)?;
-    Ok(HttpResponse::Ok().json(s.accept_order(u, OrderId(*id)).await?))
+    Ok(HttpResponse::Ok().json(ctx.orders.accept_order(&user.0, OrderId(*id)).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/orders/{id}/pickup", tag = "runner", security(("bearer" = [])),
+#[utoipa::path(tag = "runner", security(("bearer" = [])),
     params(("id" = i64, Path)),
     responses((status = 200, body = OrderView), (status = 409, body = ErrorBody), (status = 403, body = ErrorBody)))]
 #[post("/orders/{id}/pickup")]
 async fn pickup(
-    s: web::Data<Services>,
+    ctx: web::Data<AppContext>,
     user: Authed,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let u = user.require(Role::Runner)?;
-    Ok(HttpResponse::Ok().json(s.pickup_order(u, OrderId(*id)).await?))
+    Ok(HttpResponse::Ok().json(ctx.orders.pickup_order(&user.0, OrderId(*id)).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -193,55 +198,60 @@ struct DeliverBody {
     pickup_code: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/orders/{id}/deliver", tag = "runner", security(("bearer" = [])),
+#[utoipa::path(tag = "runner", security(("bearer" = [])),
     params(("id" = i64, Path)), request_body = DeliverBody,
     responses((status = 200, body = OrderView), (status = 422, description = "`wrong_pickup_code`", body = ErrorBody),
               (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)))]
 #[post("/orders/{id}/deliver")]
 async fn deliver(
-    s: web::Data<Services>,
+    ctx: web::Data<AppContext>,
     user: Authed,
     id: web::Path<i64>,
     body: web::Json<DeliverBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let u = user.require(Role::Runner)?;
-    Ok(HttpResponse::Ok().json(s.deliver_order(u, OrderId(*id), &body.pickup_code).await?))
+    Ok(HttpResponse::Ok().json(
+        ctx.orders
+            .deliver_order(&user.0, OrderId(*id), &body.pickup_code)
+            .await?,
+    ))
 }
 
-#[utoipa::path(get, path = "/api/v1/orders/{id}/qrcode", tag = "orders", security(("bearer" = [])),
+#[utoipa::path(tag = "orders", security(("bearer" = [])),
     params(("id" = i64, Path)),
     responses((status = 200, description = "PNG of the delivery QR", content_type = "image/png"),
               (status = 404, body = ErrorBody)))]
 #[get("/orders/{id}/qrcode")]
 async fn qrcode(
-    s: web::Data<Services>,
+    ctx: web::Data<AppContext>,
     user: Authed,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let png = s.order_qr_png(&user.0, OrderId(*id)).await?;
+    let png = ctx.orders.order_qr_png(&user.0, OrderId(*id)).await?;
     Ok(HttpResponse::Ok()
         .content_type("image/png")
         .insert_header(("Cache-Control", "private, no-store"))
         .body(png))
 }
 
-#[utoipa::path(post, path = "/api/v1/admin/orders/{id}/refund", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(tag = "admin", security(("bearer" = [])),
     params(("id" = i64, Path)), request_body = AdminRefund,
     responses((status = 200, description = "The order's refunds"),
               (status = 422, description = "`refund_exceeds_paid`", body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[post("/admin/orders/{id}/refund")]
 async fn admin_refund(
-    s: web::Data<Services>,
+    ctx: web::Data<AppContext>,
     user: Authed,
     id: web::Path<i64>,
     body: web::Json<AdminRefund>,
 ) -> Result<HttpResponse, ApiError> {
-    user.require(Role::Admin)?;
     let id = OrderId(*id);
-    let refunds = s.admin_refund(id, body.into_inner()).await?;
+    let refunds = ctx
+        .refunds
+        .admin_refund(&user.0, id, body.into_inner())
+        .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
-        "order": s.get_order(&user.0, id).await?,
+        "order": ctx.orders.get_order(&user.0, id).await?,
         "refunds": refunds,
     })))
 }

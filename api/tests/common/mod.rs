@@ -3,11 +3,11 @@
 //! `CAMPUS_TEST_MODE=mariadb` (a fresh database per test app).
 #![allow(dead_code)]
 
-use std::path::Path;
 use std::time::Duration;
 
 use campus_api::Application;
-use campus_impl::{Services, Settings};
+use campus_api::demo::use_simulator;
+use campus_impl::{AppContext, Settings};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use test_demo::sim::{self, SimConfig, SimHandle};
@@ -78,31 +78,9 @@ pub fn mysql_exec(sql: &str) {
     );
 }
 
-/// Points `settings` at a running simulator: its URLs, CA, credentials and merchant
-/// certificate (written to `files`).
-pub fn use_simulator(settings: &mut Settings, sim: &SimHandle, files: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(files)?;
-    sim.write_files(files)?;
-    let cfg = sim.config();
-    settings.wechat_api_base = sim.base_url();
-    settings.wechat_pay_api_base = sim.base_url();
-    settings.wechat_ca_cert = Some(files.join("ca.pem"));
-    settings.wechat_appid = Some(cfg.appid.clone());
-    settings.wechat_secret = Some(SecretString::from(cfg.secret.clone()));
-    settings.wechat_mch_id = Some(cfg.mch_id.clone());
-    settings.wechat_pay_key = Some(SecretString::from(cfg.pay_key.clone()));
-    settings.wechat_pay_client_cert = files.join("apiclient_cert.pem");
-    settings.wechat_pay_client_key = files.join("apiclient_key.pem");
-    settings.wechat_pay_p12 = None;
-    settings.wechat_mp_appid = Some(cfg.mp_appid.clone());
-    settings.wechat_mp_token = Some(SecretString::from(cfg.mp_token.clone()));
-    settings.wechat_mp_aes_key = Some(SecretString::from(cfg.mp_aes_key.clone()));
-    Ok(())
-}
-
 pub struct TestApp {
     pub base: String,
-    pub services: Services,
+    pub ctx: AppContext,
     pub sim: SimHandle,
     pub client: reqwest::Client,
     pub settings: Settings,
@@ -181,12 +159,12 @@ impl TestApp {
         (opts.tweak)(&mut s);
         let app = Application::build(s.clone()).await.expect("app builds");
         let settings = s;
-        let services = app.services().clone();
+        let ctx = app.context().clone();
         let handle = app.server_handle();
         actix_web::rt::spawn(app.run_until_stopped());
         TestApp {
             base: format!("http://127.0.0.1:{port}"),
-            services,
+            ctx,
             sim,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(20))

@@ -8,36 +8,22 @@ use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
 use campus_dal::orders::{self as q, NewOrder, Order, Scope};
-use campus_dal::{OrderId, time};
+use campus_dal::{OrderId, OrderKind, OrderMove, OrderStatus, time};
 
 use super::view::OrderView;
-use super::{OrderError, status};
-use crate::Services;
+use super::{OrderError, OrderNotFound, Orders, find_visible, lost_race};
 use crate::crypto::{random_alnum, random_digits};
-use crate::notify::OrderEvent;
+use crate::subscriptions::OrderEvent;
+use crate::text::{InvalidInput, TextRule, page_limit};
 use crate::users::{CurrentUser, Role};
 
 /// The most one order may cost: ¥100,000, far above any errand, far below overflow.
 const MAX_FEN: i64 = 10_000_000;
 const MAX_PICKUP_ATTEMPTS: u32 = 5;
 
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum OrderKind {
-    Express,
-    Takeout,
-    Errand,
-}
-
-impl OrderKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            OrderKind::Express => "express",
-            OrderKind::Takeout => "takeout",
-            OrderKind::Errand => "errand",
-        }
-    }
-}
+const PICKUP: TextRule = TextRule::line("pickup", 200).required().multiline();
+const DROPOFF: TextRule = TextRule::line("dropoff", 200).required().multiline();
+const NOTE: TextRule = TextRule::line("note", 500).multiline();
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -61,11 +47,23 @@ pub struct Created {
     pub replayed: bool,
 }
 
+/// Whose orders a list shows: the caller's as customer (default) or as runner, or
+/// everyone's (admins only).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Mine {
+    #[default]
+    Customer,
+    Runner,
+    All,
+}
+
 #[derive(Clone, Debug, Default, Deserialize, IntoParams)]
 pub struct ListQuery {
-    /// `customer` (default), `runner`, or `all` (admins only).
-    pub mine: Option<String>,
-    pub status: Option<String>,
+    #[serde(default)]
+    #[param(inline)]
+    pub mine: Mine,
+    pub status: Option<OrderStatus>,
     /// 1 to 100, default 20.
     pub limit: Option<i64>,
     pub cursor: Option<String>,
@@ -77,39 +75,13 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
-fn text(field: &str, v: &str, required: bool, max: usize) -> Result<String, OrderError> {
-    let v = v.trim();
-    if required && v.is_empty() {
-        return Err(OrderError::Invalid(format!("{field} is required")));
-    }
-    if v.chars().count() > max {
-        return Err(OrderError::Invalid(format!(
-            "{field} must be at most {max} characters"
-        )));
-    }
-    if v.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(OrderError::Invalid(format!(
-            "{field} must not contain control characters"
-        )));
-    }
-    Ok(v.to_string())
-}
-
-pub(super) fn limit_of(l: Option<i64>) -> Result<i64, OrderError> {
-    match l {
-        None => Ok(20),
-        Some(n) if (1..=100).contains(&n) => Ok(n),
-        Some(_) => Err(OrderError::Invalid("limit must be 1 to 100".into())),
-    }
-}
-
-fn cursor_of(c: &Option<String>) -> Result<Option<i64>, OrderError> {
+fn cursor_of(c: &Option<String>) -> Result<Option<OrderId>, InvalidInput> {
     match c.as_deref() {
         None | Some("") => Ok(None),
         Some(s) => s
             .parse::<i64>()
-            .map(Some)
-            .map_err(|_| OrderError::Invalid("invalid cursor".into())),
+            .map(|id| Some(OrderId(id)))
+            .map_err(|_| InvalidInput::new("invalid cursor")),
     }
 }
 
@@ -124,7 +96,7 @@ fn page(mut rows: Vec<Order>, limit: i64, viewer: &CurrentUser) -> Page<OrderVie
     Page {
         items: rows
             .iter()
-            .map(|o| OrderView::of(o, o.customer_id == viewer.id.0))
+            .map(|o| OrderView::of(o, o.customer_id == viewer.id))
             .collect(),
         next_cursor,
     }
@@ -139,42 +111,42 @@ fn new_out_trade_no() -> String {
     )
 }
 
-impl Services {
+impl Orders {
     pub async fn create_order(
         &self,
         user: &CurrentUser,
         req: CreateOrder,
         idempotency_key: Option<String>,
     ) -> Result<Created, OrderError> {
-        let pickup = text("pickup", &req.pickup, true, 200)?;
-        let dropoff = text("dropoff", &req.dropoff, true, 200)?;
-        let note = text("note", &req.note, false, 500)?;
+        let pickup = PICKUP.clean(&req.pickup)?;
+        let dropoff = DROPOFF.clean(&req.dropoff)?;
+        let note = NOTE.clean(&req.note)?;
         if !(0..=MAX_FEN).contains(&req.fee_fen) || !(0..=MAX_FEN).contains(&req.goods_fen) {
-            return Err(OrderError::Invalid(format!(
-                "fee_fen and goods_fen must be 0 to {MAX_FEN}"
-            )));
+            return Err(
+                InvalidInput(format!("fee_fen and goods_fen must be 0 to {MAX_FEN}")).into(),
+            );
         }
         if req.coupon_id.is_some() {
-            return Err(OrderError::Invalid("unknown coupon".into()));
+            return Err(InvalidInput::new("unknown coupon").into());
         }
         let discount = 0;
         let amount = req.fee_fen + req.goods_fen - discount;
         if amount < 1 {
-            return Err(OrderError::Invalid("amount_fen must be at least 1".into()));
+            return Err(InvalidInput::new("amount_fen must be at least 1").into());
         }
         if let Some(k) = &idempotency_key
             && (k.is_empty() || k.len() > 128 || !k.is_ascii())
         {
-            return Err(OrderError::Invalid(
-                "Idempotency-Key must be 1 to 128 ASCII characters".into(),
-            ));
+            return Err(
+                InvalidInput::new("Idempotency-Key must be 1 to 128 ASCII characters").into(),
+            );
         }
         let request_hash =
             hex::encode(Sha256::digest(serde_json::to_vec(&req).unwrap_or_default()));
         let uid = user.id;
-        let kind = req.kind.as_str();
+        let kind = req.kind;
         let (fee, goods) = (req.fee_fen, req.goods_fen);
-        let pay_timeout = chrono::Duration::seconds(self.settings.order_pay_timeout_secs);
+        let pay_timeout = self.pay_timeout;
         self.db
             .write_tx(move |c| -> Result<Created, OrderError> {
                 if let Some(key) = &idempotency_key
@@ -197,7 +169,7 @@ impl Services {
                     &NewOrder {
                         out_trade_no: &out_trade_no,
                         kind,
-                        status: status::CREATED,
+                        status: OrderStatus::Created,
                         pickup: &pickup,
                         dropoff: &dropoff,
                         note: &note,
@@ -205,7 +177,7 @@ impl Services {
                         goods_fen: goods,
                         discount_fen: discount,
                         amount_fen: amount,
-                        customer_id: uid.0,
+                        customer_id: uid,
                         pickup_code: &code,
                         pay_deadline: now + pay_timeout,
                         created_at: now,
@@ -213,7 +185,7 @@ impl Services {
                     },
                 )?;
                 let body = serde_json::to_string(&OrderView::of(&order, true))
-                    .map_err(|e| OrderError::Invalid(e.to_string()))?;
+                    .map_err(|e| InvalidInput(e.to_string()))?;
                 if let Some(key) = &idempotency_key {
                     campus_dal::idempotency::insert(c, uid, key, &request_hash, 201, &body, now)?;
                 }
@@ -226,35 +198,13 @@ impl Services {
             .await
     }
 
-    /// The order, if `user` may see it (customer, assigned runner, admin); else NotFound,
-    /// so ids of other people's orders reveal nothing.
-    pub(super) async fn visible_order(
-        &self,
-        user: &CurrentUser,
-        id: OrderId,
-    ) -> Result<Order, OrderError> {
-        let o = self
-            .db
-            .read(move |c| q::find(c, id).map_err(OrderError::from))
-            .await?
-            .ok_or(OrderError::NotFound)?;
-        let allowed = o.customer_id == user.id.0
-            || o.runner_id == Some(user.id.0)
-            || user.role == Role::Admin;
-        if allowed {
-            Ok(o)
-        } else {
-            Err(OrderError::NotFound)
-        }
-    }
-
     pub async fn get_order(
         &self,
         user: &CurrentUser,
         id: OrderId,
     ) -> Result<OrderView, OrderError> {
-        let o = self.visible_order(user, id).await?;
-        Ok(OrderView::of(&o, o.customer_id == user.id.0))
+        let o: Order = find_visible::<OrderError>(&self.db, user, id).await?;
+        Ok(OrderView::of(&o, o.customer_id == user.id))
     }
 
     pub async fn list_orders(
@@ -262,30 +212,20 @@ impl Services {
         user: &CurrentUser,
         query: ListQuery,
     ) -> Result<Page<OrderView>, OrderError> {
-        let limit = limit_of(query.limit)?;
+        let limit = page_limit(query.limit)?;
         let before = cursor_of(&query.cursor)?;
-        let scope = match query.mine.as_deref() {
-            None | Some("customer") => Scope::Customer(user.id),
-            Some("runner") => Scope::Runner(user.id),
-            Some("all") if user.role == Role::Admin => Scope::All,
-            Some("all") => return Err(OrderError::Invalid("mine=all is for admins".into())),
-            Some(_) => {
-                return Err(OrderError::Invalid(
-                    "mine must be customer, runner or all".into(),
-                ));
+        let scope = match query.mine {
+            Mine::Customer => Scope::Customer(user.id),
+            Mine::Runner => Scope::Runner(user.id),
+            Mine::All => {
+                user.require(Role::Admin)?;
+                Scope::All
             }
         };
-        if let Some(s) = &query.status
-            && !status::ALL.contains(&s.as_str())
-        {
-            return Err(OrderError::Invalid(format!("unknown status {s}")));
-        }
-        let st = query.status.clone();
+        let st = query.status;
         let rows = self
             .db
-            .read(move |c| {
-                q::list(c, scope, st.as_deref(), before, limit).map_err(OrderError::from)
-            })
+            .read(move |c| q::list(c, scope, st, before, limit).map_err(OrderError::from))
             .await?;
         Ok(page(rows, limit, user))
     }
@@ -296,7 +236,8 @@ impl Services {
         limit: Option<i64>,
         cursor: Option<String>,
     ) -> Result<Page<OrderView>, OrderError> {
-        let limit = limit_of(limit)?;
+        user.require(Role::Runner)?;
+        let limit = page_limit(limit)?;
         let after = cursor_of(&cursor)?;
         let rows = self
             .db
@@ -305,27 +246,12 @@ impl Services {
         Ok(page(rows, limit, user))
     }
 
-    /// Explains a lost compare-and-set: the order moved, or it was never in that state.
-    async fn lost_race(&self, id: OrderId, action: &'static str) -> OrderError {
-        match self
-            .db
-            .read(move |c| q::find(c, id).map_err(OrderError::from))
-            .await
-        {
-            Ok(Some(o)) => OrderError::InvalidTransition {
-                from: o.status,
-                action,
-            },
-            Ok(None) => OrderError::NotFound,
-            Err(e) => e,
-        }
-    }
-
     pub async fn accept_order(
         &self,
         user: &CurrentUser,
         id: OrderId,
     ) -> Result<OrderView, OrderError> {
+        user.require(Role::Runner)?;
         let runner = user.id;
         let won = self
             .db
@@ -338,22 +264,19 @@ impl Services {
             .await?;
         match won {
             Some(o) => {
-                self.announce(&o, OrderEvent::Accepted);
-                Ok(OrderView::of(&o, o.customer_id == user.id.0))
+                self.subscriptions.announce(&o, OrderEvent::Accepted);
+                Ok(OrderView::of(&o, o.customer_id == user.id))
             }
             None => {
                 let o = self
                     .db
                     .read(move |c| q::find(c, id).map_err(OrderError::from))
                     .await?
-                    .ok_or(OrderError::NotFound)?;
-                if o.runner_id.is_some() && o.status != status::PAID {
+                    .ok_or(OrderNotFound)?;
+                if o.runner_id.is_some() && o.status.after(OrderMove::Accept).is_none() {
                     Err(OrderError::AlreadyTaken)
                 } else {
-                    Err(OrderError::InvalidTransition {
-                        from: o.status,
-                        action: "accept",
-                    })
+                    Err(lost_race(&self.db, id, OrderMove::Accept.verb()).await)
                 }
             }
         }
@@ -364,9 +287,9 @@ impl Services {
         user: &CurrentUser,
         id: OrderId,
     ) -> Result<OrderView, OrderError> {
-        self.visible_order(user, id).await?;
-        self.runner_move(user, id, status::ACCEPTED, status::PICKED_UP, "pick up")
-            .await
+        user.require(Role::Runner)?;
+        find_visible::<OrderError>(&self.db, user, id).await?;
+        self.runner_move(user, id, OrderMove::PickUp).await
     }
 
     pub async fn deliver_order(
@@ -375,15 +298,17 @@ impl Services {
         id: OrderId,
         pickup_code: &str,
     ) -> Result<OrderView, OrderError> {
-        let o = self.visible_order(user, id).await?;
-        if o.runner_id != Some(user.id.0) {
-            return Err(OrderError::NotFound);
+        user.require(Role::Runner)?;
+        let o: Order = find_visible::<OrderError>(&self.db, user, id).await?;
+        if o.runner_id != Some(user.id) {
+            return Err(OrderNotFound.into());
         }
-        if o.status != status::PICKED_UP {
-            return Err(OrderError::InvalidTransition {
+        if o.status.after(OrderMove::Deliver).is_none() {
+            return Err(super::InvalidTransition {
                 from: o.status,
-                action: "deliver",
-            });
+                action: OrderMove::Deliver.verb(),
+            }
+            .into());
         }
         // Six digits are guessable by brute force: a few tries per order, then a pause.
         let key = format!("pickup_attempts:{}", id.0);
@@ -406,23 +331,20 @@ impl Services {
                 .await?;
             return Err(OrderError::WrongPickupCode);
         }
-        self.runner_move(user, id, status::PICKED_UP, status::DELIVERED, "deliver")
-            .await
+        self.runner_move(user, id, OrderMove::Deliver).await
     }
 
     async fn runner_move(
         &self,
         user: &CurrentUser,
         id: OrderId,
-        from: &'static str,
-        to: &'static str,
-        action: &'static str,
+        mv: OrderMove,
     ) -> Result<OrderView, OrderError> {
         let runner = user.id;
         let moved = self
             .db
             .write(move |c| -> Result<Option<Order>, OrderError> {
-                if q::runner_transition(c, id, runner, from, to, time::now())? == 1 {
+                if q::runner_transition(c, id, runner, mv, time::now())? == 1 {
                     return Ok(q::find(c, id)?);
                 }
                 Ok(None)
@@ -430,12 +352,12 @@ impl Services {
             .await?;
         match moved {
             Some(o) => {
-                if to == status::DELIVERED {
-                    self.announce(&o, OrderEvent::Delivered);
+                if mv == OrderMove::Deliver {
+                    self.subscriptions.announce(&o, OrderEvent::Delivered);
                 }
-                Ok(OrderView::of(&o, o.customer_id == user.id.0))
+                Ok(OrderView::of(&o, o.customer_id == user.id))
             }
-            None => Err(self.lost_race(id, action).await),
+            None => Err(lost_race(&self.db, id, mv.verb()).await),
         }
     }
 
@@ -444,15 +366,14 @@ impl Services {
         user: &CurrentUser,
         id: OrderId,
     ) -> Result<OrderView, OrderError> {
-        let o = self.visible_order(user, id).await?;
-        if o.customer_id != user.id.0 {
-            return Err(OrderError::NotFound);
+        let o: Order = find_visible::<OrderError>(&self.db, user, id).await?;
+        if o.customer_id != user.id {
+            return Err(OrderNotFound.into());
         }
         let moved = self
             .db
             .write(move |c| -> Result<Option<Order>, OrderError> {
-                if q::transition(c, id, &[status::DELIVERED], status::COMPLETED, time::now())? == 1
-                {
+                if q::transition(c, id, OrderMove::Complete, time::now())? == 1 {
                     return Ok(q::find(c, id)?);
                 }
                 Ok(None)
@@ -460,7 +381,7 @@ impl Services {
             .await?;
         match moved {
             Some(o) => Ok(OrderView::of(&o, true)),
-            None => Err(self.lost_race(id, "confirm").await),
+            None => Err(lost_race(&self.db, id, "confirm").await),
         }
     }
 
@@ -471,21 +392,22 @@ impl Services {
         user: &CurrentUser,
         id: OrderId,
     ) -> Result<OrderView, OrderError> {
-        let o = self.visible_order(user, id).await?;
-        if o.customer_id != user.id.0 && user.role != Role::Admin {
-            return Err(OrderError::NotFound);
+        let o: Order = find_visible::<OrderError>(&self.db, user, id).await?;
+        if o.customer_id != user.id && user.role != Role::Admin {
+            return Err(OrderNotFound.into());
         }
-        match o.status.as_str() {
-            status::CREATED => self.close_unpaid(&o, "cancel").await?,
-            status::PAID | status::ACCEPTED => {
-                self.refund_in_full(&o, "cancelled by customer").await?
+        if o.status.after(OrderMove::Close).is_some() {
+            self.payments.close_unpaid(&o, "cancel").await?;
+        } else if o.status.after(OrderMove::StartRefund).is_some() {
+            self.refunds
+                .refund_in_full(&o, "cancelled by customer")
+                .await?;
+        } else {
+            return Err(super::InvalidTransition {
+                from: o.status,
+                action: "cancel",
             }
-            other => {
-                return Err(OrderError::InvalidTransition {
-                    from: other.to_string(),
-                    action: "cancel",
-                });
-            }
+            .into());
         }
         self.get_order(user, id).await
     }
@@ -497,11 +419,11 @@ impl Services {
         user: &CurrentUser,
         id: OrderId,
     ) -> Result<Vec<u8>, OrderError> {
-        let o = self.visible_order(user, id).await?;
-        if o.customer_id != user.id.0 {
-            return Err(OrderError::NotFound);
+        let o: Order = find_visible::<OrderError>(&self.db, user, id).await?;
+        if o.customer_id != user.id {
+            return Err(OrderNotFound.into());
         }
         let payload = format!("campus-errand:deliver:{}:{}", o.id, o.pickup_code);
-        crate::qr::local_png(&payload).map_err(|e| OrderError::Invalid(e.to_string()))
+        Ok(crate::qrcodes::local_png(&payload)?)
     }
 }

@@ -1,57 +1,51 @@
-//! The order jobs: close unpaid orders at their deadline, reconcile payments and
-//! refunds with WeChat, auto-complete delivered orders.
+//! The order jobs: delivered orders complete by themselves after a while, and
+//! remembered `Idempotency-Key` answers are dropped after their time.
 
 use std::time::Duration;
 
 use campus_dal::orders as q;
-use campus_dal::time;
+use campus_dal::{OrderMove, time};
 
-use super::{OrderError, status};
-use crate::Services;
-use crate::jobs::every;
+use super::{OrderError, Orders};
+use crate::jobs::{Job, every};
 
-impl Services {
-    pub(crate) fn order_jobs(&self) -> Vec<tokio::task::JoinHandle<()>> {
-        let reconcile = Duration::from_secs(self.settings.pay_reconcile_secs.max(1));
-        let timeout_period = reconcile.min(Duration::from_secs(30));
-        // Auto-completion is due hours after delivery: once a minute is plenty, and a short
-        // reconcile period (tests, CAMPUS_ENV=test) shortens it too.
-        let complete_period = reconcile.min(Duration::from_secs(60));
-        let (a, b, c, d) = (self.clone(), self.clone(), self.clone(), self.clone());
+impl Orders {
+    /// Auto-completion is due hours after delivery: once a minute is plenty, and a short
+    /// reconcile period (tests) shortens it too.
+    pub(crate) fn jobs(&self, period: Duration, idempotency_ttl: chrono::Duration) -> Vec<Job> {
+        let (a, b) = (self.clone(), self.clone());
         vec![
-            every("close_expired_orders", timeout_period, move || {
-                let s = a.clone();
-                async move { s.close_expired().await }
-            }),
-            every("reconcile_payments", reconcile, move || {
+            every(
+                "auto_complete_orders",
+                period.min(Duration::from_secs(60)),
+                move || {
+                    let s = a.clone();
+                    async move { s.auto_complete().await }
+                },
+            ),
+            every("idempotency_sweep", Duration::from_secs(3600), move || {
                 let s = b.clone();
-                async move { s.reconcile_unpaid().await }
-            }),
-            every("settle_refunds", reconcile, move || {
-                let s = c.clone();
-                async move { s.settle_refunds().await }
-            }),
-            every("auto_complete_orders", complete_period, move || {
-                let s = d.clone();
-                async move { s.auto_complete().await }
+                async move { s.sweep_idempotency_keys(idempotency_ttl).await }
             }),
         ]
     }
 
+    async fn sweep_idempotency_keys(&self, ttl: chrono::Duration) -> Result<usize, OrderError> {
+        let cutoff = time::now() - ttl;
+        self.db
+            .write(move |c| {
+                campus_dal::idempotency::delete_older_than(c, cutoff).map_err(OrderError::from)
+            })
+            .await
+    }
+
     async fn auto_complete(&self) -> Result<usize, OrderError> {
-        let before =
-            time::now() - chrono::Duration::seconds(self.settings.order_auto_complete_secs);
+        let before = time::now() - self.auto_complete_after;
         self.db
             .write(move |c| -> Result<usize, OrderError> {
                 let mut n = 0;
                 for o in q::delivered_before(c, before, 100)? {
-                    n += q::transition(
-                        c,
-                        o.order_id(),
-                        &[status::DELIVERED],
-                        status::COMPLETED,
-                        time::now(),
-                    )?;
+                    n += q::transition(c, o.id, OrderMove::Complete, time::now())?;
                 }
                 Ok(n)
             })

@@ -1,30 +1,90 @@
-//! The order flow: create, pay, grab, pick up, deliver, confirm; cancel and refunds.
-//! State lives in SQL and every move is a compare-and-set there, so concurrent
-//! requests and several instances cannot both win.
+//! The order flow: create, grab, pick up, deliver, confirm, cancel. State lives in SQL and
+//! every move is a compare-and-set there by the transition table
+//! ([`campus_dal::OrderMove`]), so concurrent requests and several instances cannot both
+//! win. Paying is [`crate::payments`], refunding [`crate::refunds`].
 
 mod flow;
 mod jobs;
-mod payment;
-mod refund;
 mod view;
 
-pub use flow::{CreateOrder, Created, ListQuery, OrderKind, Page};
-pub use payment::NotifyReply;
-pub use refund::AdminRefund;
+pub use flow::{CreateOrder, Created, ListQuery, Page};
 pub use view::OrderView;
 
-use crate::cache::CacheError;
-use crate::db::DbError;
-use crate::wechat::pay::PayError;
+use campus_dal::orders::{self as q, Order};
+use campus_dal::{OrderId, OrderStatus};
+
+use crate::cache::{Cache, CacheError};
+use crate::db::{Db, DbError};
+use crate::payments::{PaymentError, Payments};
+use crate::refunds::{RefundError, Refunds};
+use crate::subscriptions::Subscriptions;
+use crate::text::InvalidInput;
+use crate::users::{CurrentUser, Forbidden, Role};
+
+/// The order service.
+#[derive(Clone)]
+pub struct Orders {
+    db: Db,
+    cache: Cache,
+    payments: Payments,
+    refunds: Refunds,
+    subscriptions: Subscriptions,
+    pay_timeout: chrono::Duration,
+    auto_complete_after: chrono::Duration,
+}
+
+/// How long an unpaid order waits, and when a delivered one completes by itself.
+#[derive(Clone, Copy, Debug)]
+pub struct OrderTimes {
+    pub pay_timeout: chrono::Duration,
+    pub auto_complete_after: chrono::Duration,
+}
+
+impl Orders {
+    pub fn new(
+        db: Db,
+        cache: Cache,
+        payments: Payments,
+        refunds: Refunds,
+        subscriptions: Subscriptions,
+        times: OrderTimes,
+    ) -> Self {
+        Self {
+            db,
+            cache,
+            payments,
+            refunds,
+            subscriptions,
+            pay_timeout: times.pay_timeout,
+            auto_complete_after: times.auto_complete_after,
+        }
+    }
+}
+
+/// A move the transition table does not allow from the order's current state.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {action} an order that is {from}")]
+pub struct InvalidTransition {
+    pub from: OrderStatus,
+    pub action: &'static str,
+}
+
+/// The order does not exist, or the caller may not see it (the same answer, so ids of
+/// other people's orders reveal nothing).
+#[derive(Debug, thiserror::Error)]
+#[error("order not found")]
+pub struct OrderNotFound;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
-    #[error("order not found")]
-    NotFound,
-    #[error("{0}")]
-    Invalid(String),
-    #[error("cannot {action} an order that is {from}")]
-    InvalidTransition { from: String, action: &'static str },
+    #[error(transparent)]
+    NotFound(#[from] OrderNotFound),
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    #[error(transparent)]
+    Forbidden(#[from] Forbidden),
+    #[error(transparent)]
+    InvalidTransition(#[from] InvalidTransition),
     #[error("another runner already took this order")]
     AlreadyTaken,
     #[error("wrong pickup code")]
@@ -33,36 +93,55 @@ pub enum OrderError {
     TooManyAttempts,
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyConflict,
-    #[error("refund exceeds what was paid minus what is already refunded")]
-    RefundExceedsPaid,
-    #[error("the payment window of this order has closed")]
-    PaymentExpired,
-    #[error("WeChat Pay could not complete the request")]
-    Pay(#[from] PayError),
+    #[error(transparent)]
+    Payment(#[from] PaymentError),
+    #[error(transparent)]
+    Refund(#[from] RefundError),
+    #[error("could not draw the delivery QR: {0}")]
+    Render(#[from] crate::qrcodes::QrRenderError),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
     Cache(#[from] CacheError),
 }
 
-impl From<campus_dal::DieselError> for OrderError {
-    fn from(e: campus_dal::DieselError) -> Self {
-        OrderError::Db(DbError::Query(e))
+/// May `user` see `o`: its customer, its runner, or an admin.
+pub(crate) fn may_see(o: &Order, user: &CurrentUser) -> bool {
+    o.involves(user.id) || user.role == Role::Admin
+}
+
+/// The order, if `user` may see it.
+pub(crate) async fn find_visible<E>(db: &Db, user: &CurrentUser, id: OrderId) -> Result<Order, E>
+where
+    E: From<OrderNotFound> + From<DbError> + Send + 'static,
+{
+    let o = db
+        .read(move |c| q::find(c, id).map_err(DbError::from))
+        .await?
+        .ok_or(OrderNotFound)?;
+    if may_see(&o, user) {
+        Ok(o)
+    } else {
+        Err(OrderNotFound.into())
     }
 }
 
-/// Order statuses as the contract names them.
-pub mod status {
-    pub const CREATED: &str = "created";
-    pub const PAID: &str = "paid";
-    pub const ACCEPTED: &str = "accepted";
-    pub const PICKED_UP: &str = "picked_up";
-    pub const DELIVERED: &str = "delivered";
-    pub const COMPLETED: &str = "completed";
-    pub const CLOSED: &str = "closed";
-    pub const REFUNDING: &str = "refunding";
-    pub const REFUNDED: &str = "refunded";
-    pub const ALL: [&str; 9] = [
-        CREATED, PAID, ACCEPTED, PICKED_UP, DELIVERED, COMPLETED, CLOSED, REFUNDING, REFUNDED,
-    ];
+/// Explains a lost compare-and-set: the order moved on (or never was in a state that
+/// allows `action`), or it is gone.
+pub(crate) async fn lost_race<E>(db: &Db, id: OrderId, action: &'static str) -> E
+where
+    E: From<InvalidTransition> + From<OrderNotFound> + From<DbError> + Send + 'static,
+{
+    match db
+        .read(move |c| q::find(c, id).map_err(DbError::from))
+        .await
+    {
+        Ok(Some(o)) => InvalidTransition {
+            from: o.status,
+            action,
+        }
+        .into(),
+        Ok(None) => OrderNotFound.into(),
+        Err(e) => e.into(),
+    }
 }

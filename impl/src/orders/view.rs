@@ -6,13 +6,15 @@ use utoipa::ToSchema;
 
 use campus_dal::orders::Order;
 use campus_dal::time::to_utc;
+use campus_dal::{OrderId, OrderKind, OrderStatus, UserId};
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct OrderView {
-    pub id: i64,
+    #[schema(value_type = i64)]
+    pub id: OrderId,
     pub out_trade_no: String,
-    pub kind: String,
-    pub status: String,
+    pub kind: OrderKind,
+    pub status: OrderStatus,
     pub pickup: String,
     pub dropoff: String,
     pub note: String,
@@ -21,8 +23,10 @@ pub struct OrderView {
     pub discount_fen: i64,
     pub amount_fen: i64,
     pub refunded_fen: i64,
-    pub customer_id: i64,
-    pub runner_id: Option<i64>,
+    #[schema(value_type = i64)]
+    pub customer_id: UserId,
+    #[schema(value_type = Option<i64>)]
+    pub runner_id: Option<UserId>,
     /// Shown to the customer only; `null` for everyone else.
     pub pickup_code: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -42,8 +46,8 @@ impl OrderView {
         Self {
             id: o.id,
             out_trade_no: o.out_trade_no.clone(),
-            kind: o.kind.clone(),
-            status: o.status.clone(),
+            kind: o.kind,
+            status: o.status,
             pickup: o.pickup.clone(),
             dropoff: o.dropoff.clone(),
             note: o.note.clone(),

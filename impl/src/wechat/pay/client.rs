@@ -18,7 +18,6 @@ use super::error::PayError;
 use super::identity::ClientIdentity;
 use super::sign::{nonce_str, sign, verify};
 use super::xml::{MAX_BODY_BYTES, XmlError, parse_flat, to_xml};
-use crate::settings::Settings;
 use crate::telemetry::Metrics;
 use crate::wechat::http::client_builder;
 
@@ -44,65 +43,6 @@ pub struct PayConfig {
     pub extra_root: Option<PathBuf>,
     pub timeout: Duration,
     pub identity: ClientIdentity,
-}
-
-impl PayConfig {
-    /// Reads the Pay settings; names every missing or invalid one at once.
-    /// The merchant certificate is only located here, and loaded by [`PayClient::new`].
-    pub fn from_settings(s: &Settings) -> Result<Self, PayError> {
-        let mut problems = Vec::new();
-        if s.wechat_appid.is_none() {
-            problems.push("WECHAT_APPID".to_string());
-        }
-        if s.wechat_mch_id.is_none() {
-            problems.push("WECHAT_MCH_ID".to_string());
-        }
-        if s.wechat_pay_key.is_none() {
-            problems.push("WECHAT_PAY_KEY".to_string());
-        }
-        let sign_type = SignType::parse(&s.wechat_pay_sign_type);
-        if sign_type.is_none() {
-            problems.push("WECHAT_PAY_SIGN_TYPE (MD5 or HMAC-SHA256)".to_string());
-        }
-        let api_base = s
-            .wechat_pay_api_base
-            .trim()
-            .trim_end_matches('/')
-            .to_string();
-        if !(api_base.starts_with("http://") || api_base.starts_with("https://")) {
-            problems.push("WECHAT_PAY_API_BASE (an http(s) URL)".to_string());
-        }
-        match (
-            &s.wechat_appid,
-            &s.wechat_mch_id,
-            &s.wechat_pay_key,
-            sign_type,
-        ) {
-            (Some(appid), Some(mch_id), Some(key), Some(sign_type)) if problems.is_empty() => {
-                let identity = match &s.wechat_pay_p12 {
-                    Some(path) => ClientIdentity::P12 {
-                        path: path.clone(),
-                        password: mch_id.clone(),
-                    },
-                    None => ClientIdentity::Pem {
-                        cert: s.wechat_pay_client_cert.clone(),
-                        key: s.wechat_pay_client_key.clone(),
-                    },
-                };
-                Ok(Self {
-                    appid: appid.clone(),
-                    mch_id: mch_id.clone(),
-                    key: key.clone(),
-                    sign_type,
-                    api_base,
-                    extra_root: s.wechat_ca_cert.clone(),
-                    timeout: Duration::from_secs(s.wechat_timeout_secs.max(1)),
-                    identity,
-                })
-            }
-            _ => Err(PayError::Config(problems.join(", "))),
-        }
-    }
 }
 
 /// What `unifiedorder` needs for a JSAPI (mini-program) payment.

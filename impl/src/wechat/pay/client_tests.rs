@@ -2,6 +2,7 @@
 //! the client's signatures and answers signed XML — or forged, unsigned, failing or
 //! garbled XML, chosen by the out_trade_no / out_refund_no prefix.
 
+use crate::settings::Settings;
 use std::sync::Mutex;
 
 use actix_web::dev::ServerHandle;
@@ -354,15 +355,16 @@ fn official_pay_sign_through_jsapi_params() {
 }
 
 #[test]
-fn from_settings_names_missing_and_picks_identity() {
+fn settings_name_missing_and_pick_identity() {
     let mut s = Settings::defaults().expect("defaults");
     s.wechat_appid = None;
     s.wechat_mch_id = None;
     s.wechat_pay_key = None;
     s.wechat_pay_sign_type = "SHA1".into();
-    let Err(PayError::Config(msg)) = PayConfig::from_settings(&s) else {
+    let Err(crate::settings::SettingsError::Missing(msg)) = s.resolve().map(|r| r.pay) else {
         panic!("expected a config error");
     };
+    let msg = msg.join(", ");
     for name in [
         "WECHAT_APPID",
         "WECHAT_MCH_ID",
@@ -377,14 +379,17 @@ fn from_settings_names_missing_and_picks_identity() {
     s.wechat_pay_key = Some(SecretString::from(KEY));
     s.wechat_pay_sign_type = "HMAC-SHA256".into();
     s.wechat_pay_api_base = "https://api.mch.weixin.qq.com/".into();
-    let c = PayConfig::from_settings(&s).expect("config");
+    s.wechat_secret = Some(SecretString::from("secret"));
+    s.jwt_secret = Some(SecretString::from("jwt"));
+    s.field_encryption_key = Some(SecretString::from(crate::crypto::random_hex_key()));
+    let c = s.resolve().expect("config").pay;
     assert_eq!(c.sign_type, SignType::HmacSha256);
     assert_eq!(c.api_base, "https://api.mch.weixin.qq.com");
     assert!(matches!(c.identity, ClientIdentity::Pem { .. }));
     assert!(!format!("{c:?}").contains(KEY), "key leaks through Debug");
 
     s.wechat_pay_p12 = Some(testdata("test_merchant_legacy.pfx"));
-    let c = PayConfig::from_settings(&s).expect("config");
+    let c = s.resolve().expect("config").pay;
     assert_eq!(
         c.identity,
         ClientIdentity::P12 {

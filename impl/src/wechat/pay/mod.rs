@@ -13,7 +13,7 @@ pub use client::{
 };
 pub use error::{NotifyError, PayError};
 pub use identity::ClientIdentity;
-pub use notify::{PayNotify, RefundNotify, reply_fail, reply_success};
+pub use notify::{NotifyReply, PayNotify, RefundNotify, reply_fail, reply_success};
 
 /// How Pay v2 messages are signed (`WECHAT_PAY_SIGN_TYPE`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

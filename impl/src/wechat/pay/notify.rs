@@ -31,6 +31,30 @@ pub fn reply_fail(msg: &str) -> String {
     out
 }
 
+/// The answer to a WeChat Pay callback: SUCCESS (processed, or already processed), or
+/// FAIL with the reason (nothing changed; WeChat retries).
+#[derive(Clone, Debug)]
+pub struct NotifyReply {
+    pub ok: bool,
+    pub body: String,
+}
+
+impl NotifyReply {
+    pub fn success() -> Self {
+        Self {
+            ok: true,
+            body: reply_success().to_string(),
+        }
+    }
+
+    pub fn fail(reason: &str) -> Self {
+        Self {
+            ok: false,
+            body: reply_fail(reason),
+        }
+    }
+}
+
 /// A verified payment notify.
 #[derive(Clone, Debug)]
 pub struct PayNotify {

@@ -21,8 +21,8 @@ use futures::FutureExt as _;
 use futures::future::{BoxFuture, Shared};
 use sha2::{Digest, Sha256};
 
-use crate::services::Services;
 use crate::storage::{Storage, StorageError};
+use crate::wechat::mini::MiniClient;
 use crate::wechat::wxacode::{ImageFormat, WxaCodeError, WxaCodeParams, WxaImage};
 
 /// Bumped when the naming or the pinned drawing options change, so old names are not reused.
@@ -80,8 +80,8 @@ pub struct MiniCode {
 
 type Flight = Shared<BoxFuture<'static, Result<MiniCode, MiniCodeError>>>;
 
-/// The process-wide state of the code cache (on `Services`).
-pub struct MiniCodes {
+/// The process-wide state of the code cache.
+struct MiniCodes {
     /// Local cache files: `<hash>.<ext>` (in the store) and `pending/<hash>.<ext>`.
     dir: PathBuf,
     flights: Mutex<HashMap<String, Flight>>,
@@ -96,7 +96,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl MiniCodes {
     /// The cache directory is namespaced by the store, so switching `STORAGE_URL` never
     /// hands out URLs of objects the new store does not have.
-    pub fn new(cache_dir: &Path, storage: &Storage) -> Self {
+    fn new(cache_dir: &Path, storage: &Storage) -> Self {
         let ns = hex::encode(&Sha256::digest(storage.identity().as_bytes())[..8]);
         Self {
             dir: cache_dir.join(ns),
@@ -175,18 +175,35 @@ async fn is_file(path: &Path) -> bool {
     tokio::fs::metadata(path).await.is_ok_and(|m| m.is_file())
 }
 
-impl Services {
+/// The mini-program code service.
+#[derive(Clone)]
+pub struct QrCodes {
+    mini: MiniClient,
+    storage: Storage,
+    codes: Arc<MiniCodes>,
+}
+
+impl QrCodes {
+    pub fn new(mini: MiniClient, storage: Storage, cache_dir: &Path) -> Self {
+        let codes = Arc::new(MiniCodes::new(cache_dir, &storage));
+        Self {
+            mini,
+            storage,
+            codes,
+        }
+    }
+
     /// The public URL of the mini-program code for `params`, made at most once.
     pub async fn mini_program_code(
         &self,
         params: WxaCodeParams,
     ) -> Result<MiniCode, MiniCodeError> {
         let hash = content_hash(self.mini.appid(), &params);
-        if let Some(format) = self.mini_codes.known(&hash) {
+        if let Some(format) = self.codes.known(&hash) {
             return Ok(self.code_at(&hash, format, CodeSource::Memory));
         }
         let flight = {
-            let mut flights = lock(&self.mini_codes.flights);
+            let mut flights = lock(&self.codes.flights);
             match flights.get(&hash) {
                 Some(f) => f.clone(),
                 None => {
@@ -196,7 +213,7 @@ impl Services {
                         let r = s.find_or_make_code(&h, &params).await;
                         // Removed by the task itself (after `remember`), so the entry goes
                         // even when every waiting request was cancelled.
-                        lock(&s.mini_codes.flights).remove(&h);
+                        lock(&s.codes.flights).remove(&h);
                         r
                     });
                     let f: Flight = async move {
@@ -227,7 +244,7 @@ impl Services {
         hash: &str,
         params: &WxaCodeParams,
     ) -> Result<MiniCode, MiniCodeError> {
-        let codes = &self.mini_codes;
+        let codes = &self.codes;
         // A flight that ended between the caller's look and this one's start.
         if let Some(format) = codes.known(hash) {
             return Ok(self.code_at(hash, format, CodeSource::Memory));
@@ -282,7 +299,7 @@ impl Services {
 
     async fn pending_image(&self, hash: &str) -> Option<WxaImage> {
         for format in ImageFormat::ALL {
-            let path = self.mini_codes.pending_path(hash, format);
+            let path = self.codes.pending_path(hash, format);
             if let Ok(bytes) = tokio::fs::read(&path).await
                 && ImageFormat::sniff(&bytes) == Some(format)
             {

@@ -1,9 +1,10 @@
-//! The append-only payment ledger and the raw notify log.
+//! The append-only payment ledger and the log of raw WeChat Pay callbacks.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::conn::Conn;
+use crate::domain::{CallbackKind, CallbackOutcome, LedgerEvent, LedgerSource};
 use crate::ids::OrderId;
 use crate::schema::{pay_notifications, payment_events};
 
@@ -11,11 +12,11 @@ use crate::schema::{pay_notifications, payment_events};
 #[diesel(table_name = payment_events)]
 pub struct PaymentEvent {
     pub id: i64,
-    pub order_id: i64,
+    pub order_id: OrderId,
     pub out_trade_no: String,
-    pub event: String,
+    pub event: LedgerEvent,
     pub amount_fen: i64,
-    pub source: String,
+    pub source: LedgerSource,
     pub reference: String,
     pub created_at: NaiveDateTime,
 }
@@ -23,9 +24,9 @@ pub struct PaymentEvent {
 pub struct NewEvent<'a> {
     pub order_id: OrderId,
     pub out_trade_no: &'a str,
-    pub event: &'a str,
+    pub event: LedgerEvent,
     pub amount_fen: i64,
-    pub source: &'a str,
+    pub source: LedgerSource,
     pub reference: &'a str,
     pub at: NaiveDateTime,
 }
@@ -37,9 +38,9 @@ pub fn append(conn: &mut Conn, e: &NewEvent<'_>) -> QueryResult<bool> {
         .values((
             payment_events::order_id.eq(e.order_id.0),
             payment_events::out_trade_no.eq(e.out_trade_no),
-            payment_events::event.eq(e.event),
+            payment_events::event.eq(e.event.as_str()),
             payment_events::amount_fen.eq(e.amount_fen),
-            payment_events::source.eq(e.source),
+            payment_events::source.eq(e.source.as_str()),
             payment_events::reference.eq(e.reference),
             payment_events::created_at.eq(e.at),
         ))
@@ -61,18 +62,18 @@ pub fn for_order(conn: &mut Conn, order: OrderId) -> QueryResult<Vec<PaymentEven
 
 pub fn record_notification(
     conn: &mut Conn,
-    kind: &str,
+    kind: CallbackKind,
     out_trade_no: Option<&str>,
-    outcome: &str,
+    outcome: CallbackOutcome,
     body: &str,
     at: NaiveDateTime,
 ) -> QueryResult<usize> {
     let body: String = body.chars().take(16_000).collect();
     diesel::insert_into(pay_notifications::table)
         .values((
-            pay_notifications::kind.eq(kind),
+            pay_notifications::kind.eq(kind.as_str()),
             pay_notifications::out_trade_no.eq(out_trade_no),
-            pay_notifications::outcome.eq(outcome),
+            pay_notifications::outcome.eq(outcome.as_str()),
             pay_notifications::body.eq(body),
             pay_notifications::created_at.eq(at),
         ))

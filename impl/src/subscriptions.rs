@@ -1,33 +1,52 @@
-//! Subscribe messages: users grant sending credits, order events spend them. Every
-//! send attempt is recorded. Sending never blocks the request that caused it.
+//! Subscribe messages: users grant sending credits (the templates they accepted in
+//! `wx.requestSubscribeMessage`), order events spend them. Every send attempt is
+//! recorded. Sending never blocks the request that caused it.
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use campus_dal::notify::{self as q, NewCredit, NewMessage};
 use campus_dal::orders::Order;
-use campus_dal::{UserId, time};
+use campus_dal::subscriptions::{self as q, NewCredit, NewMessage};
+use campus_dal::{CreditKind, MessageChannel, MessageEvent, MessageOutcome, OrderId, UserId, time};
 
-use crate::Services;
-use crate::db::DbError;
+use crate::cache::Cache;
+use crate::db::{Db, DbError};
+use crate::jobs::{Job, every};
+use crate::text::InvalidInput;
 use crate::users::CurrentUser;
-use crate::wechat::mini::WechatError;
+use crate::wechat::mini::{MiniClient, WechatError};
 
 /// A legacy form_id may be used once within 7 days of the form submission.
 const FORM_ID_LIFE_DAYS: i64 = 7;
 
-#[derive(Debug, thiserror::Error)]
-pub enum NotifyError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error(transparent)]
-    Db(#[from] DbError),
+/// The subscribe-message service.
+#[derive(Clone)]
+pub struct Subscriptions {
+    db: Db,
+    cache: Cache,
+    mini: MiniClient,
+    templates: Templates,
 }
 
-impl From<campus_dal::DieselError> for NotifyError {
-    fn from(e: campus_dal::DieselError) -> Self {
-        NotifyError::Db(DbError::Query(e))
-    }
+/// Which subscribe-message templates are configured, and when the reminder goes out.
+#[derive(Clone, Debug, Default)]
+pub struct Templates {
+    /// `WECHAT_TEMPLATE_ORDER`: order status changes; unset, none are sent.
+    pub order: Option<String>,
+    /// `WECHAT_TEMPLATE_REMINDER`: the daily reminder; unset, the job is off.
+    pub reminder: Option<String>,
+    /// `REMINDER_HOUR_BEIJING`.
+    pub reminder_hour_beijing: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubscriptionError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    #[error(transparent)]
+    Db(#[from] DbError),
 }
 
 /// `POST /notify/credits`: either a legacy `form_id` or accepted subscribe `template_ids`.
@@ -54,12 +73,12 @@ pub enum OrderEvent {
 }
 
 impl OrderEvent {
-    pub fn as_str(self) -> &'static str {
+    fn message_event(self) -> MessageEvent {
         match self {
-            OrderEvent::Paid => "paid",
-            OrderEvent::Accepted => "accepted",
-            OrderEvent::Delivered => "delivered",
-            OrderEvent::Refunded => "refunded",
+            OrderEvent::Paid => MessageEvent::Paid,
+            OrderEvent::Accepted => MessageEvent::Accepted,
+            OrderEvent::Delivered => MessageEvent::Delivered,
+            OrderEvent::Refunded => MessageEvent::Refunded,
         }
     }
 
@@ -73,54 +92,74 @@ impl OrderEvent {
     }
 }
 
-fn valid_id(field: &str, v: &str) -> Result<String, NotifyError> {
+fn valid_id(field: &str, v: &str) -> Result<String, InvalidInput> {
     let v = v.trim();
     if v.is_empty() || v.len() > 128 || !v.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(NotifyError::Invalid(format!(
+        return Err(InvalidInput(format!(
             "{field} must be 1 to 128 visible ASCII characters"
         )));
     }
     Ok(v.to_string())
 }
 
-impl Services {
+impl Subscriptions {
+    pub fn new(db: Db, cache: Cache, mini: MiniClient, templates: Templates) -> Self {
+        Self {
+            db,
+            cache,
+            mini,
+            templates,
+        }
+    }
+
+    /// Whether order events send messages at all (callers skip work when not).
+    pub fn order_messages_on(&self) -> bool {
+        self.templates.order.is_some()
+    }
+
     pub async fn grant_credits(
         &self,
         user: &CurrentUser,
         g: CreditGrant,
-    ) -> Result<CreditsView, NotifyError> {
-        let credits: Vec<(&'static str, Option<String>, Option<String>)> =
+    ) -> Result<CreditsView, SubscriptionError> {
+        let credits: Vec<(CreditKind, Option<String>, Option<String>)> =
             match (g.form_id, g.template_ids) {
                 (Some(f), None) => {
                     // The developer tools hand out this placeholder; WeChat rejects it.
                     if f.contains("mock") {
-                        return Err(NotifyError::Invalid("form_id is a mock one".into()));
+                        return Err(InvalidInput::new("form_id is a mock one").into());
                     }
-                    vec![("form_id", None, Some(valid_id("form_id", &f)?))]
+                    vec![(CreditKind::FormId, None, Some(valid_id("form_id", &f)?))]
                 }
                 (None, Some(ids)) if (1..=10).contains(&ids.len()) => ids
                     .iter()
-                    .map(|t| Ok(("subscribe", Some(valid_id("template_id", t)?), None)))
-                    .collect::<Result<_, NotifyError>>()?,
+                    .map(|t| {
+                        Ok((
+                            CreditKind::Subscribe,
+                            Some(valid_id("template_id", t)?),
+                            None,
+                        ))
+                    })
+                    .collect::<Result<_, SubscriptionError>>()?,
                 _ => {
-                    return Err(NotifyError::Invalid(
-                        "send either form_id or 1 to 10 template_ids".into(),
-                    ));
+                    return Err(
+                        InvalidInput::new("send either form_id or 1 to 10 template_ids").into(),
+                    );
                 }
             };
         let uid = user.id;
         self.db
-            .write_tx(move |c| -> Result<CreditsView, NotifyError> {
+            .write_tx(move |c| -> Result<CreditsView, SubscriptionError> {
                 let now = time::now();
                 for (kind, template_id, form_id) in &credits {
                     q::grant(
                         c,
                         &NewCredit {
                             user: uid,
-                            kind,
+                            kind: *kind,
                             template_id: template_id.as_deref(),
                             form_id: form_id.as_deref(),
-                            expires_at: (*kind == "form_id")
+                            expires_at: (*kind == CreditKind::FormId)
                                 .then(|| now + chrono::Duration::days(FORM_ID_LIFE_DAYS)),
                             at: now,
                         },
@@ -136,7 +175,7 @@ impl Services {
 
     /// Tells the customer about an order event, in the background.
     pub(crate) fn announce(&self, order: &Order, event: OrderEvent) {
-        let Some(template) = self.settings.wechat_template_order.clone() else {
+        let Some(template) = self.templates.order.clone() else {
             return;
         };
         let s = self.clone();
@@ -150,9 +189,9 @@ impl Services {
             });
             let page = format!("pages/order/detail?id={}", order.id);
             s.send_subscribe(
-                UserId(order.customer_id),
+                order.customer_id,
                 &template,
-                event.as_str(),
+                event.message_event(),
                 Some(order.id),
                 &page,
                 data,
@@ -162,19 +201,19 @@ impl Services {
     }
 
     /// Spends a credit and sends; records the outcome whatever it is.
-    pub(crate) async fn send_subscribe(
+    async fn send_subscribe(
         &self,
         user: UserId,
         template: &str,
-        event: &'static str,
-        order_id: Option<i64>,
+        event: MessageEvent,
+        order_id: Option<OrderId>,
         page: &str,
         data: serde_json::Value,
-    ) -> &'static str {
+    ) -> MessageOutcome {
         let t = template.to_string();
         let credit = self
             .db
-            .write(move |c| -> Result<_, NotifyError> {
+            .write(move |c| -> Result<_, SubscriptionError> {
                 let openid = campus_dal::users::find(c, user)?.map(|u| u.openid);
                 let credit = q::take(c, user, &t, time::now())?;
                 Ok((openid, credit))
@@ -192,19 +231,19 @@ impl Services {
                     body["form_id"] = serde_json::Value::String(f);
                 }
                 match self.mini.send_subscribe(&body).await {
-                    Ok(()) => "sent",
-                    Err(WechatError::Api { code: 43101, .. }) => "refused",
+                    Ok(()) => MessageOutcome::Sent,
+                    Err(WechatError::Api { code: 43101, .. }) => MessageOutcome::Refused,
                     Err(e) => {
-                        tracing::warn!(error = %e, event, "subscribe message failed");
-                        "error"
+                        tracing::warn!(error = %e, %event, "subscribe message failed");
+                        MessageOutcome::Error
                     }
                 }
             }
-            Ok((None, _)) => "unknown_user",
-            Ok((_, None)) => "no_credit",
+            Ok((None, _)) => MessageOutcome::UnknownUser,
+            Ok((_, None)) => MessageOutcome::NoCredit,
             Err(e) => {
                 tracing::warn!(error = %e, "could not take a credit");
-                "error"
+                MessageOutcome::Error
             }
         };
         let t = template.to_string();
@@ -215,7 +254,7 @@ impl Services {
                     c,
                     &NewMessage {
                         user,
-                        channel: "subscribe",
+                        channel: MessageChannel::Subscribe,
                         template_id: Some(&t),
                         event,
                         order_id,
@@ -223,7 +262,7 @@ impl Services {
                         at: time::now(),
                     },
                 )
-                .map_err(NotifyError::from)
+                .map_err(SubscriptionError::from)
             })
             .await;
         if let Err(e) = logged {
@@ -233,15 +272,16 @@ impl Services {
     }
 
     /// Daily reminder: customers with delivered orders they have not confirmed.
-    pub(crate) async fn send_reminders(&self) -> Result<usize, NotifyError> {
-        let Some(template) = self.settings.wechat_template_reminder.clone() else {
+    async fn send_reminders(&self) -> Result<usize, SubscriptionError> {
+        let Some(template) = self.templates.reminder.clone() else {
             return Ok(0);
         };
         let before = time::now() - chrono::Duration::hours(2);
         let rows = self
             .db
             .read(move |c| {
-                campus_dal::orders::delivered_before(c, before, 500).map_err(NotifyError::from)
+                campus_dal::orders::delivered_before(c, before, 500)
+                    .map_err(SubscriptionError::from)
             })
             .await?;
         let mut n = 0;
@@ -253,15 +293,15 @@ impl Services {
             let page = format!("pages/order/detail?id={}", o.id);
             if self
                 .send_subscribe(
-                    UserId(o.customer_id),
+                    o.customer_id,
                     &template,
-                    "reminder",
+                    MessageEvent::Reminder,
                     Some(o.id),
                     &page,
                     data,
                 )
                 .await
-                == "sent"
+                == MessageOutcome::Sent
             {
                 n += 1;
             }
@@ -269,12 +309,52 @@ impl Services {
         Ok(n)
     }
 
-    pub(crate) async fn sweep_credits(&self) -> Result<usize, NotifyError> {
+    async fn sweep_credits(&self) -> Result<usize, SubscriptionError> {
         self.db
             .write(|c| {
                 let now = time::now();
-                q::sweep(c, now, now - chrono::Duration::days(30)).map_err(NotifyError::from)
+                q::sweep(c, now, now - chrono::Duration::days(30)).map_err(SubscriptionError::from)
             })
             .await
+    }
+
+    pub(crate) fn jobs(&self) -> Vec<Job> {
+        let (a, b) = (self.clone(), self.clone());
+        vec![
+            every(
+                "credit_expiry_sweep",
+                Duration::from_secs(3600),
+                move || {
+                    let s = a.clone();
+                    async move { s.sweep_credits().await }
+                },
+            ),
+            every("daily_reminder", Duration::from_secs(300), move || {
+                let s = b.clone();
+                async move { s.daily_reminder_tick().await }
+            }),
+        ]
+    }
+
+    /// Runs the reminder once a day at `REMINDER_HOUR_BEIJING`, on one instance: the
+    /// cache key for the day is the claim.
+    async fn daily_reminder_tick(&self) -> Result<usize, String> {
+        if self.templates.reminder.is_none() {
+            return Ok(0);
+        }
+        let beijing = chrono::Utc::now() + chrono::Duration::hours(8);
+        if chrono::Timelike::hour(&beijing) != self.templates.reminder_hour_beijing {
+            return Ok(0);
+        }
+        let key = format!("job:reminder:{}", beijing.format("%Y-%m-%d"));
+        let claimed = self
+            .cache
+            .set_nx_ex(&key, "1", Duration::from_secs(26 * 3600))
+            .await
+            .map_err(|e| e.to_string())?;
+        if !claimed {
+            return Ok(0);
+        }
+        self.send_reminders().await.map_err(|e| e.to_string())
     }
 }

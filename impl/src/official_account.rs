@@ -4,21 +4,37 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 use campus_dal::orders::{self as oq, Scope};
-use campus_dal::{UserId, time, users};
+use campus_dal::{time, users};
 
-use crate::Services;
-use crate::db::DbError;
+use crate::cache::Cache;
+use crate::db::{Db, DbError};
 use crate::wechat::mp_crypto::{MpCrypto, check_signature};
 use crate::wechat::pay::xml::{parse_flat, to_xml};
 
 /// WeChat retries a push three times within about 15 s; remember replies a while longer.
 const DEDUP_TTL: Duration = Duration::from_secs(60);
 
+/// The official-account service.
+#[derive(Clone)]
+pub struct OfficialAccount {
+    db: Db,
+    cache: Cache,
+    /// `None`: no official account configured (`WECHAT_MP_TOKEN` unset).
+    account: Option<AccountKeys>,
+}
+
+/// The account's server token, and its AES key when safe mode is set up.
+#[derive(Clone)]
+pub struct AccountKeys {
+    pub token: SecretString,
+    pub crypto: Option<MpCrypto>,
+}
+
 #[derive(Debug, thiserror::Error)]
-pub enum MpError {
+pub enum OfficialAccountError {
     #[error("the official account is not configured")]
     NotConfigured,
     #[error("bad signature")]
@@ -31,15 +47,9 @@ pub enum MpError {
     Cache(#[from] crate::cache::CacheError),
 }
 
-impl From<campus_dal::DieselError> for MpError {
-    fn from(e: campus_dal::DieselError) -> Self {
-        MpError::Db(DbError::Query(e))
-    }
-}
-
 /// The query WeChat signs its pushes with.
 #[derive(Clone, Debug, Default, serde::Deserialize)]
-pub struct MpQuery {
+pub struct PushQuery {
     #[serde(default)]
     pub signature: String,
     #[serde(default)]
@@ -70,64 +80,73 @@ fn text_reply(to: &str, from: &str, content: &str) -> String {
     to_xml(&m)
 }
 
-impl Services {
-    fn mp_token(&self) -> Result<String, MpError> {
-        self.settings
-            .wechat_mp_token
+impl OfficialAccount {
+    pub fn new(db: Db, cache: Cache, account: Option<AccountKeys>) -> Self {
+        Self { db, cache, account }
+    }
+
+    fn account(&self) -> Result<&AccountKeys, OfficialAccountError> {
+        self.account
             .as_ref()
-            .map(|t| t.expose_secret().to_string())
-            .ok_or(MpError::NotConfigured)
+            .ok_or(OfficialAccountError::NotConfigured)
     }
 
     /// `GET /wechat/mp`: the URL check when the server is configured in WeChat's console.
-    pub fn mp_echo(&self, q: &MpQuery) -> Result<String, MpError> {
-        let token = self.mp_token()?;
-        if !check_signature(&token, &q.timestamp, &q.nonce, &q.signature) {
-            return Err(MpError::BadSignature);
+    pub fn echo(&self, q: &PushQuery) -> Result<String, OfficialAccountError> {
+        let token = self.account()?.token.expose_secret();
+        if !check_signature(token, &q.timestamp, &q.nonce, &q.signature) {
+            return Err(OfficialAccountError::BadSignature);
         }
         Ok(q.echostr.clone().unwrap_or_default())
     }
 
     /// `POST /wechat/mp`: verifies, decrypts (safe mode), de-duplicates, answers.
-    pub async fn mp_message(&self, q: &MpQuery, body: &[u8]) -> Result<String, MpError> {
-        let token = self.mp_token()?;
+    pub async fn message(
+        &self,
+        q: &PushQuery,
+        body: &[u8],
+    ) -> Result<String, OfficialAccountError> {
+        let account = self.account()?;
+        let token = account.token.expose_secret();
         let safe = q.encrypt_type.as_deref() == Some("aes");
         let crypto = if safe {
             Some(
-                MpCrypto::from_settings(&self.settings)
-                    .map_err(|e| MpError::Malformed(e.to_string()))?
-                    .ok_or(MpError::NotConfigured)?,
+                account
+                    .crypto
+                    .as_ref()
+                    .ok_or(OfficialAccountError::NotConfigured)?,
             )
         } else {
             None
         };
         // Both modes carry the plain signature; safe mode adds msg_signature over Encrypt.
-        if !check_signature(&token, &q.timestamp, &q.nonce, &q.signature) {
-            return Err(MpError::BadSignature);
+        if !check_signature(token, &q.timestamp, &q.nonce, &q.signature) {
+            return Err(OfficialAccountError::BadSignature);
         }
-        let outer = parse_flat(body).map_err(|e| MpError::Malformed(e.to_string()))?;
+        let outer = parse_flat(body).map_err(|e| OfficialAccountError::Malformed(e.to_string()))?;
         let msg = match &crypto {
             Some(c) => {
                 let enc = outer
                     .get("Encrypt")
-                    .ok_or_else(|| MpError::Malformed("no Encrypt".into()))?;
+                    .ok_or_else(|| OfficialAccountError::Malformed("no Encrypt".into()))?;
                 let sig = q.msg_signature.as_deref().unwrap_or("");
                 let inner = c
                     .decrypt(sig, &q.timestamp, &q.nonce, enc)
                     .map_err(|e| match e {
                         crate::wechat::mp_crypto::MpCryptoError::BadSignature => {
-                            MpError::BadSignature
+                            OfficialAccountError::BadSignature
                         }
-                        other => MpError::Malformed(other.to_string()),
+                        other => OfficialAccountError::Malformed(other.to_string()),
                     })?;
-                parse_flat(inner.as_bytes()).map_err(|e| MpError::Malformed(e.to_string()))?
+                parse_flat(inner.as_bytes())
+                    .map_err(|e| OfficialAccountError::Malformed(e.to_string()))?
             }
             None => outer,
         };
         let from = msg.get("FromUserName").cloned().unwrap_or_default();
         let to = msg.get("ToUserName").cloned().unwrap_or_default();
         if from.is_empty() {
-            return Err(MpError::Malformed("no FromUserName".into()));
+            return Err(OfficialAccountError::Malformed("no FromUserName".into()));
         }
         // Keyed by the receiving account (ToUserName) too: MsgIds are unique per account
         // only, and several accounts may share one Redis.
@@ -141,7 +160,7 @@ impl Services {
         // The first push does the work; a retry gets the reply it made (or `success`
         // while it is still being made), so `bind` never runs twice.
         let plain_reply = if self.cache.set_nx_ex(&dedup_key, "", DEDUP_TTL).await? {
-            let content = self.mp_answer(&from, &msg).await?;
+            let content = self.answer(&from, &msg).await?;
             let reply = text_reply(&from, &to, &content);
             self.cache.set_ex(&dedup_key, &reply, DEDUP_TTL).await?;
             reply
@@ -157,11 +176,11 @@ impl Services {
         })
     }
 
-    async fn mp_answer(
+    async fn answer(
         &self,
         from: &str,
         msg: &BTreeMap<String, String>,
-    ) -> Result<String, MpError> {
+    ) -> Result<String, OfficialAccountError> {
         match msg.get("MsgType").map(String::as_str) {
             Some("event") => {
                 return Ok(match msg.get("Event").map(String::as_str) {
@@ -181,7 +200,7 @@ impl Services {
         match cmd.to_ascii_lowercase().as_str() {
             "bind" => {
                 self.db
-                    .write_tx(move |c| -> Result<String, MpError> {
+                    .write_tx(move |c| -> Result<String, OfficialAccountError> {
                         let now = time::now();
                         match users::consume_bind_code(c, &arg, now)? {
                             Some(uid) => {
@@ -196,14 +215,14 @@ impl Services {
             "orders" | "status" => {
                 let want = (cmd.eq_ignore_ascii_case("status")).then_some(arg);
                 self.db
-                    .read(move |c| -> Result<String, MpError> {
+                    .read(move |c| -> Result<String, OfficialAccountError> {
                         let Some(u) = users::find_by_mp_openid(c, &from)? else {
                             return Ok("未绑定 Not linked yet: send `bind <code>` with the code from the mini-program.".into());
                         };
-                        let uid = UserId(u.id);
+                        let uid = u.id;
                         if let Some(no) = want {
                             return Ok(match oq::find_by_out_trade_no(c, &no)? {
-                                Some(o) if o.customer_id == uid.0 || o.runner_id == Some(uid.0) => {
+                                Some(o) if o.involves(uid) => {
                                     format!("{}: {} ({} → {})", o.out_trade_no, o.status, o.pickup, o.dropoff)
                                 }
                                 _ => format!("No order {no} of yours."),

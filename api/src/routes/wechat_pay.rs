@@ -3,15 +3,15 @@
 
 use actix_web::{HttpResponse, post, web};
 use futures::StreamExt;
+use utoipa_actix_web::service_config::ServiceConfig;
 
-use campus_impl::Services;
-use campus_impl::orders::NotifyReply;
-use campus_impl::wechat::pay::reply_fail;
+use campus_impl::AppContext;
+use campus_impl::wechat::pay::{NotifyReply, reply_fail};
 
 /// Notifies are a few KiB; anything larger is not from WeChat.
 const MAX_NOTIFY_BYTES: usize = 64 * 1024;
 
-pub fn config(cfg: &mut web::ServiceConfig) {
+pub fn config(cfg: &mut ServiceConfig) {
     cfg.service(pay_notify).service(refund_notify);
 }
 
@@ -40,24 +40,24 @@ fn reply(r: NotifyReply) -> HttpResponse {
     xml(200, r.body)
 }
 
-#[utoipa::path(post, path = "/api/v1/pay/notify", tag = "wechat-pay",
+#[utoipa::path(tag = "wechat-pay",
     request_body(content = String, content_type = "text/xml", description = "WeChat Pay v2 payment result"),
     responses((status = 200, description = "return_code SUCCESS, or FAIL with a reason; nothing changes on FAIL", content_type = "text/xml")))]
 #[post("/pay/notify")]
-async fn pay_notify(s: web::Data<Services>, payload: web::Payload) -> HttpResponse {
+async fn pay_notify(ctx: web::Data<AppContext>, payload: web::Payload) -> HttpResponse {
     match read_capped(payload).await {
-        Ok(body) => reply(s.handle_pay_notify(&body).await),
+        Ok(body) => reply(ctx.payments.handle_pay_notify(&body).await),
         Err(resp) => resp,
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/pay/refund-notify", tag = "wechat-pay",
+#[utoipa::path(tag = "wechat-pay",
     request_body(content = String, content_type = "text/xml", description = "WeChat Pay v2 refund result (req_info encrypted)"),
     responses((status = 200, description = "return_code SUCCESS, or FAIL with a reason", content_type = "text/xml")))]
 #[post("/pay/refund-notify")]
-async fn refund_notify(s: web::Data<Services>, payload: web::Payload) -> HttpResponse {
+async fn refund_notify(ctx: web::Data<AppContext>, payload: web::Payload) -> HttpResponse {
     match read_capped(payload).await {
-        Ok(body) => reply(s.handle_refund_notify(&body).await),
+        Ok(body) => reply(ctx.refunds.handle_refund_notify(&body).await),
         Err(resp) => resp,
     }
 }

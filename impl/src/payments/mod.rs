@@ -2,47 +2,56 @@
 //! An order is marked paid once, from a verified notify or orderquery, after its
 //! amount is checked, in the same transaction that appends the ledger row.
 
+mod jobs;
+
 use chrono::Utc;
 
-use campus_dal::ledger::{self, NewEvent};
 use campus_dal::orders::{self as q, Order};
+use campus_dal::payments::{self as ledger, NewEvent};
 use campus_dal::refunds::{self as rq, NewRefund};
-use campus_dal::{OrderId, time};
+use campus_dal::{
+    CallbackKind, CallbackOutcome, LedgerEvent, LedgerSource, OrderId, OrderMove, OrderStatus,
+    RefundCause, RefundStatus, time,
+};
 
-use super::{OrderError, status};
-use crate::Services;
-use crate::notify::OrderEvent;
+use crate::db::{Db, DbError};
+use crate::orders::{InvalidTransition, OrderNotFound, find_visible, lost_race};
+use crate::refunds::Refunds;
+use crate::subscriptions::{OrderEvent, Subscriptions};
 use crate::users::CurrentUser;
-use crate::wechat::pay::{JsapiParams, PayError, UnifiedOrderRequest, reply_fail, reply_success};
+use crate::wechat::pay::{JsapiParams, NotifyReply, PayClient, PayError, UnifiedOrderRequest};
 
 /// WeChat keeps a prepay id two hours; reuse it while it has this much life left.
 const PREPAY_MARGIN_SECS: i64 = 60;
 
-/// What to answer WeChat: `ok` is SUCCESS, else FAIL with `body` saying why.
-pub struct NotifyReply {
-    pub ok: bool,
-    pub body: String,
+/// The payment service.
+#[derive(Clone)]
+pub struct Payments {
+    db: Db,
+    pay: PayClient,
+    refunds: Refunds,
+    subscriptions: Subscriptions,
+    /// Where WeChat sends pay notifies: `{PUBLIC_BASE_URL}/api/v1/pay/notify`.
+    notify_url: String,
 }
 
-impl NotifyReply {
-    fn success() -> Self {
-        Self {
-            ok: true,
-            body: reply_success().to_string(),
-        }
-    }
-
-    fn fail(reason: &str) -> Self {
-        Self {
-            ok: false,
-            body: reply_fail(reason),
-        }
-    }
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentError {
+    #[error(transparent)]
+    NotFound(#[from] OrderNotFound),
+    #[error(transparent)]
+    InvalidTransition(#[from] InvalidTransition),
+    #[error("the payment window of this order has closed")]
+    PaymentExpired,
+    #[error("WeChat Pay could not complete the request")]
+    Pay(#[from] PayError),
+    #[error(transparent)]
+    Db(#[from] DbError),
 }
 
 /// What applying a confirmed payment did.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Applied {
+pub(crate) enum Applied {
     Paid,
     Duplicate,
     /// The money landed on an order closed meanwhile: a full refund was queued.
@@ -51,17 +60,29 @@ pub(super) enum Applied {
     UnknownOrder,
 }
 
-pub(super) struct Confirmed<'a> {
+pub(crate) struct Confirmed<'a> {
     pub out_trade_no: &'a str,
     pub transaction_id: &'a str,
     pub total_fee: i64,
-    pub source: &'static str,
+    pub source: LedgerSource,
     pub raw: Option<&'a [u8]>,
 }
 
-impl Services {
-    fn notify_url(&self, path: &str) -> String {
-        format!("{}{}", self.settings.public_base_url, path)
+impl Payments {
+    pub fn new(
+        db: Db,
+        pay: PayClient,
+        refunds: Refunds,
+        subscriptions: Subscriptions,
+        notify_url: String,
+    ) -> Self {
+        Self {
+            db,
+            pay,
+            refunds,
+            subscriptions,
+            notify_url,
+        }
     }
 
     /// JSAPI parameters for `wx.requestPayment`; `unifiedorder` is called once per order
@@ -71,16 +92,17 @@ impl Services {
         user: &CurrentUser,
         id: OrderId,
         client_ip: &str,
-    ) -> Result<JsapiParams, OrderError> {
-        let o = self.visible_order(user, id).await?;
-        if o.customer_id != user.id.0 {
-            return Err(OrderError::NotFound);
+    ) -> Result<JsapiParams, PaymentError> {
+        let o: Order = find_visible::<PaymentError>(&self.db, user, id).await?;
+        if o.customer_id != user.id {
+            return Err(OrderNotFound.into());
         }
-        if o.status != status::CREATED {
-            return Err(OrderError::InvalidTransition {
+        if o.status.after(OrderMove::Pay).is_none() {
+            return Err(InvalidTransition {
                 from: o.status,
-                action: "pay",
-            });
+                action: OrderMove::Pay.verb(),
+            }
+            .into());
         }
         let now = Utc::now();
         let margin = chrono::Duration::seconds(PREPAY_MARGIN_SECS);
@@ -91,7 +113,7 @@ impl Services {
         }
         let deadline = o.pay_deadline.and_utc();
         if deadline <= now + margin {
-            return Err(OrderError::PaymentExpired);
+            return Err(PaymentError::PaymentExpired);
         }
         let req = UnifiedOrderRequest {
             out_trade_no: o.out_trade_no.clone(),
@@ -100,7 +122,7 @@ impl Services {
             openid: user.row.openid.clone(),
             spbill_create_ip: client_ip.to_string(),
             time_expire: deadline,
-            notify_url: self.notify_url("/api/v1/pay/notify"),
+            notify_url: self.notify_url.clone(),
             attach: None,
         };
         let prepay_id = match self.pay.unified_order(&req).await {
@@ -108,16 +130,18 @@ impl Services {
             Err(PayError::OrderPaid) => {
                 // The notify may still be on its way: ask WeChat now rather than wait.
                 self.reconcile_order(&o).await?;
-                return Err(OrderError::InvalidTransition {
-                    from: status::PAID.into(),
-                    action: "pay",
-                });
+                return Err(InvalidTransition {
+                    from: OrderStatus::Paid,
+                    action: OrderMove::Pay.verb(),
+                }
+                .into());
             }
             Err(PayError::OrderClosed) => {
-                return Err(OrderError::InvalidTransition {
-                    from: status::CLOSED.into(),
-                    action: "pay",
-                });
+                return Err(InvalidTransition {
+                    from: OrderStatus::Closed,
+                    action: OrderMove::Pay.verb(),
+                }
+                .into());
             }
             Err(e) => return Err(e.into()),
         };
@@ -126,28 +150,13 @@ impl Services {
         let stored = self
             .db
             .write(move |c| {
-                q::set_prepay(c, id, &pid, expires, time::now()).map_err(OrderError::from)
+                q::set_prepay(c, id, &pid, expires, time::now()).map_err(PaymentError::from)
             })
             .await?;
         if stored != 1 {
-            return Err(self.lost_race_pay(id).await);
+            return Err(lost_race(&self.db, id, OrderMove::Pay.verb()).await);
         }
         Ok(self.pay.jsapi_params(&prepay_id))
-    }
-
-    async fn lost_race_pay(&self, id: OrderId) -> OrderError {
-        match self
-            .db
-            .read(move |c| q::find(c, id).map_err(OrderError::from))
-            .await
-        {
-            Ok(Some(o)) => OrderError::InvalidTransition {
-                from: o.status,
-                action: "pay",
-            },
-            Ok(None) => OrderError::NotFound,
-            Err(e) => e,
-        }
     }
 
     /// `POST /pay/notify`. Never fails: every outcome is a reply for WeChat.
@@ -156,14 +165,19 @@ impl Services {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(reason = e.reason(), "pay notify rejected");
-                self.log_notify("pay", None, &format!("rejected: {}", e.reason()), body)
+                self.log_callback(CallbackKind::Pay, None, CallbackOutcome::Rejected, body)
                     .await;
                 return NotifyReply::fail(e.reason());
             }
         };
         let Some(txid) = n.transaction_id.as_deref().filter(|_| n.paid) else {
-            self.log_notify("pay", Some(&n.out_trade_no), "not_paid", body)
-                .await;
+            self.log_callback(
+                CallbackKind::Pay,
+                Some(&n.out_trade_no),
+                CallbackOutcome::NotPaid,
+                body,
+            )
+            .await;
             return NotifyReply::success();
         };
         let applied = self
@@ -171,7 +185,7 @@ impl Services {
                 out_trade_no: &n.out_trade_no,
                 transaction_id: txid,
                 total_fee: n.total_fee,
-                source: "notify",
+                source: LedgerSource::Notify,
                 raw: Some(body),
             })
             .await;
@@ -187,31 +201,20 @@ impl Services {
         }
     }
 
-    pub(super) async fn log_notify(
+    /// Keeps the raw callback for the record (what WeChat said, whatever we made of it).
+    pub(crate) async fn log_callback(
         &self,
-        kind: &'static str,
+        kind: CallbackKind,
         out_trade_no: Option<&str>,
-        outcome: &str,
+        outcome: CallbackOutcome,
         body: &[u8],
     ) {
-        let otn = out_trade_no.map(str::to_string);
-        let outcome = outcome.to_string();
-        let body: String = String::from_utf8_lossy(&body[..body.len().min(4096)]).into_owned();
-        let r = self
-            .db
-            .write(move |c| {
-                ledger::record_notification(c, kind, otn.as_deref(), &outcome, &body, time::now())
-                    .map_err(OrderError::from)
-            })
-            .await;
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "could not record notify");
-        }
+        log_callback(&self.db, kind, out_trade_no, outcome, body).await
     }
 
     /// Marks the order paid once (amount checked), appending the ledger row and the raw
     /// notify in the same transaction. A payment on a closed order queues a full refund.
-    pub(super) async fn apply_payment(&self, p: Confirmed<'_>) -> Result<Applied, OrderError> {
+    pub(crate) async fn apply_payment(&self, p: Confirmed<'_>) -> Result<Applied, PaymentError> {
         let otn = p.out_trade_no.to_string();
         let txid = p.transaction_id.to_string();
         let fee = p.total_fee;
@@ -219,25 +222,25 @@ impl Services {
         let raw = p.raw.map(|b| String::from_utf8_lossy(b).into_owned());
         let applied = self
             .db
-            .write_tx(move |c| -> Result<Applied, OrderError> {
+            .write_tx(move |c| -> Result<Applied, PaymentError> {
                 let now = time::now();
-                let log = |c: &mut campus_dal::Conn, outcome: &str| {
+                let log = |c: &mut campus_dal::Conn, outcome: CallbackOutcome| {
                     match &raw {
-                        Some(body) => ledger::record_notification(c, "pay", Some(&otn), outcome, body, now).map(|_| ()),
+                        Some(body) => ledger::record_notification(c, CallbackKind::Pay, Some(&otn), outcome, body, now).map(|_| ()),
                         None => Ok(()),
                     }
                 };
                 let Some(o) = q::find_by_out_trade_no(c, &otn)? else {
-                    log(c, "unknown_order")?;
+                    log(c, CallbackOutcome::UnknownOrder)?;
                     return Ok(Applied::UnknownOrder);
                 };
                 if fee != o.amount_fen {
                     tracing::error!(out_trade_no = %otn, expected = o.amount_fen, got = fee, "paid amount mismatch");
-                    log(c, "amount_mismatch")?;
+                    log(c, CallbackOutcome::AmountMismatch)?;
                     return Ok(Applied::AmountMismatch);
                 }
                 let event = |event| NewEvent {
-                    order_id: o.order_id(),
+                    order_id: o.id,
                     out_trade_no: &o.out_trade_no,
                     event,
                     amount_fen: fee,
@@ -245,15 +248,15 @@ impl Services {
                     reference: &txid,
                     at: now,
                 };
-                if q::mark_paid(c, o.order_id(), &txid, now)? == 1 {
-                    ledger::append(c, &event("paid"))?;
-                    log(c, "paid")?;
+                if q::mark_paid(c, o.id, &txid, now)? == 1 {
+                    ledger::append(c, &event(LedgerEvent::Paid))?;
+                    log(c, CallbackOutcome::Paid)?;
                     return Ok(Applied::Paid);
                 }
-                if o.status == status::CLOSED && q::record_late_payment(c, o.order_id(), &txid, now)? == 1 {
-                    ledger::append(c, &event("paid"))?;
+                if o.status == OrderStatus::Closed && q::record_late_payment(c, o.id, &txid, now)? == 1 {
+                    ledger::append(c, &event(LedgerEvent::Paid))?;
                     let out_refund_no = format!("{}R1", o.out_trade_no);
-                    if q::reserve_refund(c, o.order_id(), fee, &[status::CLOSED], now)? == 1 {
+                    if q::reserve_refund(c, o.id, fee, &[OrderStatus::Closed], now)? == 1 {
                         rq::insert(
                             c,
                             &NewRefund {
@@ -261,8 +264,8 @@ impl Services {
                                 out_refund_no: &out_refund_no,
                                 refund_fen: fee,
                                 reason: "paid after the order was closed",
-                                cause: "paid_after_close",
-                                status: "requested",
+                                cause: RefundCause::PaidAfterClose,
+                                status: RefundStatus::Requested,
                                 created_at: now,
                                 updated_at: now,
                             },
@@ -271,29 +274,29 @@ impl Services {
                             c,
                             &NewEvent {
                                 reference: &out_refund_no,
-                                ..event("refund_requested")
+                                ..event(LedgerEvent::RefundRequested)
                             },
                         )?;
                     }
-                    log(c, "paid_after_close")?;
+                    log(c, CallbackOutcome::PaidAfterClose)?;
                     return Ok(Applied::LateOnClosed(out_refund_no));
                 }
-                log(c, "duplicate")?;
+                log(c, CallbackOutcome::Duplicate)?;
                 Ok(Applied::Duplicate)
             })
             .await?;
         match &applied {
             Applied::Paid => {
-                tracing::info!(out_trade_no = p.out_trade_no, source, "order paid");
+                tracing::info!(out_trade_no = p.out_trade_no, %source, "order paid");
                 // Read the order again only when order messages are on (a read per notify).
                 let otn = p.out_trade_no.to_string();
-                if self.settings.wechat_template_order.is_some()
+                if self.subscriptions.order_messages_on()
                     && let Ok(Some(o)) = self
                         .db
-                        .read(move |c| q::find_by_out_trade_no(c, &otn).map_err(OrderError::from))
+                        .read(move |c| q::find_by_out_trade_no(c, &otn).map_err(PaymentError::from))
                         .await
                 {
-                    self.announce(&o, OrderEvent::Paid);
+                    self.subscriptions.announce(&o, OrderEvent::Paid);
                 }
             }
             Applied::LateOnClosed(no) => {
@@ -301,7 +304,7 @@ impl Services {
                     out_trade_no = p.out_trade_no,
                     "payment on a closed order; refunding"
                 );
-                self.process_refund_by_no(no).await;
+                self.refunds.process_refund_by_no(no).await;
             }
             _ => {}
         }
@@ -309,7 +312,7 @@ impl Services {
     }
 
     /// Asks WeChat about an unpaid order and applies a payment it reports.
-    pub(super) async fn reconcile_order(&self, o: &Order) -> Result<bool, OrderError> {
+    pub(crate) async fn reconcile_order(&self, o: &Order) -> Result<bool, PaymentError> {
         let r = match self.pay.order_query(&o.out_trade_no).await {
             Ok(r) => r,
             Err(PayError::OrderNotExist) => return Ok(false),
@@ -326,7 +329,7 @@ impl Services {
                 out_trade_no: &o.out_trade_no,
                 transaction_id: txid,
                 total_fee: fee,
-                source: "orderquery",
+                source: LedgerSource::OrderQuery,
                 raw: None,
             })
             .await?;
@@ -335,105 +338,61 @@ impl Services {
 
     /// Closes an unpaid order: first asks WeChat (a payment that just landed is kept),
     /// then `closeorder`, then the local compare-and-set.
-    pub(super) async fn close_unpaid(
+    pub(crate) async fn close_unpaid(
         &self,
         o: &Order,
         why: &'static str,
-    ) -> Result<(), OrderError> {
+    ) -> Result<(), PaymentError> {
+        let paid_meanwhile = || InvalidTransition {
+            from: OrderStatus::Paid,
+            action: OrderMove::Close.verb(),
+        };
         if o.prepay_id.is_some() {
             if self.reconcile_order(o).await? {
-                return Err(OrderError::InvalidTransition {
-                    from: status::PAID.into(),
-                    action: "close",
-                });
+                return Err(paid_meanwhile().into());
             }
             match self.pay.close_order(&o.out_trade_no).await {
                 Ok(()) => {}
                 Err(PayError::OrderPaid) => {
                     self.reconcile_order(o).await?;
-                    return Err(OrderError::InvalidTransition {
-                        from: status::PAID.into(),
-                        action: "close",
-                    });
+                    return Err(paid_meanwhile().into());
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        let id = o.order_id();
+        let id = o.id;
         let closed = self
             .db
             .write(move |c| {
-                q::transition(c, id, &[status::CREATED], status::CLOSED, time::now())
-                    .map_err(OrderError::from)
+                q::transition(c, id, OrderMove::Close, time::now()).map_err(PaymentError::from)
             })
             .await?;
         if closed == 1 {
-            tracing::info!(order = id.0, why, "order closed");
+            tracing::info!(order = %id, why, "order closed");
             Ok(())
         } else {
-            Err(self.lost_race_pay(id).await.with_action("close"))
+            Err(lost_race(&self.db, id, OrderMove::Close.verb()).await)
         }
-    }
-
-    /// Job: close orders past their pay deadline.
-    pub(super) async fn close_expired(&self) -> Result<usize, OrderError> {
-        let rows = self
-            .db
-            .read(|c| q::unpaid(c, Some(time::now()), None, 50).map_err(OrderError::from))
-            .await?;
-        let mut n = 0;
-        for o in rows {
-            if !self.claim_order(o.order_id()).await? {
-                continue;
-            }
-            match self.close_unpaid(&o, "pay timeout").await {
-                Ok(()) => n += 1,
-                Err(OrderError::InvalidTransition { .. }) => {}
-                Err(e) => tracing::warn!(order = o.id, error = %e, "could not close expired order"),
-            }
-        }
-        Ok(n)
-    }
-
-    /// Job: `orderquery` for orders that have a prepay id and no notify yet.
-    pub(super) async fn reconcile_unpaid(&self) -> Result<usize, OrderError> {
-        let before = time::now() - chrono::Duration::seconds(5);
-        let rows = self
-            .db
-            .read(move |c| q::unpaid(c, None, Some(before), 100).map_err(OrderError::from))
-            .await?;
-        let mut n = 0;
-        for o in rows {
-            if !self.claim_order(o.order_id()).await? {
-                continue;
-            }
-            match self.reconcile_order(&o).await {
-                Ok(true) => n += 1,
-                Ok(false) => {}
-                Err(e) => tracing::warn!(order = o.id, error = %e, "orderquery failed"),
-            }
-        }
-        Ok(n)
-    }
-
-    /// One instance at a time works on an order (a lease that expires by itself).
-    pub(super) async fn claim_order(&self, id: OrderId) -> Result<bool, OrderError> {
-        self.db
-            .write(move |c| {
-                let now = time::now();
-                q::claim(c, id, now, now + chrono::Duration::seconds(30)).map_err(OrderError::from)
-            })
-            .await
     }
 }
 
-impl OrderError {
-    fn with_action(self, action: &'static str) -> Self {
-        match self {
-            OrderError::InvalidTransition { from, .. } => {
-                OrderError::InvalidTransition { from, action }
-            }
-            other => other,
-        }
+/// Records a raw WeChat Pay callback; a failure to record is logged, never fatal.
+pub(crate) async fn log_callback(
+    db: &Db,
+    kind: CallbackKind,
+    out_trade_no: Option<&str>,
+    outcome: CallbackOutcome,
+    body: &[u8],
+) {
+    let otn = out_trade_no.map(str::to_string);
+    let body: String = String::from_utf8_lossy(&body[..body.len().min(4096)]).into_owned();
+    let r = db
+        .write(move |c| {
+            ledger::record_notification(c, kind, otn.as_deref(), outcome, &body, time::now())
+                .map_err(DbError::from)
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "could not record a WeChat Pay callback");
     }
 }

@@ -5,4 +5,4 @@ mod local;
 pub mod mini_code;
 
 pub use local::{QrRenderError, local_png};
-pub use mini_code::{CodeSource, MiniCode, MiniCodeError, MiniCodes};
+pub use mini_code::{CodeSource, MiniCode, MiniCodeError, QrCodes};

@@ -5,8 +5,9 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
 
-use campus_impl::Services;
+use campus_impl::AppContext;
 use campus_impl::storage::IMMUTABLE_CACHE_CONTROL;
 use campus_impl::wechat::wxacode::WxaCodeParams;
 
@@ -14,12 +15,12 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::Authed;
 
 /// Inside `/api/v1`.
-pub fn config(cfg: &mut web::ServiceConfig) {
+pub fn config(cfg: &mut ServiceConfig) {
     cfg.service(mini_program_code);
 }
 
 /// At the root: `{PUBLIC_BASE_URL}/images/<key>` is what `file://` storage hands out.
-pub fn images_config(cfg: &mut web::ServiceConfig) {
+pub fn images_config(cfg: &mut ServiceConfig) {
     cfg.service(image);
 }
 
@@ -45,7 +46,7 @@ pub struct CodeUrl {
     url: String,
 }
 
-#[utoipa::path(get, path = "/api/v1/qrcode", tag = "qrcode", security(("bearer" = [])),
+#[utoipa::path(tag = "qrcode", security(("bearer" = [])),
     params(CodeQuery),
     responses(
         (status = 200, body = CodeUrl, description = "Made once, then served from the cache; `X-Cache: HIT` or `MISS`"),
@@ -55,7 +56,7 @@ pub struct CodeUrl {
         (status = 401, body = ErrorBody)))]
 #[get("/qrcode")]
 async fn mini_program_code(
-    s: web::Data<Services>,
+    ctx: web::Data<AppContext>,
     _user: Authed,
     q: web::Query<CodeQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -66,13 +67,13 @@ async fn mini_program_code(
         q.env_version.as_deref(),
         q.check_path.as_deref(),
     )?;
-    let code = s.mini_program_code(params).await?;
+    let code = ctx.qrcodes.mini_program_code(params).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("X-Cache", if code.source.is_hit() { "HIT" } else { "MISS" }))
         .json(CodeUrl { url: code.url }))
 }
 
-#[utoipa::path(get, path = "/images/{key}", tag = "qrcode",
+#[utoipa::path(tag = "qrcode",
     params(("key" = String, Path, description = "`<64 hex>.png` or `<64 hex>.jpg`")),
     responses(
         (status = 200, description = "The image, cacheable for a year", content_type = "image/png"),
@@ -81,11 +82,11 @@ async fn mini_program_code(
         (status = 503, body = ErrorBody)))]
 #[get("/images/{key}")]
 async fn image(
-    s: web::Data<Services>,
+    ctx: web::Data<AppContext>,
     req: HttpRequest,
     key: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some((bytes, format)) = s.stored_code_image(&key).await? else {
+    let Some((bytes, format)) = ctx.qrcodes.stored_code_image(&key).await? else {
         return Err(ApiError::not_found("no such image"));
     };
     // The key is the content hash, so it is a strong validator by construction.

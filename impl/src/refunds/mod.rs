@@ -3,22 +3,61 @@
 //! `out_refund_no`, reused on every retry, and reserves its amount on the order first,
 //! so the sum of refunds can never exceed what was paid.
 
+mod jobs;
+
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use campus_dal::ledger::{self, NewEvent};
 use campus_dal::orders::{self as q, Order};
+use campus_dal::payments::{self as ledger, NewEvent};
 use campus_dal::refunds::{self as rq, NewRefund, Refund};
-use campus_dal::{OrderId, time};
+use campus_dal::{
+    CallbackKind, CallbackOutcome, LedgerEvent, LedgerSource, OrderId, OrderMove, OrderStatus,
+    RefundCause, RefundStatus, time,
+};
 
-use super::payment::NotifyReply;
-use super::{OrderError, status};
-use crate::Services;
-use crate::notify::OrderEvent;
-use crate::wechat::pay::{RefundRequest, RefundStatus};
+use crate::db::{Db, DbError};
+use crate::orders::{InvalidTransition, OrderNotFound};
+use crate::payments::log_callback;
+use crate::subscriptions::{OrderEvent, Subscriptions};
+use crate::text::InvalidInput;
+use crate::users::{CurrentUser, Forbidden, Role};
+use crate::wechat::pay::{
+    NotifyReply, PayClient, PayError, RefundRequest, RefundStatus as WechatRefundStatus,
+};
 
 /// WeChat allows at most 50 partial refunds per order.
 const MAX_REFUNDS: usize = 50;
+
+/// The refund service.
+#[derive(Clone)]
+pub struct Refunds {
+    db: Db,
+    pay: PayClient,
+    subscriptions: Subscriptions,
+    /// Where WeChat sends refund notifies: `{PUBLIC_BASE_URL}/api/v1/pay/refund-notify`.
+    notify_url: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefundError {
+    #[error(transparent)]
+    NotFound(#[from] OrderNotFound),
+    #[error("no such refund")]
+    UnknownRefund,
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    #[error(transparent)]
+    Forbidden(#[from] Forbidden),
+    #[error(transparent)]
+    InvalidTransition(#[from] InvalidTransition),
+    #[error("refund exceeds what was paid minus what is already refunded")]
+    RefundExceedsPaid,
+    #[error("WeChat Pay could not complete the request")]
+    Pay(#[from] PayError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
 
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -28,50 +67,51 @@ pub struct AdminRefund {
     pub reason: String,
 }
 
-/// Statuses in which money has been received and not all of it returned.
-const REFUNDABLE: [&str; 6] = [
-    status::PAID,
-    status::ACCEPTED,
-    status::PICKED_UP,
-    status::DELIVERED,
-    status::COMPLETED,
-    status::REFUNDING,
-];
+impl Refunds {
+    pub fn new(db: Db, pay: PayClient, subscriptions: Subscriptions, notify_url: String) -> Self {
+        Self {
+            db,
+            pay,
+            subscriptions,
+            notify_url,
+        }
+    }
 
-impl Services {
     /// Cancel after payment: paid|accepted → refunding, and a refund of all that is left.
-    pub(super) async fn refund_in_full(
+    pub(crate) async fn refund_in_full(
         &self,
         o: &Order,
         reason: &'static str,
-    ) -> Result<(), OrderError> {
-        let id = o.order_id();
+    ) -> Result<(), RefundError> {
+        let id = o.id;
         let out_refund_no = self
             .db
-            .write_tx(move |c| -> Result<Option<String>, OrderError> {
+            .write_tx(move |c| -> Result<Option<String>, RefundError> {
                 let now = time::now();
-                if q::transition(
-                    c,
-                    id,
-                    &[status::PAID, status::ACCEPTED],
-                    status::REFUNDING,
-                    now,
-                )? != 1
-                {
-                    let cur = q::find(c, id)?.ok_or(OrderError::NotFound)?;
-                    return Err(OrderError::InvalidTransition {
+                if q::transition(c, id, OrderMove::StartRefund, now)? != 1 {
+                    let cur = q::find(c, id)?.ok_or(OrderNotFound)?;
+                    return Err(InvalidTransition {
                         from: cur.status,
                         action: "cancel",
-                    });
+                    }
+                    .into());
                 }
-                let o = q::find(c, id)?.ok_or(OrderError::NotFound)?;
+                let o = q::find(c, id)?.ok_or(OrderNotFound)?;
                 let rest = o.amount_fen - o.refund_reserved_fen;
                 if rest <= 0 {
                     // Everything is already being refunded by earlier requests.
                     q::finish_refunding(c, id, now)?;
                     return Ok(None);
                 }
-                new_refund(c, &o, rest, reason, "cancel", &[status::REFUNDING]).map(Some)
+                new_refund(
+                    c,
+                    &o,
+                    rest,
+                    reason,
+                    RefundCause::Cancel,
+                    &[OrderStatus::Refunding],
+                )
+                .map(Some)
             })
             .await?;
         if let Some(no) = out_refund_no {
@@ -83,45 +123,50 @@ impl Services {
     /// `POST /admin/orders/{id}/refund`: partial or full, never above paid minus refunded.
     pub async fn admin_refund(
         &self,
+        caller: &CurrentUser,
         id: OrderId,
         req: AdminRefund,
-    ) -> Result<Vec<RefundView>, OrderError> {
+    ) -> Result<Vec<RefundView>, RefundError> {
+        caller.require(Role::Admin)?;
         if req.refund_fen < 1 {
-            return Err(OrderError::Invalid("refund_fen must be at least 1".into()));
+            return Err(InvalidInput::new("refund_fen must be at least 1").into());
         }
         let reason: String = req.reason.trim().chars().take(200).collect();
         let fen = req.refund_fen;
         let no = self
             .db
-            .write_tx(move |c| -> Result<String, OrderError> {
-                let o = q::find(c, id)?.ok_or(OrderError::NotFound)?;
-                if !REFUNDABLE.contains(&o.status.as_str()) {
-                    return Err(OrderError::InvalidTransition {
+            .write_tx(move |c| -> Result<String, RefundError> {
+                let o = q::find(c, id)?.ok_or(OrderNotFound)?;
+                if !o.status.holds_payment() {
+                    return Err(InvalidTransition {
                         from: o.status,
                         action: "refund",
-                    });
+                    }
+                    .into());
                 }
                 if rq::for_order(c, id)?.len() >= MAX_REFUNDS {
-                    return Err(OrderError::Invalid(format!(
+                    return Err(InvalidInput(format!(
                         "an order can be refunded at most {MAX_REFUNDS} times"
-                    )));
+                    ))
+                    .into());
                 }
                 let reason = if reason.is_empty() {
                     "refund by admin".to_string()
                 } else {
                     reason
                 };
-                let no = new_refund(c, &o, fen, &reason, "admin", &REFUNDABLE)?;
+                let no = new_refund(
+                    c,
+                    &o,
+                    fen,
+                    &reason,
+                    RefundCause::Admin,
+                    OrderStatus::HOLDING_PAYMENT,
+                )?;
                 // A refund of everything on an order not yet picked up ends the errand.
-                let o = q::find(c, id)?.ok_or(OrderError::NotFound)?;
+                let o = q::find(c, id)?.ok_or(OrderNotFound)?;
                 if o.refund_reserved_fen == o.amount_fen {
-                    q::transition(
-                        c,
-                        id,
-                        &[status::PAID, status::ACCEPTED],
-                        status::REFUNDING,
-                        time::now(),
-                    )?;
+                    q::transition(c, id, OrderMove::StartRefund, time::now())?;
                 }
                 Ok(no)
             })
@@ -130,27 +175,18 @@ impl Services {
         self.refunds_of(id).await
     }
 
-    pub async fn refunds_of(&self, id: OrderId) -> Result<Vec<RefundView>, OrderError> {
+    pub async fn refunds_of(&self, id: OrderId) -> Result<Vec<RefundView>, RefundError> {
         let rows = self
             .db
-            .read(move |c| rq::for_order(c, id).map_err(OrderError::from))
+            .read(move |c| rq::for_order(c, id).map_err(RefundError::from))
             .await?;
         Ok(rows.iter().map(RefundView::of).collect())
     }
 
     /// Calls WeChat for a queued refund. Failures stay queued for the settle job.
-    pub(super) async fn process_refund_by_no(&self, out_refund_no: &str) {
+    pub(crate) async fn process_refund_by_no(&self, out_refund_no: &str) {
         let no = out_refund_no.to_string();
-        let found = self
-            .db
-            .read(move |c| -> Result<Option<(Refund, Order)>, OrderError> {
-                let Some(r) = rq::find_by_out_refund_no(c, &no)? else {
-                    return Ok(None);
-                };
-                let o = q::find(c, OrderId(r.order_id))?.ok_or(OrderError::NotFound)?;
-                Ok(Some((r, o)))
-            })
-            .await;
+        let found = self.db.read(move |c| refund_and_order(c, &no)).await;
         match found {
             Ok(Some((r, o))) => {
                 if let Err(e) = self.call_refund(&r, &o).await {
@@ -162,13 +198,13 @@ impl Services {
         }
     }
 
-    async fn call_refund(&self, r: &Refund, o: &Order) -> Result<(), OrderError> {
+    async fn call_refund(&self, r: &Refund, o: &Order) -> Result<(), RefundError> {
         let req = RefundRequest {
             out_trade_no: o.out_trade_no.clone(),
             out_refund_no: r.out_refund_no.clone(),
             total_fee: o.amount_fen,
             refund_fee: r.refund_fen,
-            notify_url: format!("{}/api/v1/pay/refund-notify", self.settings.public_base_url),
+            notify_url: self.notify_url.clone(),
             reason: Some(r.reason.clone()),
         };
         let rid = r.id;
@@ -177,19 +213,16 @@ impl Services {
                 self.db
                     .write(move |c| {
                         rq::mark_processing(c, rid, &acc.refund_id, time::now())
-                            .map_err(OrderError::from)
+                            .map_err(RefundError::from)
                     })
                     .await?;
                 Ok(())
             }
-            Err(e)
-                if e.is_retryable()
-                    || matches!(e, crate::wechat::pay::PayError::NoClientCertificate(_)) =>
-            {
+            Err(e) if e.is_retryable() || matches!(e, PayError::NoClientCertificate(_)) => {
                 let msg = e.to_string();
                 self.db
                     .write(move |c| {
-                        rq::note_attempt(c, rid, &msg, time::now()).map_err(OrderError::from)
+                        rq::note_attempt(c, rid, &msg, time::now()).map_err(RefundError::from)
                     })
                     .await?;
                 Err(e.into())
@@ -199,7 +232,7 @@ impl Services {
                 self.settle_refund(
                     &r.out_refund_no,
                     Settlement::Failed(e.to_string()),
-                    "refund",
+                    LedgerSource::RefundCall,
                 )
                 .await?;
                 Err(e.into())
@@ -213,25 +246,13 @@ impl Services {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(reason = e.reason(), "refund notify rejected");
-                self.log_notify("refund", None, &format!("rejected: {}", e.reason()), body)
+                self.log_callback(None, CallbackOutcome::Rejected, body)
                     .await;
-                return NotifyReply {
-                    ok: false,
-                    body: crate::wechat::pay::reply_fail(e.reason()),
-                };
+                return NotifyReply::fail(e.reason());
             }
         };
         let no = n.out_refund_no.clone();
-        let known = self
-            .db
-            .read(move |c| -> Result<Option<(Refund, Order)>, OrderError> {
-                let Some(r) = rq::find_by_out_refund_no(c, &no)? else {
-                    return Ok(None);
-                };
-                let o = q::find(c, OrderId(r.order_id))?.ok_or(OrderError::NotFound)?;
-                Ok(Some((r, o)))
-            })
-            .await;
+        let known = self.db.read(move |c| refund_and_order(c, &no)).await;
         let fail = |m: &str| NotifyReply {
             ok: false,
             body: crate::wechat::pay::reply_fail(m),
@@ -239,7 +260,7 @@ impl Services {
         let (r, o) = match known {
             Ok(Some(x)) => x,
             Ok(None) => {
-                self.log_notify("refund", Some(&n.out_trade_no), "unknown_refund", body)
+                self.log_callback(Some(&n.out_trade_no), CallbackOutcome::UnknownRefund, body)
                     .await;
                 return fail("unknown out_refund_no");
             }
@@ -249,33 +270,27 @@ impl Services {
             }
         };
         if o.out_trade_no != n.out_trade_no || r.refund_fen != n.refund_fee {
-            self.log_notify("refund", Some(&n.out_trade_no), "mismatch", body)
+            self.log_callback(Some(&n.out_trade_no), CallbackOutcome::Mismatch, body)
                 .await;
             return fail("refund does not match our records");
         }
         let outcome = match n.refund_status {
-            RefundStatus::Success => Settlement::Success(Some(n.refund_id.clone())),
-            RefundStatus::Processing => {
-                self.log_notify("refund", Some(&n.out_trade_no), "processing", body)
+            WechatRefundStatus::Success => Settlement::Success(Some(n.refund_id.clone())),
+            WechatRefundStatus::Processing => {
+                self.log_callback(Some(&n.out_trade_no), CallbackOutcome::Processing, body)
                     .await;
-                return NotifyReply {
-                    ok: true,
-                    body: crate::wechat::pay::reply_success().into(),
-                };
+                return NotifyReply::success();
             }
             other => Settlement::Failed(format!("{other:?}")),
         };
         match self
-            .settle_refund(&r.out_refund_no, outcome, "refund_notify")
+            .settle_refund(&r.out_refund_no, outcome, LedgerSource::RefundNotify)
             .await
         {
             Ok(_) => {
-                self.log_notify("refund", Some(&n.out_trade_no), "settled", body)
+                self.log_callback(Some(&n.out_trade_no), CallbackOutcome::Settled, body)
                     .await;
-                NotifyReply {
-                    ok: true,
-                    body: crate::wechat::pay::reply_success().into(),
-                }
+                NotifyReply::success()
             }
             Err(e) => {
                 tracing::error!(error = %e, "refund notify could not be applied");
@@ -286,21 +301,20 @@ impl Services {
 
     /// Applies a refund's final result once: success adds to `refunded_fen` (and ends
     /// `refunding` when all is back); failure releases the reserved amount.
-    pub(super) async fn settle_refund(
+    async fn settle_refund(
         &self,
         out_refund_no: &str,
         outcome: Settlement,
-        source: &'static str,
-    ) -> Result<bool, OrderError> {
+        source: LedgerSource,
+    ) -> Result<bool, RefundError> {
         let no = out_refund_no.to_string();
         let settled = self
             .db
-            .write_tx(move |c| -> Result<Option<Option<Order>>, OrderError> {
+            .write_tx(move |c| -> Result<Option<Option<Order>>, RefundError> {
                 let now = time::now();
-                let r = rq::find_by_out_refund_no(c, &no)?.ok_or(OrderError::NotFound)?;
-                let o = q::find(c, OrderId(r.order_id))?.ok_or(OrderError::NotFound)?;
+                let (r, o) = refund_and_order(c, &no)?.ok_or(RefundError::UnknownRefund)?;
                 let event = |event| NewEvent {
-                    order_id: o.order_id(),
+                    order_id: o.id,
                     out_trade_no: &o.out_trade_no,
                     event,
                     amount_fen: r.refund_fen,
@@ -313,9 +327,9 @@ impl Services {
                         if rq::mark_success(c, r.id, refund_id.as_deref(), now)? != 1 {
                             return Ok(None);
                         }
-                        q::add_refunded(c, o.order_id(), r.refund_fen, now)?;
-                        ledger::append(c, &event("refunded"))?;
-                        if q::finish_refunding(c, o.order_id(), now)? == 1 {
+                        q::add_refunded(c, o.id, r.refund_fen, now)?;
+                        ledger::append(c, &event(LedgerEvent::Refunded))?;
+                        if q::finish_refunding(c, o.id, now)? == 1 {
                             return Ok(Some(Some(o)));
                         }
                     }
@@ -323,8 +337,8 @@ impl Services {
                         if rq::mark_failed(c, r.id, why, now)? != 1 {
                             return Ok(None);
                         }
-                        q::release_refund(c, o.order_id(), r.refund_fen, now)?;
-                        ledger::append(c, &event("refund_failed"))?;
+                        q::release_refund(c, o.id, r.refund_fen, now)?;
+                        ledger::append(c, &event(LedgerEvent::RefundFailed))?;
                     }
                 }
                 Ok(Some(None))
@@ -332,7 +346,7 @@ impl Services {
             .await?;
         match settled {
             Some(Some(order)) => {
-                self.announce(&order, OrderEvent::Refunded);
+                self.subscriptions.announce(&order, OrderEvent::Refunded);
                 Ok(true)
             }
             Some(None) => Ok(true),
@@ -340,55 +354,17 @@ impl Services {
         }
     }
 
-    /// Job: retry queued refunds and ask WeChat about accepted ones (`refundquery`).
-    pub(super) async fn settle_refunds(&self) -> Result<usize, OrderError> {
-        let before = time::now() - chrono::Duration::seconds(2);
-        let rows = self
-            .db
-            .read(move |c| rq::unsettled(c, before, 50).map_err(OrderError::from))
-            .await?;
-        let mut n = 0;
-        for r in rows {
-            let rid = r.id;
-            let claimed = self
-                .db
-                .write(move |c| {
-                    let now = time::now();
-                    rq::claim(c, rid, now, now + chrono::Duration::seconds(30))
-                        .map_err(OrderError::from)
-                })
-                .await?;
-            if !claimed {
-                continue;
-            }
-            if r.status == "requested" {
-                self.process_refund_by_no(&r.out_refund_no).await;
-                continue;
-            }
-            match self.pay.refund_query(&r.out_refund_no).await {
-                Ok(q) => {
-                    let outcome = match q.status {
-                        RefundStatus::Success => Settlement::Success(q.refund_id),
-                        RefundStatus::Processing => continue,
-                        other => Settlement::Failed(format!("{other:?}")),
-                    };
-                    if self
-                        .settle_refund(&r.out_refund_no, outcome, "refundquery")
-                        .await?
-                    {
-                        n += 1;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(out_refund_no = %r.out_refund_no, error = %e, "refundquery failed")
-                }
-            }
-        }
-        Ok(n)
+    async fn log_callback(
+        &self,
+        out_trade_no: Option<&str>,
+        outcome: CallbackOutcome,
+        body: &[u8],
+    ) {
+        log_callback(&self.db, CallbackKind::Refund, out_trade_no, outcome, body).await
     }
 }
 
-pub(super) enum Settlement {
+enum Settlement {
     Success(Option<String>),
     Failed(String),
 }
@@ -399,14 +375,14 @@ fn new_refund(
     o: &Order,
     fen: i64,
     reason: &str,
-    cause: &str,
-    allowed: &[&str],
-) -> Result<String, OrderError> {
+    cause: RefundCause,
+    allowed: &[OrderStatus],
+) -> Result<String, RefundError> {
     let now = time::now();
-    if q::reserve_refund(c, o.order_id(), fen, allowed, now)? != 1 {
-        return Err(OrderError::RefundExceedsPaid);
+    if q::reserve_refund(c, o.id, fen, allowed, now)? != 1 {
+        return Err(RefundError::RefundExceedsPaid);
     }
-    let n = rq::for_order(c, o.order_id())?.len() + 1;
+    let n = rq::for_order(c, o.id)?.len() + 1;
     let out_refund_no = format!("{}R{n}", o.out_trade_no);
     rq::insert(
         c,
@@ -416,7 +392,7 @@ fn new_refund(
             refund_fen: fen,
             reason,
             cause,
-            status: "requested",
+            status: RefundStatus::Requested,
             created_at: now,
             updated_at: now,
         },
@@ -424,11 +400,11 @@ fn new_refund(
     ledger::append(
         c,
         &NewEvent {
-            order_id: o.order_id(),
+            order_id: o.id,
             out_trade_no: &o.out_trade_no,
-            event: "refund_requested",
+            event: LedgerEvent::RefundRequested,
             amount_fen: fen,
-            source: "api",
+            source: LedgerSource::Api,
             reference: &out_refund_no,
             at: now,
         },
@@ -441,8 +417,8 @@ pub struct RefundView {
     pub out_refund_no: String,
     pub refund_fen: i64,
     pub reason: String,
-    pub cause: String,
-    pub status: String,
+    pub cause: RefundCause,
+    pub status: RefundStatus,
     pub attempts: i32,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub settled_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -454,11 +430,23 @@ impl RefundView {
             out_refund_no: r.out_refund_no.clone(),
             refund_fen: r.refund_fen,
             reason: r.reason.clone(),
-            cause: r.cause.clone(),
-            status: r.status.clone(),
+            cause: r.cause,
+            status: r.status,
             attempts: r.attempts,
             created_at: time::to_utc(r.created_at),
             settled_at: r.settled_at.map(time::to_utc),
         }
     }
+}
+
+/// A refund by its number, with its order.
+fn refund_and_order(
+    c: &mut campus_dal::Conn,
+    out_refund_no: &str,
+) -> Result<Option<(Refund, Order)>, RefundError> {
+    let Some(r) = rq::find_by_out_refund_no(c, out_refund_no)? else {
+        return Ok(None);
+    };
+    let o = q::find(c, r.order_id)?.ok_or(OrderNotFound)?;
+    Ok(Some((r, o)))
 }

@@ -1,37 +1,41 @@
 //! The official account's server URL: WeChat's URL check (GET) and message pushes (POST).
 
 use actix_web::{HttpResponse, get, post, web};
+use utoipa_actix_web::service_config::ServiceConfig;
 
-use campus_impl::Services;
-use campus_impl::mp::MpQuery;
+use campus_impl::AppContext;
+use campus_impl::official_account::PushQuery;
 
 use crate::error::ApiError;
 
-pub fn config(cfg: &mut web::ServiceConfig) {
+pub fn config(cfg: &mut ServiceConfig) {
     cfg.service(verify).service(message);
 }
 
-#[utoipa::path(get, path = "/wechat/mp", tag = "official-account",
+#[utoipa::path(tag = "official-account",
     params(("signature" = String, Query), ("timestamp" = String, Query), ("nonce" = String, Query), ("echostr" = String, Query)),
     responses((status = 200, description = "echostr, when the signature holds", content_type = "text/plain"),
               (status = 403, description = "bad signature"), (status = 404, description = "official account not configured")))]
 #[get("/wechat/mp")]
-async fn verify(s: web::Data<Services>, q: web::Query<MpQuery>) -> Result<HttpResponse, ApiError> {
-    let echo = s.mp_echo(&q)?;
+async fn verify(
+    ctx: web::Data<AppContext>,
+    q: web::Query<PushQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let echo = ctx.official_account.echo(&q)?;
     Ok(HttpResponse::Ok().content_type("text/plain").body(echo))
 }
 
-#[utoipa::path(post, path = "/wechat/mp", tag = "official-account",
+#[utoipa::path(tag = "official-account",
     request_body(content = String, content_type = "text/xml"),
     responses((status = 200, description = "reply XML in the push's mode (or `success`)", content_type = "text/xml"),
               (status = 403, description = "bad signature"), (status = 400, description = "malformed message")))]
 #[post("/wechat/mp")]
 async fn message(
-    s: web::Data<Services>,
-    q: web::Query<MpQuery>,
+    ctx: web::Data<AppContext>,
+    q: web::Query<PushQuery>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let reply = s.mp_message(&q, &body).await?;
+    let reply = ctx.official_account.message(&q, &body).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/xml; charset=utf-8")
         .body(reply))

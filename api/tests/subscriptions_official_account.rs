@@ -12,19 +12,16 @@ fn code_of(v: &Value) -> &str {
 }
 
 async fn messages(app: &TestApp, openid: &'static str) -> Vec<(String, String)> {
-    app.services
+    app.ctx
         .db
         .read(move |c| -> Result<_, campus_impl::db::DbError> {
             let u = campus_dal::users::find_by_openid(c, openid)?.expect("user");
-            Ok(campus_dal::notify::messages_of(
-                c,
-                campus_impl::UserId(u.id),
-            )?)
+            Ok(campus_dal::subscriptions::messages_of(c, u.id)?)
         })
         .await
         .expect("messages")
         .into_iter()
-        .map(|m| (m.event, m.outcome))
+        .map(|m| (m.event.to_string(), m.outcome.to_string()))
         .collect()
 }
 

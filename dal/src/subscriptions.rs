@@ -1,17 +1,17 @@
-//! Message sending credits and the log of every send.
+//! Subscribe-message credits (what users accepted) and the log of every send.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::conn::Conn;
-use crate::ids::UserId;
-use crate::schema::{message_log, notify_credits};
+use crate::domain::{CreditKind, MessageChannel, MessageEvent, MessageOutcome};
+use crate::ids::{OrderId, UserId};
+use crate::schema::{message_log, subscription_credits};
 
 /// A granted credit, as inserted.
 pub struct NewCredit<'a> {
     pub user: UserId,
-    /// `form_id` or `subscribe`.
-    pub kind: &'a str,
+    pub kind: CreditKind,
     pub template_id: Option<&'a str>,
     pub form_id: Option<&'a str>,
     pub expires_at: Option<NaiveDateTime>,
@@ -19,14 +19,14 @@ pub struct NewCredit<'a> {
 }
 
 pub fn grant(conn: &mut Conn, c: &NewCredit<'_>) -> QueryResult<usize> {
-    diesel::insert_into(notify_credits::table)
+    diesel::insert_into(subscription_credits::table)
         .values((
-            notify_credits::user_id.eq(c.user.0),
-            notify_credits::kind.eq(c.kind),
-            notify_credits::template_id.eq(c.template_id),
-            notify_credits::form_id.eq(c.form_id),
-            notify_credits::expires_at.eq(c.expires_at),
-            notify_credits::created_at.eq(c.at),
+            subscription_credits::user_id.eq(c.user.0),
+            subscription_credits::kind.eq(c.kind.as_str()),
+            subscription_credits::template_id.eq(c.template_id),
+            subscription_credits::form_id.eq(c.form_id),
+            subscription_credits::expires_at.eq(c.expires_at),
+            subscription_credits::created_at.eq(c.at),
         ))
         .execute(conn)
 }
@@ -42,32 +42,35 @@ pub fn take(
     now: NaiveDateTime,
 ) -> QueryResult<Option<Option<String>>> {
     for _ in 0..3 {
-        let candidate: Option<(i64, Option<String>)> = notify_credits::table
-            .filter(notify_credits::user_id.eq(user.0))
-            .filter(notify_credits::used_at.is_null())
+        let candidate: Option<(i64, Option<String>)> = subscription_credits::table
+            .filter(subscription_credits::user_id.eq(user.0))
+            .filter(subscription_credits::used_at.is_null())
             .filter(
-                notify_credits::expires_at
+                subscription_credits::expires_at
                     .is_null()
-                    .or(notify_credits::expires_at.gt(now)),
+                    .or(subscription_credits::expires_at.gt(now)),
             )
             .filter(
-                notify_credits::template_id
+                subscription_credits::template_id
                     .eq(template_id)
-                    .or(notify_credits::kind.eq("form_id")),
+                    .or(subscription_credits::kind.eq(CreditKind::FormId.as_str())),
             )
-            .order((notify_credits::kind.desc(), notify_credits::id.asc()))
-            .select((notify_credits::id, notify_credits::form_id))
+            .order((
+                subscription_credits::kind.desc(),
+                subscription_credits::id.asc(),
+            ))
+            .select((subscription_credits::id, subscription_credits::form_id))
             .first(conn)
             .optional()?;
         let Some((id, form_id)) = candidate else {
             return Ok(None);
         };
         let won = diesel::update(
-            notify_credits::table
+            subscription_credits::table
                 .find(id)
-                .filter(notify_credits::used_at.is_null()),
+                .filter(subscription_credits::used_at.is_null()),
         )
-        .set(notify_credits::used_at.eq(Some(now)))
+        .set(subscription_credits::used_at.eq(Some(now)))
         .execute(conn)?;
         if won == 1 {
             return Ok(Some(form_id));
@@ -77,13 +80,13 @@ pub fn take(
 }
 
 pub fn unused_count(conn: &mut Conn, user: UserId, now: NaiveDateTime) -> QueryResult<i64> {
-    notify_credits::table
-        .filter(notify_credits::user_id.eq(user.0))
-        .filter(notify_credits::used_at.is_null())
+    subscription_credits::table
+        .filter(subscription_credits::user_id.eq(user.0))
+        .filter(subscription_credits::used_at.is_null())
         .filter(
-            notify_credits::expires_at
+            subscription_credits::expires_at
                 .is_null()
-                .or(notify_credits::expires_at.gt(now)),
+                .or(subscription_credits::expires_at.gt(now)),
         )
         .count()
         .get_result(conn)
@@ -96,10 +99,10 @@ pub fn sweep(
     spent_before: NaiveDateTime,
 ) -> QueryResult<usize> {
     diesel::delete(
-        notify_credits::table.filter(
-            notify_credits::expires_at
+        subscription_credits::table.filter(
+            subscription_credits::expires_at
                 .lt(now)
-                .or(notify_credits::used_at.lt(spent_before)),
+                .or(subscription_credits::used_at.lt(spent_before)),
         ),
     )
     .execute(conn)
@@ -107,11 +110,11 @@ pub fn sweep(
 
 pub struct NewMessage<'a> {
     pub user: UserId,
-    pub channel: &'a str,
+    pub channel: MessageChannel,
     pub template_id: Option<&'a str>,
-    pub event: &'a str,
-    pub order_id: Option<i64>,
-    pub outcome: &'a str,
+    pub event: MessageEvent,
+    pub order_id: Option<OrderId>,
+    pub outcome: MessageOutcome,
     pub at: NaiveDateTime,
 }
 
@@ -119,11 +122,11 @@ pub fn log_message(conn: &mut Conn, m: &NewMessage<'_>) -> QueryResult<usize> {
     diesel::insert_into(message_log::table)
         .values((
             message_log::user_id.eq(m.user.0),
-            message_log::channel.eq(m.channel),
+            message_log::channel.eq(m.channel.as_str()),
             message_log::template_id.eq(m.template_id),
-            message_log::event.eq(m.event),
-            message_log::order_id.eq(m.order_id),
-            message_log::outcome.eq(m.outcome),
+            message_log::event.eq(m.event.as_str()),
+            message_log::order_id.eq(m.order_id.map(i64::from)),
+            message_log::outcome.eq(m.outcome.as_str()),
             message_log::created_at.eq(m.at),
         ))
         .execute(conn)
@@ -131,10 +134,10 @@ pub fn log_message(conn: &mut Conn, m: &NewMessage<'_>) -> QueryResult<usize> {
 
 #[derive(Clone, Debug, Queryable)]
 pub struct LoggedMessage {
-    pub event: String,
+    pub event: MessageEvent,
     pub template_id: Option<String>,
-    pub outcome: String,
-    pub order_id: Option<i64>,
+    pub outcome: MessageOutcome,
+    pub order_id: Option<OrderId>,
 }
 
 pub fn messages_of(conn: &mut Conn, user: UserId) -> QueryResult<Vec<LoggedMessage>> {

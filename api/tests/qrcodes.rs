@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use actix_web::ResponseError as _;
-use campus_impl::qr::mini_code::content_hash;
+use campus_impl::qrcodes::mini_code::content_hash;
 use campus_impl::wechat::wxacode::WxaCodeParams;
 use common::{Options, TestApp};
 use serde_json::Value;
@@ -395,7 +395,7 @@ async fn wechat_errors_are_clear_and_never_cached() {
 
 #[test]
 fn rate_limit_is_503_with_retry_after() {
-    use campus_impl::qr::MiniCodeError;
+    use campus_impl::qrcodes::MiniCodeError;
     use campus_impl::wechat::wxacode::WxaCodeError;
     let e: campus_api::error::ApiError =
         MiniCodeError::from(WxaCodeError::RateLimited(45009)).into();

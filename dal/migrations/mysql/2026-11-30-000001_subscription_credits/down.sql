@@ -1,0 +1,1 @@
+RENAME TABLE subscription_credits TO notify_credits;

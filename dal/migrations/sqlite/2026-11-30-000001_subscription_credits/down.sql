@@ -1,0 +1,1 @@
+ALTER TABLE subscription_credits RENAME TO notify_credits;

@@ -1,0 +1,408 @@
+//! The domain's closed sets — statuses, roles, kinds, outcomes — as enums stored in text
+//! columns. This module is the only place their text appears; everything else names
+//! the variants. The order state machine is the transition table in [`OrderMove`].
+
+use std::fmt;
+
+use diesel::backend::Backend;
+use diesel::deserialize::{self, FromSql};
+use diesel::serialize::{self, Output, ToSql};
+use diesel::sql_types::Text;
+
+/// A stored text that names no variant: a bug or a hand-edited row, never user input.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown {kind} {value:?}")]
+pub struct UnknownValue {
+    pub kind: &'static str,
+    pub value: String,
+}
+
+/// An enum whose variants are stored as fixed texts (and shown to clients as the same
+/// texts): `as_str`, `parse`, `ALL`, serde, and the conversions diesel's
+/// `serialize_as`/`deserialize_as` need.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident, $kind:literal { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(
+            Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+            diesel::expression::AsExpression, diesel::deserialize::FromSqlRow, utoipa::ToSchema,
+        )]
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                match s {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = UnknownValue;
+            fn from_str(s: &str) -> Result<Self, UnknownValue> {
+                Self::parse(s).ok_or_else(|| UnknownValue { kind: $kind, value: s.to_string() })
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = UnknownValue;
+            fn try_from(s: String) -> Result<Self, UnknownValue> {
+                s.parse()
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.as_str().to_string()
+            }
+        }
+
+        impl<DB: Backend> FromSql<Text, DB> for $name
+        where
+            String: FromSql<Text, DB>,
+        {
+            fn from_sql(bytes: DB::RawValue<'_>) -> deserialize::Result<Self> {
+                Ok(String::from_sql(bytes)?.parse()?)
+            }
+        }
+
+        impl<DB: Backend> ToSql<Text, DB> for $name
+        where
+            str: ToSql<Text, DB>,
+        {
+            fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, DB>) -> serialize::Result {
+                self.as_str().to_sql(out)
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// What a user may do. Unknown stored roles are an error, never a silent default.
+    Role, "role" {
+        Customer = "customer",
+        Runner = "runner",
+        Admin = "admin",
+    }
+);
+
+text_enum!(
+    /// What an errand is about.
+    OrderKind, "order kind" {
+        Express = "express",
+        Takeout = "takeout",
+        Errand = "errand",
+    }
+);
+
+text_enum!(
+    /// Where an order is in its life. Moves between them are [`OrderMove`]s.
+    OrderStatus, "order status" {
+        Created = "created",
+        Paid = "paid",
+        Accepted = "accepted",
+        PickedUp = "picked_up",
+        Delivered = "delivered",
+        Completed = "completed",
+        Closed = "closed",
+        Refunding = "refunding",
+        Refunded = "refunded",
+    }
+);
+
+text_enum!(
+    /// A refund attempt: `requested` until WeChat accepts it, `processing` until its
+    /// outcome is known.
+    RefundStatus, "refund status" {
+        Requested = "requested",
+        Processing = "processing",
+        Success = "success",
+        Failed = "failed",
+    }
+);
+
+text_enum!(
+    /// Why a refund was made.
+    RefundCause, "refund cause" {
+        Cancel = "cancel",
+        Admin = "admin",
+        PaidAfterClose = "paid_after_close",
+    }
+);
+
+text_enum!(
+    /// Rows of the append-only payment ledger.
+    LedgerEvent, "ledger event" {
+        Paid = "paid",
+        RefundRequested = "refund_requested",
+        Refunded = "refunded",
+        RefundFailed = "refund_failed",
+    }
+);
+
+text_enum!(
+    /// Who told us about a ledger event.
+    LedgerSource, "ledger source" {
+        Notify = "notify",
+        OrderQuery = "orderquery",
+        Api = "api",
+        RefundCall = "refund",
+        RefundNotify = "refund_notify",
+        RefundQuery = "refundquery",
+    }
+);
+
+text_enum!(
+    /// Which WeChat Pay callback a raw notification came in on.
+    CallbackKind, "callback kind" {
+        Pay = "pay",
+        Refund = "refund",
+    }
+);
+
+text_enum!(
+    /// What became of a WeChat Pay callback.
+    CallbackOutcome, "callback outcome" {
+        Paid = "paid",
+        NotPaid = "not_paid",
+        Duplicate = "duplicate",
+        PaidAfterClose = "paid_after_close",
+        UnknownOrder = "unknown_order",
+        AmountMismatch = "amount_mismatch",
+        Rejected = "rejected",
+        UnknownRefund = "unknown_refund",
+        Mismatch = "mismatch",
+        Processing = "processing",
+        Settled = "settled",
+    }
+);
+
+text_enum!(
+    /// A sending credit: one subscribe acceptance of a template, or a legacy form_id.
+    CreditKind, "credit kind" {
+        FormId = "form_id",
+        Subscribe = "subscribe",
+    }
+);
+
+text_enum!(
+    /// The channel a message went out on.
+    MessageChannel, "message channel" {
+        Subscribe = "subscribe",
+    }
+);
+
+text_enum!(
+    /// What a message is about.
+    MessageEvent, "message event" {
+        Paid = "paid",
+        Accepted = "accepted",
+        Delivered = "delivered",
+        Refunded = "refunded",
+        Reminder = "reminder",
+    }
+);
+
+text_enum!(
+    /// What became of one send.
+    MessageOutcome, "message outcome" {
+        Sent = "sent",
+        NoCredit = "no_credit",
+        /// WeChat's 43101: the user refused or has no acceptance left.
+        Refused = "refused",
+        UnknownUser = "unknown_user",
+        Error = "error",
+    }
+);
+
+/// The order state machine: every move, the states it starts from and the state it
+/// reaches. The dal's compare-and-set updates take their `WHERE status IN (..)` and
+/// their new status from here, so no other code decides which moves exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OrderMove {
+    /// A verified payment (notify or orderquery).
+    Pay,
+    /// Cancelled before payment, or past the pay deadline.
+    Close,
+    /// A runner takes it.
+    Accept,
+    PickUp,
+    Deliver,
+    /// The customer confirms, or the auto-complete job does.
+    Complete,
+    /// Cancelled after payment, or refunded in full before pickup.
+    StartRefund,
+    /// Everything reserved for refunds came back.
+    FinishRefund,
+}
+
+use OrderStatus as S;
+
+const TRANSITIONS: &[(OrderMove, &[OrderStatus], OrderStatus)] = &[
+    (OrderMove::Pay, &[S::Created], S::Paid),
+    (OrderMove::Close, &[S::Created], S::Closed),
+    (OrderMove::Accept, &[S::Paid], S::Accepted),
+    (OrderMove::PickUp, &[S::Accepted], S::PickedUp),
+    (OrderMove::Deliver, &[S::PickedUp], S::Delivered),
+    (OrderMove::Complete, &[S::Delivered], S::Completed),
+    (
+        OrderMove::StartRefund,
+        &[S::Paid, S::Accepted],
+        S::Refunding,
+    ),
+    (OrderMove::FinishRefund, &[S::Refunding], S::Refunded),
+];
+
+impl OrderMove {
+    pub const ALL: &'static [OrderMove] = &[
+        OrderMove::Pay,
+        OrderMove::Close,
+        OrderMove::Accept,
+        OrderMove::PickUp,
+        OrderMove::Deliver,
+        OrderMove::Complete,
+        OrderMove::StartRefund,
+        OrderMove::FinishRefund,
+    ];
+
+    fn row(self) -> (&'static [OrderStatus], OrderStatus) {
+        TRANSITIONS
+            .iter()
+            .find(|(m, _, _)| *m == self)
+            .map(|(_, from, to)| (*from, *to))
+            .unwrap_or((&[], S::Created))
+    }
+
+    /// The states this move may start from.
+    pub fn from(self) -> &'static [OrderStatus] {
+        self.row().0
+    }
+
+    /// The state this move reaches.
+    pub fn to(self) -> OrderStatus {
+        self.row().1
+    }
+
+    /// The verb for messages ("cannot accept an order that is closed").
+    pub fn verb(self) -> &'static str {
+        match self {
+            OrderMove::Pay => "pay",
+            OrderMove::Close => "close",
+            OrderMove::Accept => "accept",
+            OrderMove::PickUp => "pick up",
+            OrderMove::Deliver => "deliver",
+            OrderMove::Complete => "complete",
+            OrderMove::StartRefund => "refund",
+            OrderMove::FinishRefund => "finish refunding",
+        }
+    }
+}
+
+impl OrderStatus {
+    /// The state `mv` leads to from here, if the table allows it.
+    pub fn after(self, mv: OrderMove) -> Option<OrderStatus> {
+        mv.from().contains(&self).then(|| mv.to())
+    }
+
+    /// Whether some move leads from this state to `to`.
+    pub fn can_move_to(self, to: OrderStatus) -> bool {
+        OrderMove::ALL.iter().any(|m| self.after(*m) == Some(to))
+    }
+
+    /// States in which money has been received and not all of it is back: a refund may
+    /// be asked for.
+    pub const HOLDING_PAYMENT: &'static [OrderStatus] = &[
+        S::Paid,
+        S::Accepted,
+        S::PickedUp,
+        S::Delivered,
+        S::Completed,
+        S::Refunding,
+    ];
+
+    pub fn holds_payment(self) -> bool {
+        Self::HOLDING_PAYMENT.contains(&self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The contract's state diagram, written out by hand: every other pair is refused.
+    const CONTRACT: &[(OrderStatus, OrderStatus)] = &[
+        (S::Created, S::Paid),
+        (S::Created, S::Closed),
+        (S::Paid, S::Accepted),
+        (S::Accepted, S::PickedUp),
+        (S::PickedUp, S::Delivered),
+        (S::Delivered, S::Completed),
+        (S::Paid, S::Refunding),
+        (S::Accepted, S::Refunding),
+        (S::Refunding, S::Refunded),
+    ];
+
+    #[test]
+    fn every_pair_of_states_is_allowed_exactly_when_the_contract_says() {
+        for from in OrderStatus::ALL {
+            for to in OrderStatus::ALL {
+                assert_eq!(
+                    from.can_move_to(*to),
+                    CONTRACT.contains(&(*from, *to)),
+                    "{from} -> {to}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_move_from_every_state() {
+        for mv in OrderMove::ALL {
+            assert!(!mv.from().is_empty(), "{mv:?} is in the table");
+            for from in OrderStatus::ALL {
+                let expected = CONTRACT
+                    .iter()
+                    .any(|(f, t)| f == from && *t == mv.to() && mv.from().contains(f));
+                assert_eq!(from.after(*mv).is_some(), expected, "{from} {mv:?}");
+            }
+        }
+        // Each move has one row.
+        for mv in OrderMove::ALL {
+            assert_eq!(TRANSITIONS.iter().filter(|(m, _, _)| m == mv).count(), 1);
+        }
+    }
+
+    #[test]
+    fn texts_round_trip_and_unknown_texts_are_errors() {
+        for s in OrderStatus::ALL {
+            assert_eq!(s.as_str().parse::<OrderStatus>().ok(), Some(*s));
+            assert_eq!(
+                serde_json::to_value(s).ok(),
+                Some(serde_json::json!(s.as_str()))
+            );
+        }
+        for r in Role::ALL {
+            assert_eq!(Role::try_from(r.as_str().to_string()).ok(), Some(*r));
+        }
+        assert!("superuser".parse::<Role>().is_err());
+        assert!(Role::parse("Admin").is_none(), "case matters");
+    }
+}

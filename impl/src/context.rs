@@ -1,0 +1,196 @@
+//! The application container: every service, built once from settings by
+//! [`AppContext::build`] and shared (cheaply cloned) by every worker and job. Each
+//! service holds only what it uses; this is the one place that wires them together.
+
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+
+use crate::auth::TokenIssuer;
+use crate::cache::{Cache, CacheError};
+use crate::db::Db;
+use crate::jobs::Jobs;
+use crate::official_account::{AccountKeys, OfficialAccount};
+use crate::orders::{OrderTimes, Orders};
+use crate::payments::Payments;
+use crate::qrcodes::QrCodes;
+use crate::refunds::Refunds;
+use crate::settings::{Settings, SettingsError};
+use crate::storage::{Storage, StorageError};
+use crate::subscriptions::{Subscriptions, Templates};
+use crate::telemetry::Metrics;
+use crate::users::Users;
+use crate::wechat::http::HttpSetupError;
+use crate::wechat::mini::MiniClient;
+use crate::wechat::pay::{PayClient, PayError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Database(#[from] campus_dal::DalError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error(transparent)]
+    Http(#[from] HttpSetupError),
+    #[error(transparent)]
+    Pay(#[from] PayError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Everything a request handler or job needs.
+#[derive(Clone)]
+pub struct AppContext {
+    pub users: Users,
+    pub orders: Orders,
+    pub payments: Payments,
+    pub refunds: Refunds,
+    pub subscriptions: Subscriptions,
+    pub official_account: OfficialAccount,
+    pub qrcodes: QrCodes,
+    /// Infrastructure, for readiness, metrics and the tests' look inside.
+    pub db: Db,
+    pub cache: Cache,
+    pub mini: MiniClient,
+    pub metrics: Metrics,
+    /// The period of the reconcile jobs (`PAY_RECONCILE_SECS`).
+    reconcile_every: Duration,
+    idempotency_ttl: chrono::Duration,
+    /// Largest JSON body, and HTTP workers (0: one per core): read by the HTTP layer.
+    pub max_body_bytes: usize,
+    pub workers: usize,
+}
+
+impl AppContext {
+    /// Connects the database (running pending migrations), the cache and the WeChat
+    /// clients, and wires the services.
+    pub async fn build(settings: Settings, metrics: Metrics) -> Result<Self, BuildError> {
+        let resolved = settings.resolve()?;
+        let tokens = TokenIssuer::new(
+            resolved.jwt_secret.expose_secret().as_bytes(),
+            settings.token_ttl_secs,
+        );
+        let url = settings.database_url.clone();
+        let size = settings.database_pool_size;
+        let pools = tokio::task::spawn_blocking(move || -> Result<_, campus_dal::DalError> {
+            let pools = crate::db::connect_pools(&url, size)?;
+            let applied = crate::db::migrate(&pools)?;
+            if !applied.is_empty() {
+                tracing::info!(?applied, "migrations applied");
+            }
+            Ok(pools)
+        })
+        .await
+        .map_err(|e| BuildError::Other(e.to_string()))??;
+        let db = Db::new(pools);
+        let cache = Cache::connect(settings.redis_url.as_deref()).await?;
+        let mini = MiniClient::new(resolved.mini, cache.clone(), metrics.clone())?;
+        let pay = PayClient::new(resolved.pay, metrics.clone())?;
+        let storage = Storage::build(&settings, metrics.clone())?;
+        let base = &settings.public_base_url;
+
+        let users = Users::new(
+            db.clone(),
+            mini.clone(),
+            tokens,
+            resolved.cipher,
+            settings.admin_openid_list(),
+        );
+        let subscriptions = Subscriptions::new(
+            db.clone(),
+            cache.clone(),
+            mini.clone(),
+            Templates {
+                order: settings.wechat_template_order.clone(),
+                reminder: settings.wechat_template_reminder.clone(),
+                reminder_hour_beijing: settings.reminder_hour_beijing,
+            },
+        );
+        let refunds = Refunds::new(
+            db.clone(),
+            pay.clone(),
+            subscriptions.clone(),
+            format!("{base}/api/v1/pay/refund-notify"),
+        );
+        let payments = Payments::new(
+            db.clone(),
+            pay,
+            refunds.clone(),
+            subscriptions.clone(),
+            format!("{base}/api/v1/pay/notify"),
+        );
+        let orders = Orders::new(
+            db.clone(),
+            cache.clone(),
+            payments.clone(),
+            refunds.clone(),
+            subscriptions.clone(),
+            OrderTimes {
+                pay_timeout: chrono::Duration::seconds(settings.order_pay_timeout_secs),
+                auto_complete_after: chrono::Duration::seconds(settings.order_auto_complete_secs),
+            },
+        );
+        let account = settings.wechat_mp_token.clone().map(|token| AccountKeys {
+            token,
+            crypto: resolved.official_account_crypto,
+        });
+        let official_account = OfficialAccount::new(db.clone(), cache.clone(), account);
+        let qrcodes = QrCodes::new(mini.clone(), storage, &settings.qr_cache_dir);
+        Ok(Self {
+            users,
+            orders,
+            payments,
+            refunds,
+            subscriptions,
+            official_account,
+            qrcodes,
+            db,
+            cache,
+            mini,
+            metrics,
+            reconcile_every: Duration::from_secs(settings.pay_reconcile_secs.max(1)),
+            idempotency_ttl: chrono::Duration::seconds(settings.idempotency_ttl_secs),
+            max_body_bytes: settings.max_body_bytes,
+            workers: settings.workers,
+        })
+    }
+
+    /// Starts every background job; each is safe with several instances running.
+    pub fn start_jobs(&self) -> Jobs {
+        let period = self.reconcile_every;
+        let mut handles = Vec::new();
+        handles.extend(self.orders.jobs(period, self.idempotency_ttl));
+        handles.extend(self.payments.jobs(period));
+        handles.extend(self.refunds.jobs(period));
+        handles.extend(self.subscriptions.jobs());
+        Jobs::new(handles)
+    }
+
+    /// Readiness: the database answers, and Redis when it is configured.
+    pub async fn ready(&self) -> Result<(), String> {
+        self.db.ping().await.map_err(|e| e.to_string())?;
+        self.cache.ping().await.map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Refreshes the pool gauges; called when metrics are scraped.
+    pub fn observe_pool(&self) {
+        let (total, idle) = self.db.pool_state();
+        self.metrics
+            .pool
+            .with_label_values(&["open"])
+            .set(i64::from(total));
+        self.metrics
+            .pool
+            .with_label_values(&["idle"])
+            .set(i64::from(idle));
+        self.metrics
+            .pool
+            .with_label_values(&["in_use"])
+            .set(i64::from(total.saturating_sub(idle)));
+    }
+}
