@@ -102,7 +102,7 @@ impl Metrics {
             .rejected_notifies
             .with_label_values(&[callback, reason]);
         c.inc();
-        (c.get() - 1) % REJECTED_LOG_EVERY == 0
+        (c.get() - 1).is_multiple_of(REJECTED_LOG_EVERY)
     }
 
     /// Count one object storage operation (`head`, `get`, `put` after its retries).
