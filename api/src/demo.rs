@@ -50,6 +50,9 @@ pub fn use_simulator(
     settings.wechat_mp_appid = Some(cfg.mp_appid.clone());
     settings.wechat_mp_token = Some(SecretString::from(cfg.mp_token.clone()));
     settings.wechat_mp_aes_key = Some(SecretString::from(cfg.mp_aes_key.clone()));
+    // The simulator pushes in both modes.
+    settings.wechat_mp_mode = Some(campus_impl::MpMode::Compatible.to_string());
+    settings.public_base_url_check = campus_impl::Switch::Off.to_string();
     Ok(())
 }
 

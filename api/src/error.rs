@@ -167,7 +167,9 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         match e {
-            DbError::Unavailable(_) => ApiError::unavailable("the database", chain(&e)),
+            DbError::Unavailable(_) | DbError::Busy => {
+                ApiError::unavailable("the database", chain(&e))
+            }
             _ => ApiError::internal(chain(&e)),
         }
     }
@@ -388,6 +390,9 @@ impl From<OfficialAccountError> for ApiError {
         match e {
             E::NotConfigured => ApiError::not_found("the official account is not configured"),
             E::BadSignature => ApiError::forbidden("bad signature"),
+            E::StaleTimestamp => ApiError::forbidden("push timestamp is not fresh"),
+            E::ReplayedNonce => ApiError::forbidden("timestamp and nonce already used"),
+            E::ModeRefused => ApiError::forbidden("push mode not accepted"),
             E::Malformed(m) => ApiError::bad_request("invalid_message", m),
             E::Db(d) => d.into(),
             E::Cache(c) => c.into(),

@@ -46,6 +46,76 @@ pub fn init(log_dir: &Path) -> Option<WorkerGuard> {
     guard
 }
 
+/// The method as a metrics label: the standard ones by name, anything else `OTHER`, so
+/// made-up methods cannot grow the label set without bound.
+pub fn method_label(m: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
+/// Paths whose query strings are credentials or callback payloads: WeChat's signature,
+/// timestamp and nonce on `/wechat/mp`, and anything on the pay callbacks.
+fn quiet_query(path: &str) -> bool {
+    path.starts_with("/wechat/") || path.starts_with("/api/v1/pay/")
+}
+
+/// The request span of [`tracing_actix_web::TracingLogger`], without the query string of
+/// [`quiet_query`] paths (the default span logs the whole target).
+pub struct RootSpan;
+
+impl tracing_actix_web::RootSpanBuilder for RootSpan {
+    fn on_request_start(request: &ServiceRequest) -> tracing::Span {
+        let path = request.path();
+        let target = if quiet_query(path) {
+            path.to_string()
+        } else {
+            request
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_default()
+        };
+        let route = request
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_string());
+        let request_id = request
+            .extensions()
+            .get::<RequestId>()
+            .map(|id| id.to_string())
+            .unwrap_or_default();
+        tracing::info_span!(
+            "HTTP request",
+            http.method = method_label(request.method()),
+            http.route = %route,
+            http.target = %target,
+            http.client_ip = %request.connection_info().realip_remote_addr().unwrap_or(""),
+            http.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            exception.message = tracing::field::Empty,
+            exception.details = tracing::field::Empty,
+            request_id = %request_id,
+        )
+    }
+
+    fn on_request_end<B: MessageBody>(
+        span: tracing::Span,
+        outcome: &Result<ServiceResponse<B>, actix_web::Error>,
+    ) {
+        tracing_actix_web::DefaultRootSpanBuilder::on_request_end(span, outcome);
+    }
+}
+
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Returns the request id (made by `TracingLogger`, and in every log line of the
@@ -58,7 +128,7 @@ pub async fn observe(
     let start = Instant::now();
     let services = req.app_data::<web::Data<AppContext>>().cloned();
     let request_id = req.extensions().get::<RequestId>().copied();
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let mut res = next.call(req).await?;
     let route = res
         .request()
@@ -66,7 +136,7 @@ pub async fn observe(
         .unwrap_or_else(|| "unmatched".to_string());
     let status = res.status().as_u16().to_string();
     if let Some(s) = services {
-        let labels = [method.as_str(), route.as_str(), status.as_str()];
+        let labels = [method, route.as_str(), status.as_str()];
         s.metrics.http_requests.with_label_values(&labels).inc();
         s.metrics
             .http_latency

@@ -154,8 +154,13 @@ async fn sigkill_mid_stream_loses_no_payment() {
     let mut env: BTreeMap<String, String> = [
         ("BIND", format!("127.0.0.1:{port}")),
         ("PUBLIC_BASE_URL", base.clone()),
+        // The simulator calls back on loopback.
+        ("PUBLIC_BASE_URL_CHECK", "off".into()),
         ("DATABASE_URL", database_url.clone()),
-        ("JWT_SECRET", "crash-test-secret".into()),
+        (
+            "JWT_SECRET",
+            "crash-test-secret-of-at-least-32-bytes".into(),
+        ),
         ("FIELD_ENCRYPTION_KEY", "cd".repeat(32)),
         ("WECHAT_API_BASE", sim.base_url()),
         ("WECHAT_PAY_API_BASE", sim.base_url()),

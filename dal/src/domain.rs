@@ -130,12 +130,15 @@ text_enum!(
 
 text_enum!(
     /// A refund attempt: `requested` until WeChat accepts it, `processing` until its
-    /// outcome is known.
+    /// outcome is known. `failed` only once WeChat definitely did not pay it (its amount
+    /// is released); `manual` when WeChat holds the money after a refund to a closed
+    /// account (CHANGE): the amount stays reserved until someone settles it by hand.
     RefundStatus, "refund status" {
         Requested = "requested",
         Processing = "processing",
         Success = "success",
         Failed = "failed",
+        Manual = "manual",
     }
 );
 
@@ -230,6 +233,24 @@ text_enum!(
         Refused = "refused",
         UnknownUser = "unknown_user",
         Error = "error",
+    }
+);
+
+text_enum!(
+    /// How the official account's pushes must arrive (`WECHAT_MP_MODE`): plain only,
+    /// plain or encrypted, or encrypted only (the signature then covers the body).
+    MpMode, "official account mode" {
+        Plain = "plain",
+        Compatible = "compatible",
+        Safe = "safe",
+    }
+);
+
+text_enum!(
+    /// An on/off setting.
+    Switch, "switch" {
+        On = "on",
+        Off = "off",
     }
 );
 

@@ -22,8 +22,8 @@ pub use conn::{Backend, Conn, DbConn, Pool, PooledConn, Pools};
 pub use diesel::result::{DatabaseErrorKind, Error as DieselError, QueryResult};
 pub use domain::{
     CallbackKind, CallbackOutcome, CreditKind, LedgerEvent, LedgerSource, MessageChannel,
-    MessageEvent, MessageOutcome, OrderKind, OrderMove, OrderStatus, RefundCause, RefundStatus,
-    Role,
+    MessageEvent, MessageOutcome, MpMode, OrderKind, OrderMove, OrderStatus, RefundCause,
+    RefundStatus, Role, Switch,
 };
 pub use ids::{OrderId, RefundId, UserId};
 

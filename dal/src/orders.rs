@@ -312,6 +312,23 @@ pub fn reserve_refund(
     .execute(conn)
 }
 
+/// Reserves `fen` again for money WeChat paid out after all (a late SUCCESS for a refund
+/// marked failed), whatever the order's status: the money is gone either way. The caller
+/// keeps the total within the amount paid (a table constraint).
+pub fn reserve_refund_regardless(
+    conn: &mut Conn,
+    id: OrderId,
+    fen: i64,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(orders::table.find(id.0))
+        .set((
+            orders::refund_reserved_fen.eq(orders::refund_reserved_fen + fen),
+            orders::updated_at.eq(now),
+        ))
+        .execute(conn)
+}
+
 pub fn release_refund(
     conn: &mut Conn,
     id: OrderId,

@@ -60,6 +60,11 @@ pub fn for_order(conn: &mut Conn, order: OrderId) -> QueryResult<Vec<PaymentEven
         .load(conn)
 }
 
+/// How many raw callbacks are stored.
+pub fn notification_count(conn: &mut Conn) -> QueryResult<i64> {
+    pay_notifications::table.count().get_result(conn)
+}
+
 pub fn record_notification(
     conn: &mut Conn,
     kind: CallbackKind,

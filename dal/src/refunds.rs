@@ -5,9 +5,9 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::conn::Conn;
-use crate::domain::{RefundCause, RefundStatus};
-use crate::ids::{OrderId, RefundId};
-use crate::schema::refunds;
+use crate::domain::{OrderStatus, RefundCause, RefundStatus};
+use crate::ids::{OrderId, RefundId, UserId};
+use crate::schema::{orders, refunds};
 
 /// Refunds whose outcome is not known yet.
 const UNSETTLED: [&str; 2] = [
@@ -32,6 +32,8 @@ pub struct Refund {
     pub updated_at: NaiveDateTime,
     pub settled_at: Option<NaiveDateTime>,
     pub lease_until: Option<NaiveDateTime>,
+    /// The admin who asked for it (admin refunds only).
+    pub requested_by: Option<UserId>,
 }
 
 #[derive(Insertable)]
@@ -43,6 +45,7 @@ pub struct NewRefund<'a> {
     pub reason: &'a str,
     pub cause: RefundCause,
     pub status: RefundStatus,
+    pub requested_by: Option<UserId>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }
@@ -122,16 +125,18 @@ pub fn note_attempt(
         .execute(conn)
 }
 
-/// requested|processing → success, once. Returns rows affected.
+/// `from` → success, once (`from` is the status read in the same transaction: a late
+/// SUCCESS may arrive for a refund already marked failed or manual). Returns rows affected.
 pub fn mark_success(
     conn: &mut Conn,
     id: RefundId,
+    from: RefundStatus,
     refund_id: Option<&str>,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
     let target = refunds::table
         .find(id.0)
-        .filter(refunds::status.eq_any(UNSETTLED));
+        .filter(refunds::status.eq(from.as_str()));
     match refund_id {
         Some(r) => diesel::update(target)
             .set((
@@ -149,6 +154,54 @@ pub fn mark_success(
             ))
             .execute(conn),
     }
+}
+
+/// requested|processing → manual (WeChat holds the money; a person must act). The amount
+/// stays reserved. Returns rows affected.
+pub fn mark_manual(
+    conn: &mut Conn,
+    id: RefundId,
+    error: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    let error: String = error.chars().take(500).collect();
+    diesel::update(
+        refunds::table
+            .find(id.0)
+            .filter(refunds::status.eq_any(UNSETTLED)),
+    )
+    .set((
+        refunds::status.eq(RefundStatus::Manual.as_str()),
+        refunds::last_error.eq(Some(error)),
+        refunds::updated_at.eq(now),
+    ))
+    .execute(conn)
+}
+
+/// Refunds a person must look at, oldest first: `manual` ones, failed ones whose order
+/// still waits in `refunding` (a customer's cancel that could not be paid back), and
+/// unsettled ones older than `stuck_before`.
+pub fn needing_attention(
+    conn: &mut Conn,
+    stuck_before: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<Refund>> {
+    refunds::table
+        .inner_join(orders::table)
+        .filter(
+            refunds::status
+                .eq(RefundStatus::Manual.as_str())
+                .or(refunds::status
+                    .eq(RefundStatus::Failed.as_str())
+                    .and(orders::status.eq(OrderStatus::Refunding.as_str())))
+                .or(refunds::status
+                    .eq_any(UNSETTLED)
+                    .and(refunds::created_at.lt(stuck_before))),
+        )
+        .select(Refund::as_select())
+        .order(refunds::id.asc())
+        .limit(limit)
+        .load(conn)
 }
 
 pub fn mark_failed(

@@ -85,6 +85,7 @@ diesel::table! {
         updated_at -> Timestamp,
         settled_at -> Nullable<Timestamp>,
         lease_until -> Nullable<Timestamp>,
+        requested_by -> Nullable<BigInt>,
     }
 }
 
@@ -115,6 +116,7 @@ diesel::table! {
 diesel::joinable!(bind_codes -> users (user_id));
 diesel::joinable!(idempotency_keys -> users (user_id));
 diesel::joinable!(refunds -> orders (order_id));
+diesel::allow_tables_to_appear_in_same_query!(refunds, orders);
 diesel::joinable!(payment_events -> orders (order_id));
 
 diesel::table! {

@@ -112,6 +112,38 @@ pub fn mark_runner_applied(conn: &mut Conn, id: UserId, now: NaiveDateTime) -> Q
         .execute(conn)
 }
 
+/// Drops a user's earlier codes (a user has one live code) and every used or expired
+/// code of anyone. Returns rows deleted.
+pub fn drop_stale_bind_codes(
+    conn: &mut Conn,
+    user: UserId,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::delete(
+        bind_codes::table.filter(
+            bind_codes::user_id
+                .eq(user.0)
+                .or(bind_codes::used_at.is_not_null())
+                .or(bind_codes::expires_at.le(now)),
+        ),
+    )
+    .execute(conn)
+}
+
+/// Live (unused, unexpired) codes of a user.
+pub fn live_bind_codes(
+    conn: &mut Conn,
+    user: UserId,
+    now: NaiveDateTime,
+) -> QueryResult<Vec<String>> {
+    bind_codes::table
+        .filter(bind_codes::user_id.eq(user.0))
+        .filter(bind_codes::used_at.is_null())
+        .filter(bind_codes::expires_at.gt(now))
+        .select(bind_codes::code)
+        .load(conn)
+}
+
 pub fn insert_bind_code(
     conn: &mut Conn,
     code: &str,

@@ -137,6 +137,7 @@ impl AppContext {
         let account = settings.wechat_mp_token.clone().map(|token| AccountKeys {
             token,
             crypto: resolved.official_account_crypto,
+            mode: resolved.official_account_mode,
         });
         let official_account = OfficialAccount::new(db.clone(), cache.clone(), account);
         let qrcodes = QrCodes::new(mini.clone(), storage, &settings.qr_cache_dir);

@@ -18,6 +18,10 @@ pub enum DbError {
     Task(#[from] tokio::task::JoinError),
     #[error("database write failed: it panicked, or the writer thread is gone")]
     WriterLost,
+    /// The SQLite writer's queue is full: refused at once rather than queued behind
+    /// everything else (the caller answers 503; WeChat retries a notify).
+    #[error("database writer is busy: {WRITER_QUEUE} writes already wait")]
+    Busy,
     /// The write ran, but the group commit it was part of did not happen (SQLite).
     #[error("database write not committed: {0}")]
     NotCommitted(String),
@@ -120,6 +124,11 @@ type Reply = Box<dyn FnOnce(Option<DbError>)>;
 /// Most writes committed together.
 const MAX_GROUP: usize = 32;
 
+/// Most writes waiting for the SQLite writer. Beyond it a write fails fast with
+/// [`DbError::Busy`]: an unbounded queue turns a flood into unbounded memory and latency
+/// for every write behind it.
+pub const WRITER_QUEUE: usize = 1024;
+
 /// SQLite's single writer connection, driven by one thread. Writes queue up while it works;
 /// when several are waiting they run in arrival order inside one transaction (each one's own
 /// transaction becomes a savepoint, so a failing write still fails alone) and are answered
@@ -132,12 +141,12 @@ const MAX_GROUP: usize = 32;
 /// can do (README, Benchmarks).
 #[derive(Clone)]
 struct Writer {
-    jobs: mpsc::Sender<WriteJob>,
+    jobs: mpsc::SyncSender<WriteJob>,
 }
 
 impl Writer {
     fn start(pool: campus_dal::Pool) -> Self {
-        let (jobs, queue) = mpsc::channel::<WriteJob>();
+        let (jobs, queue) = mpsc::sync_channel::<WriteJob>(WRITER_QUEUE);
         let spawned = std::thread::Builder::new()
             .name("db-writer".into())
             .spawn(move || writer_loop(&pool, &queue));
@@ -169,9 +178,10 @@ impl Writer {
             });
             (ok, reply)
         });
-        self.jobs
-            .send(job)
-            .map_err(|_| E::from(DbError::WriterLost))?;
+        self.jobs.try_send(job).map_err(|e| match e {
+            mpsc::TrySendError::Full(_) => E::from(DbError::Busy),
+            mpsc::TrySendError::Disconnected(_) => E::from(DbError::WriterLost),
+        })?;
         rx.await.map_err(|_| E::from(DbError::WriterLost))?
     }
 }

@@ -24,6 +24,6 @@ pub mod text;
 pub mod users;
 pub mod wechat;
 
-pub use campus_dal::{OrderId, UserId};
+pub use campus_dal::{MpMode, OrderId, Switch, UserId};
 pub use context::{AppContext, BuildError};
 pub use settings::Settings;

@@ -1,5 +1,10 @@
 //! The official account: WeChat pushes messages here (plain or safe mode) and we reply
 //! within its 5 seconds. Text commands: `help`, `bind <code>`, `orders`, `status <no>`.
+//!
+//! A signed URL is no credential: the plain signature covers token, timestamp and nonce
+//! but not the body, so a push must be fresh (±300 s) and, outside safe mode, a
+//! `(timestamp, nonce)` pair is good for one message only. `bind` attempts are limited
+//! per sender, so the 10^6 codes cannot be walked.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -7,15 +12,25 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 use campus_dal::orders::{self as oq, Scope};
-use campus_dal::{time, users};
+use campus_dal::{MpMode, time, users};
+use sha2::{Digest, Sha256};
 
 use crate::cache::Cache;
 use crate::db::{Db, DbError};
 use crate::wechat::mp_crypto::{MpCrypto, check_signature};
-use crate::wechat::pay::xml::{parse_flat, to_xml};
+use crate::wechat::mp_xml::parse_message;
 
 /// WeChat retries a push three times within about 15 s; remember replies a while longer.
 const DEDUP_TTL: Duration = Duration::from_secs(60);
+/// A push whose timestamp is further than this from our clock is refused.
+const MAX_SKEW_SECS: i64 = 300;
+/// A `(timestamp, nonce)` pair is remembered for the whole window a timestamp is fresh.
+const NONCE_TTL: Duration = Duration::from_secs(2 * MAX_SKEW_SECS as u64 + 60);
+/// `bind` attempts per sender in [`BIND_WINDOW`].
+const MAX_BIND_ATTEMPTS: i64 = 5;
+const BIND_WINDOW: Duration = Duration::from_secs(600);
+/// The bare answer WeChat takes as "received, nothing to say".
+const SUCCESS: &str = "success";
 
 /// The official-account service.
 #[derive(Clone)]
@@ -31,6 +46,8 @@ pub struct OfficialAccount {
 pub struct AccountKeys {
     pub token: SecretString,
     pub crypto: Option<MpCrypto>,
+    /// Which pushes are accepted (`WECHAT_MP_MODE`).
+    pub mode: MpMode,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +56,12 @@ pub enum OfficialAccountError {
     NotConfigured,
     #[error("bad signature")]
     BadSignature,
+    #[error("push timestamp missing or more than {MAX_SKEW_SECS} s off")]
+    StaleTimestamp,
+    #[error("this timestamp and nonce were already used for another message")]
+    ReplayedNonce,
+    #[error("this push mode is not accepted (WECHAT_MP_MODE)")]
+    ModeRefused,
     #[error("malformed message: {0}")]
     Malformed(String),
     #[error(transparent)]
@@ -67,17 +90,21 @@ const HELP: &str = "Campus Errand 校园跑腿\n\
 - status <order no>: one order's status\n\
 - help: this text";
 
+/// `s` inside a CDATA section (a `]]>` in it is split across two sections).
+fn cdata(s: &str) -> String {
+    format!("<![CDATA[{}]]>", s.replace("]]>", "]]]]><![CDATA[>"))
+}
+
+/// A passive text reply; `CreateTime` is a plain integer as WeChat sends it.
 fn text_reply(to: &str, from: &str, content: &str) -> String {
-    let mut m = BTreeMap::new();
-    m.insert("ToUserName".to_string(), to.to_string());
-    m.insert("FromUserName".to_string(), from.to_string());
-    m.insert(
-        "CreateTime".to_string(),
-        chrono::Utc::now().timestamp().to_string(),
-    );
-    m.insert("MsgType".to_string(), "text".to_string());
-    m.insert("Content".to_string(), content.to_string());
-    to_xml(&m)
+    format!(
+        "<xml><ToUserName>{}</ToUserName><FromUserName>{}</FromUserName><CreateTime>{}</CreateTime><MsgType>{}</MsgType><Content>{}</Content></xml>",
+        cdata(to),
+        cdata(from),
+        chrono::Utc::now().timestamp(),
+        cdata("text"),
+        cdata(content),
+    )
 }
 
 impl OfficialAccount {
@@ -109,6 +136,12 @@ impl OfficialAccount {
         let account = self.account()?;
         let token = account.token.expose_secret();
         let safe = q.encrypt_type.as_deref() == Some("aes");
+        match (account.mode, safe) {
+            (MpMode::Safe, false) | (MpMode::Plain, true) => {
+                return Err(OfficialAccountError::ModeRefused);
+            }
+            _ => {}
+        }
         let crypto = if safe {
             Some(
                 account
@@ -123,7 +156,25 @@ impl OfficialAccount {
         if !check_signature(token, &q.timestamp, &q.nonce, &q.signature) {
             return Err(OfficialAccountError::BadSignature);
         }
-        let outer = parse_flat(body).map_err(|e| OfficialAccountError::Malformed(e.to_string()))?;
+        let sent = q
+            .timestamp
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| OfficialAccountError::StaleTimestamp)?;
+        if (chrono::Utc::now().timestamp() - sent).abs() > MAX_SKEW_SECS {
+            return Err(OfficialAccountError::StaleTimestamp);
+        }
+        if !safe {
+            // The signature does not cover the body: the pair it signs is good for this
+            // body only. The same body again is WeChat retrying, answered from the dedup.
+            let digest = hex::encode(Sha256::digest(body));
+            let key = format!("mp:nonce:{}:{}", q.timestamp.trim(), q.nonce);
+            if !self.cache.set_nx_ex(&key, &digest, NONCE_TTL).await? {
+                return Err(OfficialAccountError::ReplayedNonce);
+            }
+        }
+        let outer =
+            parse_message(body).map_err(|e| OfficialAccountError::Malformed(e.to_string()))?;
         let msg = match &crypto {
             Some(c) => {
                 let enc = outer
@@ -138,7 +189,7 @@ impl OfficialAccount {
                         }
                         other => OfficialAccountError::Malformed(other.to_string()),
                     })?;
-                parse_flat(inner.as_bytes())
+                parse_message(inner.as_bytes())
                     .map_err(|e| OfficialAccountError::Malformed(e.to_string()))?
             }
             None => outer,
@@ -159,37 +210,45 @@ impl OfficialAccount {
         };
         // The first push does the work; a retry gets the reply it made (or `success`
         // while it is still being made), so `bind` never runs twice.
-        let plain_reply = if self.cache.set_nx_ex(&dedup_key, "", DEDUP_TTL).await? {
-            let content = self.answer(&from, &msg).await?;
-            let reply = text_reply(&from, &to, &content);
+        let claim = crate::crypto::random_alnum(16);
+        let plain_reply = if self.cache.set_nx_ex(&dedup_key, &claim, DEDUP_TTL).await? {
+            let reply = match self.answer(&from, &to, &msg).await? {
+                Some(content) => text_reply(&from, &to, &content),
+                None => SUCCESS.to_string(),
+            };
             self.cache.set_ex(&dedup_key, &reply, DEDUP_TTL).await?;
             reply
         } else {
             match self.cache.get(&dedup_key).await? {
-                Some(r) if !r.is_empty() => r,
-                _ => return Ok("success".into()),
+                Some(r) if r.starts_with('<') => r,
+                _ => SUCCESS.to_string(),
             }
         };
+        if plain_reply == SUCCESS {
+            return Ok(plain_reply);
+        }
         Ok(match &crypto {
             Some(c) => c.encrypt_reply(&plain_reply, &q.timestamp, &q.nonce),
             None => plain_reply,
         })
     }
 
+    /// The text to reply, or `None` for the bare `success` (events we do not handle).
     async fn answer(
         &self,
         from: &str,
+        to: &str,
         msg: &BTreeMap<String, String>,
-    ) -> Result<String, OfficialAccountError> {
+    ) -> Result<Option<String>, OfficialAccountError> {
         match msg.get("MsgType").map(String::as_str) {
             Some("event") => {
                 return Ok(match msg.get("Event").map(String::as_str) {
-                    Some("subscribe") => format!("欢迎 Welcome!\n{HELP}"),
-                    _ => "success".into(),
+                    Some("subscribe") => Some(format!("欢迎 Welcome!\n{HELP}")),
+                    _ => None,
                 });
             }
             Some("text") => {}
-            _ => return Ok(HELP.into()),
+            _ => return Ok(Some(HELP.into())),
         }
         let content = msg.get("Content").map(|c| c.trim()).unwrap_or("");
         let (cmd, arg) = content
@@ -197,8 +256,16 @@ impl OfficialAccount {
             .unwrap_or((content, ""));
         let arg = arg.trim().to_string();
         let from = from.to_string();
-        match cmd.to_ascii_lowercase().as_str() {
+        let text = match cmd.to_ascii_lowercase().as_str() {
             "bind" => {
+                // Every attempt counts (a success ends the need to try): counted before
+                // the code is looked at, atomically, so parallel guesses get no extra tries.
+                let key = format!("mp:bind:{to}:{from}");
+                if self.cache.incr_ex(&key, BIND_WINDOW).await? > MAX_BIND_ATTEMPTS {
+                    return Ok(Some(
+                        "尝试次数过多 Too many bind attempts: try again in 10 minutes.".into(),
+                    ));
+                }
                 self.db
                     .write_tx(move |c| -> Result<String, OfficialAccountError> {
                         let now = time::now();
@@ -242,6 +309,7 @@ impl OfficialAccount {
                     .await
             }
             _ => Ok(HELP.into()),
-        }
+        };
+        text.map(Some)
     }
 }

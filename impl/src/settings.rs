@@ -12,10 +12,59 @@ use figment::providers::{Env, Format, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use campus_dal::{MpMode, Switch};
+
 use crate::crypto::FieldCipher;
 use crate::wechat::mini::MiniConfig;
 use crate::wechat::mp_crypto::MpCrypto;
 use crate::wechat::pay::{ClientIdentity, PayConfig, SignType};
+
+/// HS256 secrets shorter than the hash are guessable from a token (RFC 7518 §3.2).
+const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// Why WeChat could not call `base` back: it must be https, name a public host and carry
+/// no query (notify URLs are built by appending paths).
+fn callback_base_problem(base: &str) -> Result<(), String> {
+    let url = url::Url::parse(base).map_err(|e| format!("not a URL: {e}"))?;
+    if url.scheme() != "https" {
+        return Err("not https".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("has a query or fragment".into());
+    }
+    let private = match url.host() {
+        None => true,
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost"
+                || d.ends_with(".localhost")
+                || d.ends_with(".local")
+                || !d.contains('.')
+        }
+        Some(url::Host::Ipv4(ip)) => {
+            ip.is_loopback()
+                || ip.is_private()
+                || ip.is_link_local()
+                || ip.is_unspecified()
+                || ip.is_broadcast()
+                || ip.is_documentation()
+                || ip.octets()[0] == 100 && (64..128).contains(&ip.octets()[1])
+        }
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || (ip.segments()[0] & 0xfe00) == 0xfc00
+                || (ip.segments()[0] & 0xffc0) == 0xfe80
+                || ip
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| v4.is_loopback() || v4.is_private())
+        }
+    };
+    if private {
+        return Err("a loopback or private host".into());
+    }
+    Ok(())
+}
 
 const EMBEDDED_DEFAULTS: &str = include_str!("../../conf/default.toml");
 
@@ -51,6 +100,10 @@ const ENV_KEYS: &[&str] = &[
     "WECHAT_MP_TOKEN",
     "WECHAT_MP_AES_KEY",
     "WECHAT_MP_APPID",
+    "WECHAT_MP_MODE",
+    "PUBLIC_BASE_URL_CHECK",
+    "METRICS_BIND",
+    "METRICS_TOKEN",
     "WECHAT_TEMPLATE_ORDER",
     "WECHAT_TEMPLATE_REMINDER",
     "REMINDER_HOUR_BEIJING",
@@ -111,6 +164,17 @@ pub struct Settings {
     pub wechat_mp_aes_key: Option<SecretString>,
     #[serde(default, deserialize_with = "lenient::opt")]
     pub wechat_mp_appid: Option<String>,
+    /// `plain`, `compatible` or `safe`; unset: `safe` with an AES key, else `plain`.
+    #[serde(default, deserialize_with = "lenient::opt")]
+    pub wechat_mp_mode: Option<String>,
+    /// `on`: `serve` refuses a `PUBLIC_BASE_URL` WeChat cannot call back.
+    pub public_base_url_check: String,
+    /// A separate listener for `/metrics` (then not served on `BIND`).
+    #[serde(default, deserialize_with = "lenient::opt")]
+    pub metrics_bind: Option<String>,
+    /// When set, `/metrics` needs `Authorization: Bearer <METRICS_TOKEN>`.
+    #[serde(default, deserialize_with = "lenient::opt")]
+    pub metrics_token: Option<SecretString>,
     #[serde(default, deserialize_with = "lenient::opt")]
     pub wechat_template_order: Option<String>,
     #[serde(default, deserialize_with = "lenient::opt")]
@@ -167,6 +231,8 @@ pub struct Resolved {
     pub pay: PayConfig,
     /// Safe mode of the official account, when its AES key is set.
     pub official_account_crypto: Option<MpCrypto>,
+    /// Which pushes the official account accepts.
+    pub official_account_mode: MpMode,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -216,6 +282,8 @@ impl Settings {
             &mut self.wechat_appid,
             &mut self.wechat_mch_id,
             &mut self.wechat_mp_appid,
+            &mut self.wechat_mp_mode,
+            &mut self.metrics_bind,
             &mut self.wechat_template_order,
             &mut self.wechat_template_reminder,
         ] {
@@ -231,6 +299,7 @@ impl Settings {
             &mut self.wechat_mp_token,
             &mut self.wechat_mp_aes_key,
             &mut self.aws_secret_access_key,
+            &mut self.metrics_token,
         ] {
             if blank_secret(o) {
                 *o = None;
@@ -310,6 +379,26 @@ impl Settings {
                 None
             }
         };
+        let mp_mode = match self.wechat_mp_mode.as_deref().map(str::trim) {
+            None if self.wechat_mp_aes_key.is_some() => Some(MpMode::Safe),
+            None => Some(MpMode::Plain),
+            Some(m) => match MpMode::parse(m) {
+                Some(MpMode::Plain) => Some(MpMode::Plain),
+                Some(mode) if self.wechat_mp_aes_key.is_some() => Some(mode),
+                Some(_) => {
+                    missing
+                        .push("WECHAT_MP_MODE (compatible and safe need WECHAT_MP_AES_KEY)".into());
+                    None
+                }
+                None => {
+                    missing.push("WECHAT_MP_MODE (plain, compatible or safe)".into());
+                    None
+                }
+            },
+        };
+        if Switch::parse(self.public_base_url_check.trim()).is_none() {
+            missing.push("PUBLIC_BASE_URL_CHECK (on or off)".into());
+        }
         let (
             Some(jwt_secret),
             Some(cipher),
@@ -318,6 +407,7 @@ impl Settings {
             Some(mch_id),
             Some(key),
             Some(sign_type),
+            Some(mp_mode),
         ) = (
             jwt_secret,
             cipher,
@@ -326,6 +416,7 @@ impl Settings {
             self.wechat_mch_id.clone(),
             self.wechat_pay_key.clone(),
             sign_type,
+            mp_mode,
         )
         else {
             return Err(SettingsError::Missing(missing));
@@ -366,6 +457,7 @@ impl Settings {
                 identity,
             },
             official_account_crypto: official_account,
+            official_account_mode: mp_mode,
         })
     }
 
@@ -400,6 +492,27 @@ impl Settings {
         {
             missing.push("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (for s3:// storage)".into());
         }
+        if self
+            .jwt_secret
+            .as_ref()
+            .is_some_and(|k| k.expose_secret().len() < MIN_JWT_SECRET_BYTES)
+        {
+            missing.push(format!(
+                "JWT_SECRET (at least {MIN_JWT_SECRET_BYTES} bytes: a short HS256 secret can be guessed offline from one token)"
+            ));
+        }
+        if Switch::parse(self.public_base_url_check.trim()) != Some(Switch::Off)
+            && let Err(why) = callback_base_problem(&self.public_base_url)
+        {
+            missing.push(format!(
+                "PUBLIC_BASE_URL ({why}; WeChat could not deliver notifies; PUBLIC_BASE_URL_CHECK=off for test rigs)"
+            ));
+        }
+        if let Some(b) = &self.metrics_bind
+            && b.parse::<std::net::SocketAddr>().is_err()
+        {
+            missing.push("METRICS_BIND (host:port)".into());
+        }
         if missing.is_empty() {
             Ok(())
         } else {
@@ -424,6 +537,77 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn serve_problems(s: &Settings) -> Vec<String> {
+        match s.check_for_serve() {
+            Ok(()) => Vec::new(),
+            Err(SettingsError::Missing(m)) => m,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn serve_refuses_a_base_url_wechat_cannot_call_and_a_short_jwt_secret() {
+        let mut s = Settings::defaults().expect("defaults");
+        s.jwt_secret = Some(SecretString::from("short"));
+        let about =
+            |s: &Settings, what: &str| serve_problems(s).iter().any(|m| m.starts_with(what));
+        assert!(about(&s, "JWT_SECRET"), "{:?}", serve_problems(&s));
+        s.jwt_secret = Some(SecretString::from("x".repeat(32)));
+        assert!(!about(&s, "JWT_SECRET"));
+        for bad in [
+            "http://127.0.0.1:8080",
+            "http://campus.example.com",
+            "https://127.0.0.1",
+            "https://localhost:8443",
+            "https://10.1.2.3",
+            "https://192.168.0.5",
+            "https://[::1]:8443",
+            "https://campus.example.com/?x=1",
+            "https://intranet",
+        ] {
+            s.public_base_url = bad.into();
+            assert!(about(&s, "PUBLIC_BASE_URL"), "{bad} must be refused");
+        }
+        for good in [
+            "https://campus.example.com",
+            "https://api.example.cn/errand",
+        ] {
+            s.public_base_url = good.into();
+            assert!(!about(&s, "PUBLIC_BASE_URL"), "{good} is fine");
+        }
+        s.public_base_url = "http://127.0.0.1:8080".into();
+        s.public_base_url_check = "off".into();
+        assert!(
+            !about(&s, "PUBLIC_BASE_URL"),
+            "the check can be switched off"
+        );
+        s.public_base_url_check = "maybe".into();
+        assert!(about(&s, "PUBLIC_BASE_URL_CHECK"));
+    }
+
+    #[test]
+    fn official_account_mode_defaults_to_safe_with_an_aes_key() {
+        let mut s = Settings::defaults().expect("defaults");
+        s.wechat_mp_mode = Some("compatible".into());
+        assert!(
+            serve_problems(&s)
+                .iter()
+                .any(|m| m.starts_with("WECHAT_MP_MODE"))
+        );
+        s.wechat_mp_mode = Some("sometimes".into());
+        assert!(
+            serve_problems(&s)
+                .iter()
+                .any(|m| m.starts_with("WECHAT_MP_MODE"))
+        );
+        s.wechat_mp_mode = Some("plain".into());
+        assert!(
+            !serve_problems(&s)
+                .iter()
+                .any(|m| m.starts_with("WECHAT_MP_MODE"))
+        );
+    }
 
     #[test]
     fn embedded_defaults_parse() {

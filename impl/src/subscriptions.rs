@@ -349,7 +349,11 @@ impl Subscriptions {
         let key = format!("job:reminder:{}", beijing.format("%Y-%m-%d"));
         let claimed = self
             .cache
-            .set_nx_ex(&key, "1", Duration::from_secs(26 * 3600))
+            .set_nx_ex(
+                &key,
+                &crate::crypto::random_alnum(16),
+                Duration::from_secs(26 * 3600),
+            )
             .await
             .map_err(|e| e.to_string())?;
         if !claimed {

@@ -5,6 +5,9 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+/// One refused callback in this many is logged.
+pub const REJECTED_LOG_EVERY: u64 = 100;
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -14,6 +17,7 @@ pub struct Metrics {
     pub wechat_errors: IntCounterVec,
     pub pool: IntGaugeVec,
     pub storage_ops: IntCounterVec,
+    pub rejected_notifies: IntCounterVec,
 }
 
 impl Metrics {
@@ -60,6 +64,14 @@ impl Metrics {
             &["op", "outcome"],
         )
         .expect("static metric definition");
+        let rejected_notifies = IntCounterVec::new(
+            Opts::new(
+                "pay_notifies_rejected_total",
+                "WeChat Pay callbacks refused before they named a known order (bad XML, bad signature), by callback and reason",
+            ),
+            &["callback", "reason"],
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_latency.clone()),
@@ -67,6 +79,7 @@ impl Metrics {
             Box::new(wechat_errors.clone()),
             Box::new(pool.clone()),
             Box::new(storage_ops.clone()),
+            Box::new(rejected_notifies.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -78,7 +91,18 @@ impl Metrics {
             wechat_errors,
             pool,
             storage_ops,
+            rejected_notifies,
         }
+    }
+
+    /// Count one refused callback; true when this one should be logged (the first of its
+    /// kind and then one in [`REJECTED_LOG_EVERY`]), so a junk flood cannot flood the logs.
+    pub fn rejected_notify(&self, callback: &str, reason: &'static str) -> bool {
+        let c = self
+            .rejected_notifies
+            .with_label_values(&[callback, reason]);
+        c.inc();
+        (c.get() - 1).is_multiple_of(REJECTED_LOG_EVERY)
     }
 
     /// Count one object storage operation (`head`, `get`, `put` after its retries).

@@ -207,9 +207,18 @@ impl Users {
                     Role::Customer
                 };
                 let mut u = q::upsert_by_openid(c, &openid, role, now)?;
-                if is_admin && u.role != Role::Admin {
-                    q::set_role(c, u.id, Role::Admin, now)?;
-                    u.role = Role::Admin;
+                // ADMIN_OPENIDS is the only source of the admin role, so it is derived
+                // again at every login: added openids are promoted, removed ones demoted
+                // to customer. Whether a demoted admin was also approved as a runner is not
+                // recorded (approval sets the role), so they apply again like anyone else.
+                let derived = match (is_admin, u.role) {
+                    (true, _) => Role::Admin,
+                    (false, Role::Admin) => Role::Customer,
+                    (false, other) => other,
+                };
+                if derived != u.role {
+                    q::set_role(c, u.id, derived, now)?;
+                    u.role = derived;
                 }
                 Ok(u)
             })
@@ -230,11 +239,13 @@ impl Users {
             .read(move |c| q::find(c, id).map_err(UserError::from))
             .await?
             .ok_or(AuthError::UnknownUser)?;
-        Ok(CurrentUser {
-            id,
-            role: row.role,
-            row,
-        })
+        // A token issued before the openid left ADMIN_OPENIDS carries no admin rights.
+        let role = if row.role == Role::Admin && !self.admin_openids.contains(&row.openid) {
+            Role::Customer
+        } else {
+            row.role
+        };
+        Ok(CurrentUser { id, role, row })
     }
 
     pub async fn update_profile(
@@ -330,6 +341,8 @@ impl Users {
             .db
             .write(move |c| -> Result<String, UserError> {
                 let exp = expires.naive_utc();
+                // A new code replaces the user's earlier one; used and expired codes go too.
+                q::drop_stale_bind_codes(c, id, campus_dal::time::now())?;
                 // Six digits collide now and then; a fresh draw settles it.
                 for _ in 0..5 {
                     let code = random_digits(6);

@@ -1,10 +1,13 @@
 //! Liveness, readiness, metrics and the OpenAPI document.
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpRequest, HttpResponse, get, web};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use campus_impl::AppContext;
+
+use crate::error::{ApiError, ErrorBody};
 
 pub fn config(cfg: &mut ServiceConfig) {
     cfg.service(healthz).service(readyz).service(metrics);
@@ -38,14 +41,47 @@ async fn readyz(ctx: web::Data<AppContext>) -> HttpResponse {
     }
 }
 
+/// Where `/metrics` is served and who may read it (`METRICS_BIND`, `METRICS_TOKEN`).
+#[derive(Clone)]
+pub struct MetricsAccess {
+    /// False on the main listener when `METRICS_BIND` names another one.
+    pub served_here: bool,
+    pub token: Option<SecretString>,
+}
+
 #[utoipa::path(tag = "health",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"),
+              (status = 401, description = "`METRICS_TOKEN` is set and the Bearer token is not it", body = ErrorBody),
+              (status = 404, description = "Served on `METRICS_BIND` instead", body = ErrorBody)))]
 #[get("/metrics")]
-async fn metrics(ctx: web::Data<AppContext>) -> HttpResponse {
+pub async fn metrics(
+    ctx: web::Data<AppContext>,
+    access: Option<web::Data<MetricsAccess>>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(a) = access {
+        if !a.served_here {
+            return Err(ApiError::not_found("no such endpoint"));
+        }
+        if let Some(token) = &a.token {
+            let given = req
+                .headers()
+                .get(actix_web::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            let want = token.expose_secret().as_bytes();
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(given.as_bytes(), want)) {
+                return Err(ApiError::unauthorized(
+                    "metrics need the METRICS_TOKEN bearer token",
+                ));
+            }
+        }
+    }
     ctx.observe_pool();
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(ctx.metrics.render())
+        .body(ctx.metrics.render()))
 }
 
 #[utoipa::path(tag = "health",

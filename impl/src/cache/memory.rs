@@ -40,11 +40,29 @@ impl MemoryCache {
     pub fn set_nx_ex(&self, key: &str, value: &str, ttl: Duration) -> bool {
         let mut m = self.map();
         let now = Instant::now();
-        if m.get(key).is_some_and(|(_, exp)| *exp > now) {
-            return false;
+        if let Some((v, exp)) = m.get(key)
+            && *exp > now
+        {
+            return v == value;
         }
         m.insert(key.to_string(), (value.to_string(), now + ttl));
         true
+    }
+
+    pub fn incr_ex(&self, key: &str, ttl: Duration) -> i64 {
+        let mut m = self.map();
+        let now = Instant::now();
+        match m.get_mut(key) {
+            Some((v, exp)) if *exp > now => {
+                let n = v.parse::<i64>().unwrap_or(0).saturating_add(1);
+                *v = n.to_string();
+                n
+            }
+            _ => {
+                m.insert(key.to_string(), ("1".to_string(), now + ttl));
+                1
+            }
+        }
     }
 
     pub fn delete_if_equals(&self, key: &str, value: &str) -> bool {

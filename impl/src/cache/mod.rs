@@ -54,7 +54,9 @@ impl Cache {
         }
     }
 
-    /// Sets `key` only if absent: a lock or a claim. True when this caller got it.
+    /// Sets `key` only if absent: a lock or a claim. True when this caller got it, or
+    /// already holds it: `value` must be an owner token unique to the caller, so a retried
+    /// attempt whose first try landed is recognised as its own.
     pub async fn set_nx_ex(
         &self,
         key: &str,
@@ -64,6 +66,16 @@ impl Cache {
         match self {
             Cache::Memory(m) => Ok(m.set_nx_ex(key, value, ttl)),
             Cache::Redis(r) => r.set_nx_ex(key, value, ttl).await,
+        }
+    }
+
+    /// Adds one to the counter at `key`, atomically across instances; a new counter starts
+    /// at 1 and lives `ttl` (the window does not slide). Returns the new count. A retried
+    /// command may count one attempt twice: limits err on the strict side.
+    pub async fn incr_ex(&self, key: &str, ttl: Duration) -> Result<i64, CacheError> {
+        match self {
+            Cache::Memory(m) => Ok(m.incr_ex(key, ttl)),
+            Cache::Redis(r) => r.incr_ex(key, ttl).await,
         }
     }
 
@@ -100,6 +112,30 @@ mod tests {
             !c.set_nx_ex("a", "2", Duration::from_secs(5))
                 .await
                 .expect("nx")
+        );
+        assert!(
+            c.set_nx_ex("a", "1", Duration::from_secs(5))
+                .await
+                .expect("nx"),
+            "the owner's retry is its own"
+        );
+        assert_eq!(
+            c.incr_ex("n", Duration::from_millis(30))
+                .await
+                .expect("incr"),
+            1
+        );
+        assert_eq!(
+            c.incr_ex("n", Duration::from_millis(30))
+                .await
+                .expect("incr"),
+            2
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            c.incr_ex("n", Duration::from_secs(5)).await.expect("incr"),
+            1,
+            "expired"
         );
         assert!(!c.delete_if_equals("a", "2").await.expect("del"));
         assert!(c.delete_if_equals("a", "1").await.expect("del"));

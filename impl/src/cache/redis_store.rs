@@ -16,10 +16,33 @@ end
 return 0
 "#;
 
+/// SET NX that also answers yes to the key's owner: a retry after a first attempt that
+/// landed (but whose reply was lost) must not read as "taken by someone else".
+const SET_NX_OR_MINE: &str = r#"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    return 1
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return 1
+end
+return 0
+"#;
+
+/// INCR with an expiry set when the counter is created, in one step.
+const INCR_EX: &str = r#"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return n
+"#;
+
 #[derive(Clone)]
 pub struct RedisCache {
     conn: ConnectionManager,
     delete_if_equals: Script,
+    set_nx_or_mine: Script,
+    incr_ex: Script,
 }
 
 fn unavailable(e: redis::RedisError) -> CacheError {
@@ -39,6 +62,8 @@ impl RedisCache {
         Ok(Self {
             conn,
             delete_if_equals: Script::new(DELETE_IF_EQUALS),
+            set_nx_or_mine: Script::new(SET_NX_OR_MINE),
+            incr_ex: Script::new(INCR_EX),
         })
     }
 
@@ -71,16 +96,26 @@ impl RedisCache {
         ttl: Duration,
     ) -> Result<bool, CacheError> {
         let ms = ttl.as_millis().max(1) as u64;
-        self.twice(|mut c| async move {
-            let r: Option<String> = redis::cmd("SET")
-                .arg(key)
-                .arg(value)
-                .arg("NX")
-                .arg("PX")
-                .arg(ms)
-                .query_async(&mut c)
-                .await?;
-            Ok(r.is_some())
+        self.twice(|mut c| {
+            let script = self.set_nx_or_mine.clone();
+            async move {
+                let n: i64 = script
+                    .key(key)
+                    .arg(value)
+                    .arg(ms)
+                    .invoke_async(&mut c)
+                    .await?;
+                Ok(n == 1)
+            }
+        })
+        .await
+    }
+
+    pub async fn incr_ex(&self, key: &str, ttl: Duration) -> Result<i64, CacheError> {
+        let ms = ttl.as_millis().max(1) as u64;
+        self.twice(|mut c| {
+            let script = self.incr_ex.clone();
+            async move { script.key(key).arg(ms).invoke_async(&mut c).await }
         })
         .await
     }

@@ -312,13 +312,9 @@ impl Orders {
         }
         // Six digits are guessable by brute force: a few tries per order, then a pause.
         let key = format!("pickup_attempts:{}", id.0);
-        let tries: u32 = self
-            .cache
-            .get(&key)
-            .await?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        if tries >= MAX_PICKUP_ATTEMPTS {
+        // Counted before the comparison, atomically: parallel guesses each use one try.
+        let tries = self.cache.incr_ex(&key, Duration::from_secs(600)).await?;
+        if tries > i64::from(MAX_PICKUP_ATTEMPTS) {
             return Err(OrderError::TooManyAttempts);
         }
         let given = pickup_code.trim().as_bytes();
@@ -326,9 +322,6 @@ impl Orders {
             given,
             o.pickup_code.as_bytes(),
         )) {
-            self.cache
-                .set_ex(&key, &(tries + 1).to_string(), Duration::from_secs(600))
-                .await?;
             return Err(OrderError::WrongPickupCode);
         }
         self.runner_move(user, id, OrderMove::Deliver).await

@@ -1,14 +1,14 @@
-//! The refund job: retry queued refunds and ask WeChat about accepted ones
-//! (`refundquery`).
+//! The refund job: retry queued refunds (same `out_refund_no`) and ask WeChat about
+//! accepted ones (`refundquery`).
 
 use std::time::Duration;
 
 use campus_dal::refunds as rq;
-use campus_dal::{LedgerSource, RefundStatus, time};
+use campus_dal::{RefundStatus, time};
 
-use super::{RefundError, Refunds, Settlement};
+use super::{RefundError, Refunds};
 use crate::jobs::{Job, every};
-use crate::wechat::pay::RefundStatus as WechatRefundStatus;
+use crate::wechat::pay::PayError;
 
 impl Refunds {
     pub(crate) fn jobs(&self, reconcile: Duration) -> Vec<Job> {
@@ -41,23 +41,20 @@ impl Refunds {
                 continue;
             }
             if r.status == RefundStatus::Requested {
+                // Calling again with the same number is safe: WeChat pays it once.
                 self.process_refund_by_no(&r.out_refund_no).await;
                 continue;
             }
             match self.pay.refund_query(&r.out_refund_no).await {
                 Ok(q) => {
-                    let outcome = match q.status {
-                        WechatRefundStatus::Success => Settlement::Success(q.refund_id),
-                        WechatRefundStatus::Processing => continue,
-                        other => Settlement::Failed(format!("{other:?}")),
-                    };
-                    if self
-                        .settle_refund(&r.out_refund_no, outcome, LedgerSource::RefundQuery)
-                        .await?
-                    {
+                    if self.apply_query(&r, q.status, q.refund_id).await? {
                         n += 1;
                     }
                 }
+                Err(PayError::RefundNotExist) => tracing::error!(
+                    out_refund_no = %r.out_refund_no,
+                    "WeChat knows no refund it once accepted; kept processing"
+                ),
                 Err(e) => {
                     tracing::warn!(out_refund_no = %r.out_refund_no, error = %e, "refundquery failed")
                 }

@@ -2,6 +2,12 @@
 //! full one for money that landed on a closed order. Each attempt has a fixed
 //! `out_refund_no`, reused on every retry, and reserves its amount on the order first,
 //! so the sum of refunds can never exceed what was paid.
+//!
+//! An unclear answer never frees the money: only a definite refusal that `refundquery`
+//! confirms (no such refund at WeChat, or REFUNDCLOSE) releases the reservation. Garbled,
+//! unsigned or oversized replies, HTTP errors, timeouts and SYSTEMERROR leave the refund
+//! queued under the same `out_refund_no` until `refundquery` or the refund notify settles
+//! it; NOTENOUGH is retried later; CHANGE keeps the amount reserved as `manual`.
 
 mod jobs;
 
@@ -13,7 +19,7 @@ use campus_dal::payments::{self as ledger, NewEvent};
 use campus_dal::refunds::{self as rq, NewRefund, Refund};
 use campus_dal::{
     CallbackKind, CallbackOutcome, LedgerEvent, LedgerSource, OrderId, OrderMove, OrderStatus,
-    RefundCause, RefundStatus, time,
+    RefundCause, RefundStatus, UserId, time,
 };
 
 use crate::db::{Db, DbError};
@@ -109,6 +115,7 @@ impl Refunds {
                     rest,
                     reason,
                     RefundCause::Cancel,
+                    None,
                     &[OrderStatus::Refunding],
                 )
                 .map(Some)
@@ -133,6 +140,7 @@ impl Refunds {
         }
         let reason: String = req.reason.trim().chars().take(200).collect();
         let fen = req.refund_fen;
+        let admin = caller.id;
         let no = self
             .db
             .write_tx(move |c| -> Result<String, RefundError> {
@@ -161,6 +169,7 @@ impl Refunds {
                     fen,
                     &reason,
                     RefundCause::Admin,
+                    Some(admin),
                     OrderStatus::HOLDING_PAYMENT,
                 )?;
                 // A refund of everything on an order not yet picked up ends the errand.
@@ -173,6 +182,17 @@ impl Refunds {
             .await?;
         self.process_refund_by_no(&no).await;
         self.refunds_of(id).await
+    }
+
+    /// Refunds an admin must look at (see [`rq::needing_attention`]): `manual` ones, failed
+    /// ones of orders still `refunding`, and ones unsettled for more than a day.
+    pub async fn needing_attention(&self, limit: i64) -> Result<Vec<RefundView>, RefundError> {
+        let stuck_before = time::now() - chrono::Duration::days(1);
+        let rows = self
+            .db
+            .read(move |c| rq::needing_attention(c, stuck_before, limit).map_err(RefundError::from))
+            .await?;
+        Ok(rows.iter().map(RefundView::of).collect())
     }
 
     pub async fn refunds_of(&self, id: OrderId) -> Result<Vec<RefundView>, RefundError> {
@@ -208,7 +228,7 @@ impl Refunds {
             reason: Some(r.reason.clone()),
         };
         let rid = r.id;
-        match self.pay.refund(&req).await {
+        let e = match self.pay.refund(&req).await {
             Ok(acc) => {
                 self.db
                     .write(move |c| {
@@ -216,28 +236,78 @@ impl Refunds {
                             .map_err(RefundError::from)
                     })
                     .await?;
-                Ok(())
+                return Ok(());
             }
-            Err(e) if e.is_retryable() || matches!(e, PayError::NoClientCertificate(_)) => {
-                let msg = e.to_string();
-                self.db
-                    .write(move |c| {
-                        rq::note_attempt(c, rid, &msg, time::now()).map_err(RefundError::from)
-                    })
-                    .await?;
-                Err(e.into())
+            Err(e) => e,
+        };
+        let msg = e.to_string();
+        self.db
+            .write(move |c| rq::note_attempt(c, rid, &msg, time::now()).map_err(RefundError::from))
+            .await?;
+        if matches!(e, PayError::NotEnough | PayError::NoClientCertificate(_)) {
+            // The merchant's balance is short (or the certificate is missing): the same
+            // out_refund_no is tried again by the settle job.
+            return Err(e.into());
+        }
+        // Whatever the answer was, WeChat may have accepted the refund: ask it.
+        let definite = e.is_definite_refusal();
+        match self.pay.refund_query(&r.out_refund_no).await {
+            Ok(q) => {
+                self.apply_query(r, q.status, q.refund_id).await?;
             }
-            Err(e) => {
-                tracing::error!(out_refund_no = %r.out_refund_no, error = %e, "refund refused by WeChat");
+            Err(PayError::RefundNotExist) if definite => {
+                tracing::error!(
+                    out_refund_no = %r.out_refund_no, cause = %r.cause, error = %e,
+                    "refund refused by WeChat and confirmed unknown by refundquery; amount released"
+                );
                 self.settle_refund(
                     &r.out_refund_no,
                     Settlement::Failed(e.to_string()),
-                    LedgerSource::RefundCall,
+                    LedgerSource::RefundQuery,
                 )
                 .await?;
-                Err(e.into())
+            }
+            Err(qe) => {
+                tracing::warn!(
+                    out_refund_no = %r.out_refund_no, error = %e, query_error = %qe,
+                    "refund answer unclear; kept for the settle job"
+                );
             }
         }
+        Err(e.into())
+    }
+
+    /// Applies a `refundquery` (or notify) status. PROCESSING marks an accepted refund
+    /// `processing`; unknown statuses change nothing.
+    async fn apply_query(
+        &self,
+        r: &Refund,
+        status: WechatRefundStatus,
+        refund_id: Option<String>,
+    ) -> Result<bool, RefundError> {
+        let outcome = match status {
+            WechatRefundStatus::Success => Settlement::Success(refund_id),
+            WechatRefundStatus::Processing => {
+                if let Some(wid) = refund_id.filter(|_| r.status == RefundStatus::Requested) {
+                    let rid = r.id;
+                    self.db
+                        .write(move |c| {
+                            rq::mark_processing(c, rid, &wid, time::now())
+                                .map_err(RefundError::from)
+                        })
+                        .await?;
+                }
+                return Ok(false);
+            }
+            WechatRefundStatus::Closed => Settlement::Failed("REFUNDCLOSE".into()),
+            WechatRefundStatus::Change => Settlement::Manual("CHANGE".into()),
+            WechatRefundStatus::Other(s) => {
+                tracing::warn!(out_refund_no = %r.out_refund_no, status = %s, "unknown refund status; kept");
+                return Ok(false);
+            }
+        };
+        self.settle_refund(&r.out_refund_no, outcome, LedgerSource::RefundQuery)
+            .await
     }
 
     /// `POST /pay/refund-notify`. Never fails: every outcome is a reply for WeChat.
@@ -245,9 +315,14 @@ impl Refunds {
         let n = match self.pay.decrypt_refund_notify(body) {
             Ok(n) => n,
             Err(e) => {
-                tracing::warn!(reason = e.reason(), "refund notify rejected");
-                self.log_callback(None, CallbackOutcome::Rejected, body)
-                    .await;
+                // Counted, not stored (see the pay notify).
+                if self
+                    .pay
+                    .metrics()
+                    .rejected_notify(CallbackKind::Refund.as_str(), e.reason())
+                {
+                    tracing::warn!(reason = e.reason(), "refund notify rejected (sampled)");
+                }
                 return NotifyReply::fail(e.reason());
             }
         };
@@ -281,7 +356,15 @@ impl Refunds {
                     .await;
                 return NotifyReply::success();
             }
-            other => Settlement::Failed(format!("{other:?}")),
+            WechatRefundStatus::Closed => Settlement::Failed("REFUNDCLOSE".into()),
+            WechatRefundStatus::Change => Settlement::Manual("CHANGE".into()),
+            WechatRefundStatus::Other(status) => {
+                // Not an outcome we know: refundquery settles it later.
+                tracing::warn!(out_refund_no = %r.out_refund_no, %status, "refund notify with an unknown status");
+                self.log_callback(Some(&n.out_trade_no), CallbackOutcome::Processing, body)
+                    .await;
+                return NotifyReply::success();
+            }
         };
         match self
             .settle_refund(&r.out_refund_no, outcome, LedgerSource::RefundNotify)
@@ -299,8 +382,10 @@ impl Refunds {
         }
     }
 
-    /// Applies a refund's final result once: success adds to `refunded_fen` (and ends
-    /// `refunding` when all is back); failure releases the reserved amount.
+    /// Applies a refund's result once: success adds to `refunded_fen` (and ends
+    /// `refunding` when all is back), also for a refund already marked failed (WeChat paid
+    /// after all: its amount is reserved again and an alert logged); failure releases the
+    /// reserved amount; manual keeps it reserved.
     async fn settle_refund(
         &self,
         out_refund_no: &str,
@@ -310,7 +395,7 @@ impl Refunds {
         let no = out_refund_no.to_string();
         let settled = self
             .db
-            .write_tx(move |c| -> Result<Option<Option<Order>>, RefundError> {
+            .write_tx(move |c| -> Result<Option<Settled>, RefundError> {
                 let now = time::now();
                 let (r, o) = refund_and_order(c, &no)?.ok_or(RefundError::UnknownRefund)?;
                 let event = |event| NewEvent {
@@ -324,14 +409,30 @@ impl Refunds {
                 };
                 match &outcome {
                     Settlement::Success(refund_id) => {
-                        if rq::mark_success(c, r.id, refund_id.as_deref(), now)? != 1 {
+                        if r.status == RefundStatus::Success
+                            || rq::mark_success(c, r.id, r.status, refund_id.as_deref(), now)? != 1
+                        {
                             return Ok(None);
                         }
-                        q::add_refunded(c, o.id, r.refund_fen, now)?;
-                        ledger::append(c, &event(LedgerEvent::Refunded))?;
-                        if q::finish_refunding(c, o.id, now)? == 1 {
-                            return Ok(Some(Some(o)));
+                        let mut late = None;
+                        let mut counted = r.refund_fen;
+                        if r.status == RefundStatus::Failed {
+                            // Its reservation was released: take it again. More than was
+                            // paid cannot be on the books; the alert says how much more.
+                            let cur = q::find(c, o.id)?.ok_or(OrderNotFound)?;
+                            let room = (cur.amount_fen - cur.refund_reserved_fen).max(0);
+                            counted = r.refund_fen.min(room);
+                            late = Some(r.refund_fen - counted);
+                            q::reserve_refund_regardless(c, o.id, counted, now)?;
                         }
+                        q::add_refunded(c, o.id, counted, now)?;
+                        ledger::append(c, &event(LedgerEvent::Refunded))?;
+                        let finished = q::finish_refunding(c, o.id, now)? == 1;
+                        Ok(Some(Settled {
+                            order: finished.then_some(o.clone()),
+                            late_over_paid: late,
+                            refund: r.clone(),
+                        }))
                     }
                     Settlement::Failed(why) => {
                         if rq::mark_failed(c, r.id, why, now)? != 1 {
@@ -339,19 +440,51 @@ impl Refunds {
                         }
                         q::release_refund(c, o.id, r.refund_fen, now)?;
                         ledger::append(c, &event(LedgerEvent::RefundFailed))?;
+                        if o.status == OrderStatus::Refunding {
+                            // The customer's cancel could not be paid back: the order stays
+                            // `refunding` and shows in `refunds::needing_attention`.
+                            tracing::error!(
+                                out_refund_no = %r.out_refund_no, order_id = %o.id, why = %why,
+                                "refund failed; the order waits in refunding for an admin"
+                            );
+                        }
+                        Ok(Some(Settled {
+                            order: None,
+                            late_over_paid: None,
+                            refund: r.clone(),
+                        }))
+                    }
+                    Settlement::Manual(why) => {
+                        if rq::mark_manual(c, r.id, why, now)? != 1 {
+                            return Ok(None);
+                        }
+                        tracing::error!(
+                            out_refund_no = %r.out_refund_no, order_id = %o.id, why = %why,
+                            "refund needs manual handling in the merchant platform; amount kept reserved"
+                        );
+                        Ok(Some(Settled {
+                            order: None,
+                            late_over_paid: None,
+                            refund: r.clone(),
+                        }))
                     }
                 }
-                Ok(Some(None))
             })
             .await?;
-        match settled {
-            Some(Some(order)) => {
-                self.subscriptions.announce(&order, OrderEvent::Refunded);
-                Ok(true)
-            }
-            Some(None) => Ok(true),
-            None => Ok(false),
+        let Some(s) = settled else {
+            return Ok(false);
+        };
+        if let Some(over) = s.late_over_paid {
+            tracing::error!(
+                out_refund_no = %s.refund.out_refund_no, order_id = %s.refund.order_id,
+                refund_fen = s.refund.refund_fen, paid_out_beyond_payment_fen = over,
+                "ALERT: WeChat paid a refund we had marked failed; applied and reserved again"
+            );
         }
+        if let Some(order) = s.order {
+            self.subscriptions.announce(&order, OrderEvent::Refunded);
+        }
+        Ok(true)
     }
 
     async fn log_callback(
@@ -366,7 +499,19 @@ impl Refunds {
 
 enum Settlement {
     Success(Option<String>),
+    /// Definitely not paid: the amount is released.
     Failed(String),
+    /// WeChat holds the money (CHANGE): kept reserved for a person.
+    Manual(String),
+}
+
+struct Settled {
+    /// The order, when this settlement finished its `refunding`.
+    order: Option<Order>,
+    /// For a late SUCCESS on a failed refund: how many fen were paid out beyond what
+    /// the order received (not on the order's books).
+    late_over_paid: Option<i64>,
+    refund: Refund,
 }
 
 /// Reserves `fen` and records the refund request in the ledger; returns `out_refund_no`.
@@ -376,6 +521,7 @@ fn new_refund(
     fen: i64,
     reason: &str,
     cause: RefundCause,
+    requested_by: Option<UserId>,
     allowed: &[OrderStatus],
 ) -> Result<String, RefundError> {
     let now = time::now();
@@ -393,6 +539,7 @@ fn new_refund(
             reason,
             cause,
             status: RefundStatus::Requested,
+            requested_by,
             created_at: now,
             updated_at: now,
         },
@@ -414,25 +561,33 @@ fn new_refund(
 
 #[derive(Clone, Debug, serde::Serialize, ToSchema)]
 pub struct RefundView {
+    pub order_id: i64,
     pub out_refund_no: String,
     pub refund_fen: i64,
     pub reason: String,
     pub cause: RefundCause,
     pub status: RefundStatus,
     pub attempts: i32,
+    /// Why the last call or outcome was not a success, for admins.
+    pub last_error: Option<String>,
+    /// The admin who asked (admin refunds).
+    pub requested_by: Option<i64>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub settled_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl RefundView {
-    fn of(r: &Refund) -> Self {
+    pub fn of(r: &Refund) -> Self {
         Self {
+            order_id: r.order_id.0,
             out_refund_no: r.out_refund_no.clone(),
             refund_fen: r.refund_fen,
             reason: r.reason.clone(),
             cause: r.cause,
             status: r.status,
             attempts: r.attempts,
+            last_error: r.last_error.clone(),
+            requested_by: r.requested_by.map(|u| u.0),
             created_at: time::to_utc(r.created_at),
             settled_at: r.settled_at.map(time::to_utc),
         }

@@ -17,6 +17,20 @@ pub enum HttpSetupError {
     Build(#[from] reqwest::Error),
 }
 
+/// The error without its URL's query string: WeChat's URLs carry `secret=` and
+/// `access_token=`, and errors end up in logs.
+pub fn redact(e: reqwest::Error) -> reqwest::Error {
+    let url = e.url().cloned();
+    let e = e.without_url();
+    match url {
+        Some(mut u) => {
+            u.set_query(None);
+            e.with_url(u)
+        }
+        None => e,
+    }
+}
+
 pub fn read_file(path: &Path) -> Result<Vec<u8>, HttpSetupError> {
     std::fs::read(path).map_err(|source| HttpSetupError::Read {
         path: path.display().to_string(),
@@ -44,4 +58,28 @@ pub fn client_builder(
         }
     }
     Ok(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn redacted_errors_keep_the_path_and_lose_the_query() {
+        let client = reqwest::Client::new();
+        // Port 1 on loopback: refused at once.
+        let e = client
+            .get("http://127.0.0.1:1/sns/jscode2session?appid=a&secret=TOPSECRET&js_code=c")
+            .send()
+            .await
+            .expect_err("nothing listens there");
+        assert!(
+            format!("{e}").contains("TOPSECRET"),
+            "reqwest shows the URL: {e}"
+        );
+        let r = redact(e);
+        let shown = format!("{r} {r:?}");
+        assert!(!shown.contains("TOPSECRET"), "{shown}");
+        assert!(shown.contains("/sns/jscode2session"), "{shown}");
+    }
 }

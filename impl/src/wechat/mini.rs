@@ -31,13 +31,20 @@ pub enum WechatError {
     #[error("WeChat error {code}: {msg}")]
     Api { code: i64, msg: String },
     #[error("WeChat unreachable: {0}")]
-    Transport(#[from] reqwest::Error),
+    Transport(reqwest::Error),
     #[error("unexpected WeChat response: {0}")]
     BadResponse(String),
     #[error(transparent)]
     Cache(#[from] CacheError),
     #[error("timed out waiting for another instance to refresh the access token")]
     TokenBusy,
+}
+
+impl From<reqwest::Error> for WechatError {
+    /// Without the URL's query: it carries `secret=` or `access_token=`.
+    fn from(e: reqwest::Error) -> Self {
+        Self::Transport(super::http::redact(e))
+    }
 }
 
 impl WechatError {

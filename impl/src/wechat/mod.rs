@@ -3,5 +3,6 @@
 pub mod http;
 pub mod mini;
 pub mod mp_crypto;
+pub mod mp_xml;
 pub mod pay;
 pub mod wxacode;

@@ -41,6 +41,7 @@ mod notify;
 mod p12;
 mod pay;
 mod qr;
+pub mod refund_faults;
 pub mod sign;
 mod state;
 mod tls;
@@ -314,6 +315,8 @@ fn run_server(
 }
 
 fn routes(cfg: &mut web::ServiceConfig) {
+    // Before pay's: the first route registered for a path answers.
+    refund_faults::routes(cfg);
     mini::routes(cfg);
     pay::routes(cfg);
     control::routes(cfg);
@@ -457,6 +460,25 @@ impl SimHandle {
         safe_mode: bool,
     ) -> anyhow::Result<(u16, String)> {
         mp::push(&self.inner.shared, endpoint_url, xml, safe_mode).await
+    }
+
+    /// The next refund call gets this answer (calls queue up in order).
+    pub fn script_refund_reply(&self, fault: refund_faults::RefundFault) {
+        self.inner.shared.lock().refund_faults.push_back(fault);
+    }
+
+    /// `refundquery` reports this refund with `outcome` from now on, and no refund notify
+    /// is sent for it; `None` returns it to the ordinary behaviour.
+    pub fn set_refund_outcome(
+        &self,
+        out_refund_no: &str,
+        outcome: Option<refund_faults::RefundOutcome>,
+    ) {
+        let mut st = self.inner.shared.lock();
+        match outcome {
+            Some(o) => st.refund_outcomes.insert(out_refund_no.to_string(), o),
+            None => st.refund_outcomes.remove(out_refund_no),
+        };
     }
 
     /// Stops the server and every pending notify. Idempotent.

@@ -480,7 +480,11 @@ async fn secapi_other(req: HttpRequest, sh: web::Data<Shared>) -> HttpResponse {
         .body("not simulated")
 }
 
-async fn refund(req: HttpRequest, body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
+pub(super) async fn refund(
+    req: HttpRequest,
+    body: web::Bytes,
+    sh: web::Data<Shared>,
+) -> HttpResponse {
     sh.count("refund");
     if let Err(resp) = require_cert(&req, &sh) {
         return *resp;
@@ -651,7 +655,7 @@ async fn settle_refund(sh: std::sync::Arc<Shared>, out_trade_no: String, out_ref
     }
 }
 
-async fn refundquery(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
+pub(super) async fn refundquery(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
     sh.count("refundquery");
     let r = match verify(&sh, &body) {
         Ok(r) => r,

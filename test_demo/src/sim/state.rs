@@ -255,6 +255,10 @@ pub struct State {
     pub refused_subscribe: HashSet<String>,
     pub faults: NotifyFaults,
     pub msgid_seq: u64,
+    /// Scripted answers of the next refund calls.
+    pub refund_faults: VecDeque<super::refund_faults::RefundFault>,
+    /// out_refund_no → how refundquery reports that refund.
+    pub refund_outcomes: HashMap<String, super::refund_faults::RefundOutcome>,
 }
 
 impl State {

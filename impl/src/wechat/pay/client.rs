@@ -261,6 +261,10 @@ impl PayClient {
         &self.inner.cfg
     }
 
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
     /// Whether the merchant certificate was loaded, so refunds can be attempted.
     pub fn refunds_available(&self) -> bool {
         self.inner.mtls.is_ok()
@@ -455,7 +459,7 @@ impl PayClient {
             .body(to_xml(&params))
             .send()
             .await
-            .map_err(PayError::Transport)?;
+            .map_err(|e| PayError::Transport(crate::wechat::http::redact(e)))?;
         let status = resp.status();
         if !status.is_success() {
             return Err(PayError::HttpStatus(status.as_u16()));
@@ -475,7 +479,11 @@ async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, PayError> {
         return Err(PayError::Xml(XmlError::TooLarge));
     }
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(PayError::Transport)? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| PayError::Transport(crate::wechat::http::redact(e)))?
+    {
         if body.len() + chunk.len() > MAX_BODY_BYTES {
             return Err(PayError::Xml(XmlError::TooLarge));
         }

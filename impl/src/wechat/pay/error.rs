@@ -60,6 +60,22 @@ impl PayError {
         }
     }
 
+    /// WeChat answered, signed, that it refuses the request (`return_code` FAIL or a
+    /// `result_code` FAIL other than a retry or balance code). Still to be confirmed by a
+    /// query before money is released: the same number may have been accepted earlier.
+    pub fn is_definite_refusal(&self) -> bool {
+        matches!(
+            self,
+            Self::Return { .. }
+                | Self::OrderPaid
+                | Self::OrderClosed
+                | Self::OrderNotExist
+                | Self::RefundNotExist
+                | Self::InvalidRequest { .. }
+                | Self::Business { .. }
+        )
+    }
+
     /// A short, bounded label for metrics.
     pub fn kind(&self) -> &'static str {
         match self {

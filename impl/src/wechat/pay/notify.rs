@@ -13,7 +13,7 @@ use secrecy::zeroize::Zeroizing;
 
 use super::client::{PayClient, PayConfig, RefundStatus};
 use super::error::NotifyError;
-use super::sign::verify;
+use super::sign::verify_as;
 use super::xml::{parse_flat, push_cdata};
 use secrecy::ExposeSecret;
 
@@ -89,12 +89,13 @@ pub struct RefundNotify {
 
 impl PayConfig {
     /// Parses and verifies a payment notify: return_code SUCCESS, the signature over
-    /// every field received (sign type from `sign_type` or the signature's length),
-    /// then appid and mch_id.
+    /// every field received with the configured sign type (a notify signed otherwise is
+    /// refused), then appid and mch_id.
     pub fn verify_pay_notify(&self, body: &[u8]) -> Result<PayNotify, NotifyError> {
         let f = parse_flat(body)?;
         require_success(&f)?;
-        verify(&f, self.key.expose_secret()).map_err(|_| NotifyError::BadSignature)?;
+        verify_as(&f, self.key.expose_secret(), self.sign_type)
+            .map_err(|_| NotifyError::BadSignature)?;
         self.check_ids(&f)?;
         let out_trade_no = required(&f, "out_trade_no")?;
         let total_fee = amount(&f, "total_fee")?;

@@ -90,6 +90,32 @@ pub fn verify(params: &BTreeMap<String, String>, key: &str) -> Result<SignType, 
     }
 }
 
+/// Verifies a received message with the merchant's configured algorithm. A message that
+/// names another `sign_type`, or is signed with another algorithm, is refused: letting
+/// the message choose would let an MD5 forgery through to an HMAC-SHA256 merchant.
+pub fn verify_as(
+    params: &BTreeMap<String, String>,
+    key: &str,
+    configured: SignType,
+) -> Result<(), SignError> {
+    if let Some(st) = params.get("sign_type").filter(|s| !s.is_empty())
+        && SignType::parse(&st.to_ascii_uppercase()) != Some(configured)
+    {
+        return Err(SignError::UnknownSignType);
+    }
+    let given = params
+        .get("sign")
+        .filter(|s| !s.is_empty())
+        .ok_or(SignError::Missing)?
+        .to_ascii_uppercase();
+    let expected = sign(params, key, configured);
+    if expected.len() == given.len() && bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
+        Ok(())
+    } else {
+        Err(SignError::Mismatch)
+    }
+}
+
 /// 32 random characters of `[0-9A-Za-z]`, for `nonce_str` / `nonceStr`.
 pub fn nonce_str() -> String {
     use rand::Rng;

@@ -199,7 +199,7 @@ fn field_name(raw: &[u8]) -> Result<String, XmlError> {
     Ok(raw.iter().map(|&b| b as char).collect())
 }
 
-fn resolve_ref(r: &BytesRef<'_>) -> Result<char, XmlError> {
+pub(crate) fn resolve_ref(r: &BytesRef<'_>) -> Result<char, XmlError> {
     if r.is_char_ref() {
         return match r.resolve_char_ref() {
             Ok(Some(c)) => Ok(c),
