@@ -48,6 +48,8 @@ macro_rules! locked {
             DbConn::Mysql($c) => {
                 let $src = MYSQL;
                 mysql_lock($c)?;
+                // The closure keeps the body's `?` and `return` from skipping the unlock.
+                #[allow(clippy::redundant_closure_call)]
                 let r: Result<_, DalError> = (|| $body)();
                 mysql_unlock($c);
                 r
