@@ -11,7 +11,7 @@ use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 
 use campus_impl::telemetry::Metrics;
-use campus_impl::{AppContext, BuildError, Settings};
+use campus_impl::{AppContext, BuildError, Migrations, Settings};
 
 use crate::openapi::ApiDoc;
 use crate::{extract, routes, telemetry};
@@ -31,15 +31,24 @@ pub enum StartError {
 }
 
 impl Application {
-    /// Connects everything and binds the listener (port 0 picks a free port).
+    /// Connects everything (applying pending migrations) and binds the listener (port 0
+    /// picks a free port).
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        Self::build_with(settings, Migrations::Apply).await
+    }
+
+    /// As [`Application::build`], with the choice of migrating at start.
+    pub async fn build_with(
+        settings: Settings,
+        migrations: Migrations,
+    ) -> Result<Self, StartError> {
         let bind = settings.bind.clone();
         let listener = TcpListener::bind(&bind).map_err(|e| StartError::Bind(bind.clone(), e))?;
         let port = listener
             .local_addr()
             .map_err(|e| StartError::Bind(bind.clone(), e))?
             .port();
-        let ctx = AppContext::build(settings, Metrics::new()).await?;
+        let ctx = AppContext::build_with(settings, Metrics::new(), migrations).await?;
         let server = serve(listener, ctx.clone()).map_err(|e| StartError::Bind(bind, e))?;
         Ok(Self { port, server, ctx })
     }
