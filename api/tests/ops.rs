@@ -470,3 +470,44 @@ async fn config_check_names_every_problem() {
     assert_eq!(o.status.code(), Some(2), "{out}");
     assert!(out.contains("JWT_SECRET and JWT_SECRET_FILE"), "{out}");
 }
+
+/// `/metrics` shows the process, the build, WeChat latency by API and job runs by job.
+#[actix_web::test]
+async fn metrics_show_process_build_wechat_latency_and_jobs() {
+    let app = common::TestApp::spawn().await;
+    let jobs = app.ctx.start_jobs();
+    app.login("metrics-user").await;
+    let deadline = Instant::now() + PATIENCE;
+    let body = loop {
+        let body = app
+            .client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        // Jobs tick once at start; wait for that tick to be counted.
+        if body.contains("campus_job_runs_total{job=\"close_expired_orders\"}") {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "no job run counted: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    jobs.abort();
+    for needle in [
+        "process_cpu_seconds_total ",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "campus_build_info{git_commit=\"",
+        "campus_wechat_call_duration_seconds_bucket{api=\"jscode2session\"",
+        "campus_wechat_call_duration_seconds_count{api=\"jscode2session\"} 1",
+    ] {
+        assert!(body.contains(needle), "{needle} missing: {body}");
+    }
+    assert!(
+        !body.contains("campus_job_failures_total{job=\"close_expired_orders\"}"),
+        "a healthy job counts no failure: {body}"
+    );
+}
