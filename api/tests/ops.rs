@@ -32,7 +32,7 @@ fn serve_env(sim: &SimHandle, files: &Path, database_url: &str) -> BTreeMap<Stri
     let c = sim.config();
     let mut env: BTreeMap<String, String> = [
         ("DATABASE_URL", database_url.to_string()),
-        ("JWT_SECRET", "ops-test-secret".into()),
+        ("JWT_SECRET", "ops-test-secret-0123456789abcdefghij".into()),
         ("FIELD_ENCRYPTION_KEY", "cd".repeat(32)),
         ("WECHAT_API_BASE", sim.base_url()),
         ("WECHAT_PAY_API_BASE", sim.base_url()),
