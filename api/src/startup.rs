@@ -11,7 +11,7 @@ use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 
 use campus_impl::telemetry::Metrics;
-use campus_impl::{AppContext, BuildError, Settings};
+use campus_impl::{AppContext, BuildError, Migrations, Settings};
 
 use crate::openapi::ApiDoc;
 use crate::routes::health::MetricsAccess;
@@ -34,8 +34,17 @@ pub enum StartError {
 }
 
 impl Application {
-    /// Connects everything and binds the listener (port 0 picks a free port).
+    /// Connects everything (applying pending migrations) and binds the listener (port 0
+    /// picks a free port).
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        Self::build_with(settings, Migrations::Apply).await
+    }
+
+    /// As [`Application::build`], with the choice of migrating at start.
+    pub async fn build_with(
+        settings: Settings,
+        migrations: Migrations,
+    ) -> Result<Self, StartError> {
         let bind = settings.bind.clone();
         let listener = TcpListener::bind(&bind).map_err(|e| StartError::Bind(bind.clone(), e))?;
         let port = listener
@@ -50,7 +59,7 @@ impl Application {
             served_here: metrics_listener.is_none(),
             token: settings.metrics_token.clone(),
         };
-        let ctx = AppContext::build(settings, Metrics::new()).await?;
+        let ctx = AppContext::build_with(settings, Metrics::new(), migrations).await?;
         let metrics_server = match metrics_listener {
             Some(l) => {
                 let port = l

@@ -1,4 +1,5 @@
-//! Logging (console plus a daily rolling file in `log/`), request ids and HTTP metrics.
+//! Logging (console plus daily rolling files in `log/`, as text or JSON lines), request
+//! ids and HTTP metrics.
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -11,38 +12,84 @@ use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
 use tracing_actix_web::RequestId;
 use tracing_appender::non_blocking::WorkerGuard;
+use tracing_appender::rolling::{RollingFileAppender, Rotation};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, fmt};
+use tracing_subscriber::{EnvFilter, Layer, Registry, fmt};
 
 use campus_impl::AppContext;
+use campus_impl::settings::LogFormat;
+
+/// The log files are `<log_dir>/campus-errand.log.<date>`.
+const LOG_FILE_PREFIX: &str = "campus-errand.log";
+
+/// How the logs are written: `LOG_FORMAT` and `LOG_KEEP_DAYS`.
+#[derive(Clone, Copy, Debug)]
+pub struct LogOptions {
+    pub format: LogFormat,
+    /// Daily files kept; older ones are deleted at start and at each day's rollover.
+    pub keep_days: usize,
+}
+
+type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// One output, in the chosen format. In JSON every line is one object: the event's fields
+/// at the top level, and the fields of the span it happened in (`request_id` of the HTTP
+/// request, among others) under `span`.
+fn output<W>(format: LogFormat, writer: W, console: bool) -> BoxedLayer
+where
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    match format {
+        LogFormat::Json => fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(writer)
+            .boxed(),
+        // Colours only on a terminal. Span fields are formatted once, by the first layer,
+        // and shared, so colours would put escape codes into the log file; styling also
+        // costs CPU on every request (README, Benchmarks).
+        LogFormat::Text if console => fmt::layer()
+            .with_target(false)
+            .with_ansi(std::io::stdout().is_terminal())
+            .with_writer(writer)
+            .boxed(),
+        LogFormat::Text => fmt::layer().with_ansi(false).with_writer(writer).boxed(),
+    }
+}
 
 /// Installs the global subscriber. Keep the guard alive: it flushes the file on exit.
-pub fn init(log_dir: &Path) -> Option<WorkerGuard> {
+pub fn init(log_dir: &Path, opts: LogOptions) -> Option<WorkerGuard> {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn,h2=warn,rustls=warn"));
-    let (file_layer, guard) = match std::fs::create_dir_all(log_dir) {
-        Ok(()) => {
-            let appender = tracing_appender::rolling::daily(log_dir, "campus-errand.log");
+    let appender = std::fs::create_dir_all(log_dir)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            RollingFileAppender::builder()
+                .rotation(Rotation::DAILY)
+                .filename_prefix(LOG_FILE_PREFIX)
+                .max_log_files(opts.keep_days.max(1))
+                .build(log_dir)
+                .map_err(|e| e.to_string())
+        });
+    let (file_layer, guard, file_error) = match appender {
+        Ok(appender) => {
             let (writer, guard) = tracing_appender::non_blocking(appender);
-            (
-                Some(fmt::layer().with_ansi(false).with_writer(writer)),
-                Some(guard),
-            )
+            (Some(output(opts.format, writer, false)), Some(guard), None)
         }
-        Err(_) => (None, None),
+        Err(e) => (None, None, Some(e)),
     };
-    // Colours only on a terminal. Span fields are formatted once, by the first layer, and
-    // shared, so colours would put escape codes into the log file; styling also costs CPU on
-    // every request (README, Benchmarks).
-    let console = fmt::layer()
-        .with_target(false)
-        .with_ansi(std::io::stdout().is_terminal());
+    let mut layers = vec![output(opts.format, std::io::stdout, true)];
+    layers.extend(file_layer);
     let _ = tracing_subscriber::registry()
+        .with(layers)
         .with(filter)
-        .with(console)
-        .with(file_layer)
         .try_init();
+    if let Some(e) = file_error {
+        tracing::warn!(dir = %log_dir.display(), error = %e, "logging to the console only");
+    }
     guard
 }
 

@@ -106,10 +106,12 @@ impl r2d2::ManageConnection for ConnManager {
                 })?;
                 let mut c = SqliteConnection::establish(path)
                     .map_err(diesel::r2d2::Error::ConnectionError)?;
-                // Per connection: these pragmas do not persist in the file.
+                // Per connection: these pragmas do not persist in the file. The busy timeout
+                // comes first: switching a new file to WAL takes a lock too, and instances
+                // starting together on one file would otherwise fail at once on it.
                 c.batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                    "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
                 )
                 .map_err(diesel::r2d2::Error::QueryError)?;
                 Ok(DbConn::Sqlite(c))

@@ -42,6 +42,17 @@ pub enum BuildError {
     Other(String),
 }
 
+/// What a start does about migrations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Migrations {
+    /// Apply pending ones (under the database's migration lock): the demo, tests, and
+    /// `serve` by default.
+    Apply,
+    /// Refuse to start while any is pending (`serve --no-migrate`: a deploy runs
+    /// `campus-errand migrate` once, before the instances).
+    Expect,
+}
+
 /// Everything a request handler or job needs.
 #[derive(Clone)]
 pub struct AppContext {
@@ -69,6 +80,15 @@ impl AppContext {
     /// Connects the database (running pending migrations), the cache and the WeChat
     /// clients, and wires the services.
     pub async fn build(settings: Settings, metrics: Metrics) -> Result<Self, BuildError> {
+        Self::build_with(settings, metrics, Migrations::Apply).await
+    }
+
+    /// As [`AppContext::build`], with the choice of migrating at start.
+    pub async fn build_with(
+        settings: Settings,
+        metrics: Metrics,
+        migrations: Migrations,
+    ) -> Result<Self, BuildError> {
         let resolved = settings.resolve()?;
         let tokens = TokenIssuer::new(
             resolved.jwt_secret.expose_secret().as_bytes(),
@@ -78,9 +98,26 @@ impl AppContext {
         let size = settings.database_pool_size;
         let pools = tokio::task::spawn_blocking(move || -> Result<_, campus_dal::DalError> {
             let pools = crate::db::connect_pools(&url, size)?;
-            let applied = crate::db::migrate(&pools)?;
-            if !applied.is_empty() {
-                tracing::info!(?applied, "migrations applied");
+            match migrations {
+                Migrations::Apply => {
+                    let applied = crate::db::migrate(&pools)?;
+                    if !applied.is_empty() {
+                        tracing::info!(?applied, "migrations applied");
+                    }
+                }
+                Migrations::Expect => {
+                    let pending: Vec<String> = crate::db::migration_status(&pools)?
+                        .into_iter()
+                        .filter(|m| !m.applied)
+                        .map(|m| m.name)
+                        .collect();
+                    if !pending.is_empty() {
+                        return Err(campus_dal::DalError::Migration(format!(
+                            "pending migrations ({}): run `campus-errand migrate` first",
+                            pending.join(", ")
+                        )));
+                    }
+                }
             }
             Ok(pools)
         })
@@ -164,10 +201,11 @@ impl AppContext {
     pub fn start_jobs(&self) -> Jobs {
         let period = self.reconcile_every;
         let mut handles = Vec::new();
-        handles.extend(self.orders.jobs(period, self.idempotency_ttl));
-        handles.extend(self.payments.jobs(period));
-        handles.extend(self.refunds.jobs(period));
-        handles.extend(self.subscriptions.jobs());
+        let m = &self.metrics;
+        handles.extend(self.orders.jobs(m, period, self.idempotency_ttl));
+        handles.extend(self.payments.jobs(m, period));
+        handles.extend(self.refunds.jobs(m, period));
+        handles.extend(self.subscriptions.jobs(m));
         Jobs::new(handles)
     }
 

@@ -292,10 +292,25 @@ pub fn connect_pools(url: &str, size: u32) -> Result<Pools, campus_dal::DalError
     Pools::connect(url, size)
 }
 
-/// Applies pending migrations on the writer (blocking); returns the versions applied.
+/// Applies pending migrations on the writer (blocking), under the database's migration
+/// lock, so instances starting together apply each one once; returns the names applied.
 pub fn migrate(pools: &Pools) -> Result<Vec<String>, campus_dal::DalError> {
     let mut conn = pools.write.get()?;
     campus_dal::migrate::run_pending(&mut conn)
+}
+
+/// Every migration this binary knows, oldest first, and whether it is applied (blocking).
+pub fn migration_status(
+    pools: &Pools,
+) -> Result<Vec<campus_dal::migrate::MigrationState>, campus_dal::DalError> {
+    let mut conn = pools.write.get()?;
+    campus_dal::migrate::status(&mut conn)
+}
+
+/// Runs the last applied migration's `down.sql` (blocking); `None` when none is applied.
+pub fn revert_last_migration(pools: &Pools) -> Result<Option<String>, campus_dal::DalError> {
+    let mut conn = pools.write.get()?;
+    campus_dal::migrate::revert_last(&mut conn)
 }
 
 #[cfg(test)]

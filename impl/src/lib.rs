@@ -25,5 +25,5 @@ pub mod users;
 pub mod wechat;
 
 pub use campus_dal::{MpMode, OrderId, Switch, UserId};
-pub use context::{AppContext, BuildError};
+pub use context::{AppContext, BuildError, Migrations};
 pub use settings::Settings;

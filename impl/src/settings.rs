@@ -111,7 +111,32 @@ const ENV_KEYS: &[&str] = &[
     "PAY_RECONCILE_SECS",
     "ORDER_AUTO_COMPLETE_SECS",
     "IDEMPOTENCY_TTL_SECS",
+    "LOG_FORMAT",
+    "LOG_KEEP_DAYS",
 ];
+
+/// The secret settings (the `SecretString` fields): each may instead be read from the file
+/// that `<NAME>_FILE` names, as systemd credentials and container secrets provide them.
+pub const SECRET_KEYS: &[&str] = &[
+    "JWT_SECRET",
+    "FIELD_ENCRYPTION_KEY",
+    "WECHAT_SECRET",
+    "WECHAT_PAY_KEY",
+    "WECHAT_MP_TOKEN",
+    "WECHAT_MP_AES_KEY",
+    "AWS_SECRET_ACCESS_KEY",
+];
+
+/// How log lines are written, on the console and in the files.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct Settings {
@@ -185,6 +210,48 @@ pub struct Settings {
     pub pay_reconcile_secs: u64,
     pub order_auto_complete_secs: i64,
     pub idempotency_ttl_secs: i64,
+
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// Daily log files kept in the log directory; older ones are deleted.
+    pub log_keep_days: usize,
+}
+
+/// The secrets given as `<NAME>_FILE` (lower-cased keys, values read from the files, a
+/// trailing newline trimmed), looked up with `env`. Setting both `<NAME>` and
+/// `<NAME>_FILE` is an error, as is an unreadable or empty file; every problem is named.
+fn secrets_from_files(
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<(String, String)>, SettingsError> {
+    let set = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    let mut found = Vec::new();
+    let mut problems = Vec::new();
+    for name in SECRET_KEYS {
+        let file_var = format!("{name}_FILE");
+        let Some(path) = set(&file_var) else {
+            continue;
+        };
+        if set(name).is_some() {
+            problems.push(format!("{name} and {file_var} (set only one)"));
+            continue;
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let value = text.trim_end_matches(['\n', '\r']);
+                if value.trim().is_empty() {
+                    problems.push(format!("{file_var} (the file {path} is empty)"));
+                } else {
+                    found.push((name.to_lowercase(), value.to_string()));
+                }
+            }
+            Err(e) => problems.push(format!("{file_var} (cannot read {path}: {e})")),
+        }
+    }
+    if problems.is_empty() {
+        Ok(found)
+    } else {
+        Err(SettingsError::Missing(problems))
+    }
 }
 
 /// Environment values that look like numbers (a merchant id is all digits) reach serde
@@ -253,7 +320,10 @@ impl Settings {
         {
             fig = fig.merge(Toml::file(conf_dir.join(format!("{env}.toml"))));
         }
-        let fig = fig.merge(Env::raw().only(ENV_KEYS).lowercase(true));
+        let mut fig = fig.merge(Env::raw().only(ENV_KEYS).lowercase(true));
+        for (key, value) in secrets_from_files(&|name| std::env::var(name).ok())? {
+            fig = fig.merge((key, value));
+        }
         Self::extract(fig)
     }
 
@@ -426,16 +496,7 @@ impl Settings {
         }
         let timeout = Duration::from_secs(self.wechat_timeout_secs.max(1));
         // The merchant certificate is only located here, and loaded by `PayClient::new`.
-        let identity = match &self.wechat_pay_p12 {
-            Some(path) => ClientIdentity::P12 {
-                path: path.clone(),
-                password: mch_id.clone(),
-            },
-            None => ClientIdentity::Pem {
-                cert: self.wechat_pay_client_cert.clone(),
-                key: self.wechat_pay_client_key.clone(),
-            },
-        };
+        let identity = self.pay_identity(&mch_id);
         Ok(Resolved {
             jwt_secret,
             cipher,
@@ -520,6 +581,141 @@ impl Settings {
         }
     }
 
+    /// Where the merchant certificate is (a `.p12`'s password is the mch id).
+    fn pay_identity(&self, mch_id: &str) -> ClientIdentity {
+        match &self.wechat_pay_p12 {
+            Some(path) => ClientIdentity::P12 {
+                path: path.clone(),
+                password: mch_id.to_string(),
+            },
+            None => ClientIdentity::Pem {
+                cert: self.wechat_pay_client_cert.clone(),
+                key: self.wechat_pay_client_key.clone(),
+            },
+        }
+    }
+
+    /// Everything an operator should fix before `serve`, each named once (the command
+    /// `campus-errand config check`): the rules of [`Settings::check_for_serve`], then that
+    /// the merchant certificate and key load and belong together, that `DATABASE_URL` is
+    /// one this server speaks, and that `PUBLIC_BASE_URL` is one WeChat can reach.
+    pub fn deploy_problems(&self) -> Vec<String> {
+        let mut problems = match self.check_for_serve() {
+            Ok(()) => Vec::new(),
+            Err(SettingsError::Missing(m)) => m,
+            Err(e) => vec![e.to_string()],
+        };
+        let files_named = !problems
+            .iter()
+            .any(|p| p.starts_with("WECHAT_PAY_P12") || p.starts_with("WECHAT_PAY_CLIENT_"));
+        if files_named && let Some(mch_id) = &self.wechat_mch_id {
+            let name = if self.wechat_pay_p12.is_some() {
+                "WECHAT_PAY_P12"
+            } else {
+                "WECHAT_PAY_CLIENT_CERT / WECHAT_PAY_CLIENT_KEY"
+            };
+            if let Err(e) = self.pay_identity(mch_id).load_pem() {
+                problems.push(format!("{name} ({e})"));
+            }
+        }
+        if let Err(e) = campus_dal::conn::Target::parse(&self.database_url) {
+            problems.push(format!("DATABASE_URL ({e})"));
+        }
+        if let Err(why) = reachable_by_wechat(&self.public_base_url) {
+            problems.push(format!("PUBLIC_BASE_URL ({why})"));
+        }
+        if self.log_keep_days == 0 {
+            problems.push("LOG_KEEP_DAYS (at least 1)".into());
+        }
+        problems
+    }
+
+    /// Every setting by its environment variable name, as this process would use it:
+    /// secrets as `set` or `unset` only, and passwords in URLs masked.
+    pub fn effective(&self) -> Vec<(&'static str, String)> {
+        fn opt(v: &Option<String>) -> String {
+            v.clone().unwrap_or_else(|| UNSET.into())
+        }
+        fn secret(v: &Option<SecretString>) -> String {
+            if v.is_some() { "set" } else { UNSET }.into()
+        }
+        fn path(v: &std::path::Path) -> String {
+            v.display().to_string()
+        }
+        fn opt_path(v: &Option<PathBuf>) -> String {
+            v.as_deref().map_or_else(|| UNSET.into(), path)
+        }
+        const UNSET: &str = "unset";
+        vec![
+            ("BIND", self.bind.clone()),
+            ("PUBLIC_BASE_URL", self.public_base_url.clone()),
+            ("DATABASE_URL", mask_password(&self.database_url)),
+            ("DATABASE_POOL_SIZE", self.database_pool_size.to_string()),
+            (
+                "REDIS_URL",
+                self.redis_url
+                    .as_deref()
+                    .map_or_else(|| UNSET.into(), mask_password),
+            ),
+            ("STORAGE_URL", self.storage_url.clone()),
+            ("QR_CACHE_DIR", path(&self.qr_cache_dir)),
+            ("AWS_ACCESS_KEY_ID", opt(&self.aws_access_key_id)),
+            ("AWS_SECRET_ACCESS_KEY", secret(&self.aws_secret_access_key)),
+            ("MAX_BODY_BYTES", self.max_body_bytes.to_string()),
+            ("WORKERS", self.workers.to_string()),
+            ("JWT_SECRET", secret(&self.jwt_secret)),
+            ("TOKEN_TTL_SECS", self.token_ttl_secs.to_string()),
+            ("ADMIN_OPENIDS", self.admin_openids.clone()),
+            ("FIELD_ENCRYPTION_KEY", secret(&self.field_encryption_key)),
+            ("WECHAT_API_BASE", self.wechat_api_base.clone()),
+            ("WECHAT_PAY_API_BASE", self.wechat_pay_api_base.clone()),
+            ("WECHAT_CA_CERT", opt_path(&self.wechat_ca_cert)),
+            ("WECHAT_APPID", opt(&self.wechat_appid)),
+            ("WECHAT_SECRET", secret(&self.wechat_secret)),
+            ("WECHAT_MCH_ID", opt(&self.wechat_mch_id)),
+            ("WECHAT_PAY_KEY", secret(&self.wechat_pay_key)),
+            ("WECHAT_PAY_SIGN_TYPE", self.wechat_pay_sign_type.clone()),
+            ("WECHAT_PAY_CLIENT_CERT", path(&self.wechat_pay_client_cert)),
+            ("WECHAT_PAY_CLIENT_KEY", path(&self.wechat_pay_client_key)),
+            ("WECHAT_PAY_P12", opt_path(&self.wechat_pay_p12)),
+            ("WECHAT_TIMEOUT_SECS", self.wechat_timeout_secs.to_string()),
+            ("WECHAT_MP_TOKEN", secret(&self.wechat_mp_token)),
+            ("WECHAT_MP_AES_KEY", secret(&self.wechat_mp_aes_key)),
+            ("WECHAT_MP_APPID", opt(&self.wechat_mp_appid)),
+            ("WECHAT_TEMPLATE_ORDER", opt(&self.wechat_template_order)),
+            (
+                "WECHAT_TEMPLATE_REMINDER",
+                opt(&self.wechat_template_reminder),
+            ),
+            (
+                "REMINDER_HOUR_BEIJING",
+                self.reminder_hour_beijing.to_string(),
+            ),
+            (
+                "ORDER_PAY_TIMEOUT_SECS",
+                self.order_pay_timeout_secs.to_string(),
+            ),
+            ("PAY_RECONCILE_SECS", self.pay_reconcile_secs.to_string()),
+            (
+                "ORDER_AUTO_COMPLETE_SECS",
+                self.order_auto_complete_secs.to_string(),
+            ),
+            (
+                "IDEMPOTENCY_TTL_SECS",
+                self.idempotency_ttl_secs.to_string(),
+            ),
+            (
+                "LOG_FORMAT",
+                match self.log_format {
+                    LogFormat::Text => "text",
+                    LogFormat::Json => "json",
+                }
+                .into(),
+            ),
+            ("LOG_KEEP_DAYS", self.log_keep_days.to_string()),
+        ]
+    }
+
     pub fn admin_openid_list(&self) -> Vec<String> {
         self.admin_openids
             .split(',')
@@ -532,6 +728,39 @@ impl Settings {
     pub fn mp_enabled(&self) -> bool {
         self.wechat_mp_token.is_some()
     }
+}
+
+/// A URL with its password, if any, replaced by `***`.
+fn mask_password(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => raw.to_string(),
+    }
+}
+
+/// WeChat's servers call the notify URLs built from `PUBLIC_BASE_URL`: over HTTPS, at an
+/// address that is not this machine's loopback.
+fn reachable_by_wechat(base: &str) -> Result<(), String> {
+    let u = url::Url::parse(base).map_err(|e| format!("not a URL: {e}"))?;
+    if u.scheme() != "https" {
+        return Err("must be https: WeChat Pay notifies only https URLs".into());
+    }
+    let local = match u.host() {
+        None => true,
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_unspecified(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback() || ip.is_unspecified(),
+    };
+    if local {
+        return Err("points at this machine: WeChat cannot reach it".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -655,5 +884,170 @@ mod tests {
         let mut s = Settings::defaults().expect("defaults");
         s.jwt_secret = Some(SecretString::from("very-secret-value"));
         assert!(!format!("{s:?}").contains("very-secret-value"));
+    }
+
+    fn env_of(pairs: &[(&str, String)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn secrets_come_from_files_with_the_newline_trimmed() {
+        let dir = tempfile::tempdir().expect("dir");
+        let jwt = dir.path().join("jwt");
+        std::fs::write(&jwt, "from-a-file\n").expect("write");
+        let key = dir.path().join("key");
+        std::fs::write(&key, "ab".repeat(32) + "\r\n").expect("write");
+        let env = env_of(&[
+            ("JWT_SECRET_FILE", jwt.display().to_string()),
+            ("FIELD_ENCRYPTION_KEY_FILE", key.display().to_string()),
+            // Blank means unset, as for the variables themselves.
+            ("WECHAT_SECRET_FILE", " ".into()),
+        ]);
+        let found = secrets_from_files(&env).expect("secrets");
+        assert_eq!(
+            found,
+            vec![
+                ("jwt_secret".to_string(), "from-a-file".to_string()),
+                ("field_encryption_key".to_string(), "ab".repeat(32)),
+            ]
+        );
+
+        // Merged like the environment: the settings resolve with them.
+        let mut fig = Figment::from(Toml::string(EMBEDDED_DEFAULTS));
+        for (k, v) in found {
+            fig = fig.merge((k, v));
+        }
+        let s = Settings::extract(fig).expect("settings");
+        assert_eq!(
+            s.jwt_secret.as_ref().map(|v| v.expose_secret()),
+            Some("from-a-file")
+        );
+        assert!(
+            FieldCipher::from_hex(s.field_encryption_key.expect("key").expose_secret()).is_ok()
+        );
+    }
+
+    #[test]
+    fn every_secret_can_come_from_a_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        let vars: Vec<(String, String)> = SECRET_KEYS
+            .iter()
+            .map(|name| {
+                let f = dir.path().join(name);
+                std::fs::write(&f, format!("value of {name}\n")).expect("write");
+                (format!("{name}_FILE"), f.display().to_string())
+            })
+            .collect();
+        let pairs: Vec<(&str, String)> =
+            vars.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let found = secrets_from_files(&env_of(&pairs)).expect("secrets");
+        assert_eq!(found.len(), SECRET_KEYS.len());
+        let mut fig = Figment::from(Toml::string(EMBEDDED_DEFAULTS));
+        for (k, v) in found {
+            fig = fig.merge((k, v));
+        }
+        let s = Settings::extract(fig).expect("settings");
+        let shown: std::collections::HashMap<_, _> = s.effective().into_iter().collect();
+        for name in SECRET_KEYS {
+            assert_eq!(shown.get(name).map(String::as_str), Some("set"), "{name}");
+        }
+        assert_eq!(
+            s.aws_secret_access_key.as_ref().map(|v| v.expose_secret()),
+            Some("value of AWS_SECRET_ACCESS_KEY")
+        );
+    }
+
+    #[test]
+    fn a_secret_set_twice_or_an_unreadable_file_is_named() {
+        let dir = tempfile::tempdir().expect("dir");
+        let f = dir.path().join("jwt");
+        std::fs::write(&f, "x").expect("write");
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").expect("write");
+        let env = env_of(&[
+            ("JWT_SECRET", "inline".into()),
+            ("JWT_SECRET_FILE", f.display().to_string()),
+            (
+                "WECHAT_PAY_KEY_FILE",
+                dir.path().join("absent").display().to_string(),
+            ),
+            ("WECHAT_MP_TOKEN_FILE", empty.display().to_string()),
+        ]);
+        let Err(SettingsError::Missing(m)) = secrets_from_files(&env) else {
+            panic!("expected errors");
+        };
+        assert_eq!(m.len(), 3, "{m:?}");
+        assert!(m[0].contains("JWT_SECRET and JWT_SECRET_FILE"), "{m:?}");
+        assert!(
+            m.iter()
+                .any(|x| x.starts_with("WECHAT_PAY_KEY_FILE (cannot read"))
+        );
+        assert!(
+            m.iter()
+                .any(|x| x.starts_with("WECHAT_MP_TOKEN_FILE (the file"))
+        );
+    }
+
+    #[test]
+    fn effective_settings_name_every_variable_and_hide_secrets() {
+        let mut s = Settings::defaults().expect("defaults");
+        s.jwt_secret = Some(SecretString::from("very-secret-value"));
+        s.database_url = "mysql://campus:db-password@db.internal/campus".into();
+        let shown = s.effective();
+        let names: Vec<&str> = shown.iter().map(|(k, _)| *k).collect();
+        assert_eq!(names, ENV_KEYS, "one line per variable, in the same order");
+        let text = format!("{shown:?}");
+        assert!(!text.contains("very-secret-value"));
+        assert!(!text.contains("db-password"));
+        assert!(text.contains("mysql://campus:***@db.internal/campus"));
+    }
+
+    #[test]
+    fn public_base_url_must_be_reachable_by_wechat() {
+        assert!(reachable_by_wechat("https://errand.example.edu.cn").is_ok());
+        for bad in [
+            "http://errand.example.edu.cn",
+            "https://127.0.0.1:8443",
+            "https://localhost",
+            "https://[::1]",
+            "https://0.0.0.0",
+            "not a url",
+        ] {
+            assert!(reachable_by_wechat(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn deploy_problems_check_the_merchant_certificate() {
+        let data = |n: &str| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("src/wechat/pay/testdata")
+                .join(n)
+        };
+        let mut s = Settings::defaults().expect("defaults");
+        s.jwt_secret = Some(SecretString::from("j"));
+        s.field_encryption_key = Some(SecretString::from("ab".repeat(32)));
+        s.wechat_appid = Some("wx1".into());
+        s.wechat_secret = Some(SecretString::from("s"));
+        s.wechat_mch_id = Some("1900000109".into());
+        s.wechat_pay_key = Some(SecretString::from("k".repeat(32)));
+        s.wechat_pay_client_cert = data("test_merchant_cert.crt");
+        s.wechat_pay_client_key = data("test_merchant_key.key");
+        s.public_base_url = "https://errand.example.edu.cn".into();
+        assert_eq!(s.deploy_problems(), Vec::<String>::new());
+
+        s.wechat_pay_client_key = data("test_other_key.key");
+        s.public_base_url = "http://127.0.0.1:8080".into();
+        let p = s.deploy_problems();
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].starts_with("WECHAT_PAY_CLIENT_CERT / WECHAT_PAY_CLIENT_KEY"),
+            "{p:?}"
+        );
+        assert!(p[1].starts_with("PUBLIC_BASE_URL"), "{p:?}");
     }
 }

@@ -14,6 +14,7 @@ use campus_dal::{CreditKind, MessageChannel, MessageEvent, MessageOutcome, Order
 use crate::cache::Cache;
 use crate::db::{Db, DbError};
 use crate::jobs::{Job, every};
+use crate::telemetry::Metrics;
 use crate::text::InvalidInput;
 use crate::users::CurrentUser;
 use crate::wechat::mini::{MiniClient, WechatError};
@@ -318,10 +319,11 @@ impl Subscriptions {
             .await
     }
 
-    pub(crate) fn jobs(&self) -> Vec<Job> {
+    pub(crate) fn jobs(&self, metrics: &Metrics) -> Vec<Job> {
         let (a, b) = (self.clone(), self.clone());
         vec![
             every(
+                metrics,
                 "credit_expiry_sweep",
                 Duration::from_secs(3600),
                 move || {
@@ -329,10 +331,15 @@ impl Subscriptions {
                     async move { s.sweep_credits().await }
                 },
             ),
-            every("daily_reminder", Duration::from_secs(300), move || {
-                let s = b.clone();
-                async move { s.daily_reminder_tick().await }
-            }),
+            every(
+                metrics,
+                "daily_reminder",
+                Duration::from_secs(300),
+                move || {
+                    let s = b.clone();
+                    async move { s.daily_reminder_tick().await }
+                },
+            ),
         ]
     }
 

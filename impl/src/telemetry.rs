@@ -1,5 +1,7 @@
-//! Prometheus collectors shared by the HTTP layer and the WeChat clients.
+//! Prometheus collectors shared by the HTTP layer, the WeChat clients and the jobs.
 //! One registry per application instance (tests run several in one process).
+
+use std::time::Duration;
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -7,6 +9,8 @@ use prometheus::{
 
 /// One refused callback in this many is logged.
 pub const REJECTED_LOG_EVERY: u64 = 100;
+/// The commit this binary was built from (`build.rs`), when git could tell.
+const GIT_COMMIT: Option<&str> = option_env!("CAMPUS_GIT_COMMIT");
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -15,9 +19,15 @@ pub struct Metrics {
     pub http_latency: HistogramVec,
     pub wechat_calls: IntCounterVec,
     pub wechat_errors: IntCounterVec,
+    pub wechat_latency: HistogramVec,
     pub pool: IntGaugeVec,
     pub storage_ops: IntCounterVec,
     pub rejected_notifies: IntCounterVec,
+    pub job_runs: IntCounterVec,
+    pub job_failures: IntCounterVec,
+    /// The standard `process_*` metrics (CPU, memory, open files), kept without the
+    /// `campus_` prefix so that stock dashboards find them.
+    process: Registry,
 }
 
 impl Metrics {
@@ -72,26 +82,81 @@ impl Metrics {
             &["callback", "reason"],
         )
         .expect("static metric definition");
+        let wechat_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "wechat_call_duration_seconds",
+                "Latency of calls to WeChat's servers by API, failed ones included",
+            )
+            .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            &["api"],
+        )
+        .expect("static metric definition");
+        let job_runs = IntCounterVec::new(
+            Opts::new("job_runs_total", "Background job ticks run, by job"),
+            &["job"],
+        )
+        .expect("static metric definition");
+        let job_failures = IntCounterVec::new(
+            Opts::new(
+                "job_failures_total",
+                "Background job ticks that failed or panicked, by job",
+            ),
+            &["job"],
+        )
+        .expect("static metric definition");
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "build_info",
+                "Always 1; the labels tell the version and git commit of this binary",
+            ),
+            &["version", "git_commit"],
+        )
+        .expect("static metric definition");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), GIT_COMMIT.unwrap_or("unknown")])
+            .set(1);
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_latency.clone()),
             Box::new(wechat_calls.clone()),
             Box::new(wechat_errors.clone()),
+            Box::new(wechat_latency.clone()),
             Box::new(pool.clone()),
             Box::new(storage_ops.clone()),
             Box::new(rejected_notifies.clone()),
+            Box::new(job_runs.clone()),
+            Box::new(job_failures.clone()),
+            Box::new(build_info),
         ] {
             registry.register(c).expect("metric registered once");
         }
+        let process = Registry::new();
+        process
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("process collector registered once");
         Self {
             registry,
             http_requests,
             http_latency,
             wechat_calls,
             wechat_errors,
+            wechat_latency,
             pool,
             storage_ops,
             rejected_notifies,
+            job_runs,
+            job_failures,
+            process,
+        }
+    }
+
+    /// Count one tick of a background job; `ok` is false when it failed or panicked.
+    pub fn job_run(&self, job: &str, ok: bool) {
+        self.job_runs.with_label_values(&[job]).inc();
+        if !ok {
+            self.job_failures.with_label_values(&[job]).inc();
         }
     }
 
@@ -112,9 +177,13 @@ impl Metrics {
             .inc();
     }
 
-    /// Count one call to a WeChat API; `error` names the failure kind, if any.
-    pub fn wechat_call(&self, api: &str, error: Option<&str>) {
+    /// Count one call to a WeChat API that took `took`; `error` names the failure kind,
+    /// if any.
+    pub fn wechat_call(&self, api: &str, took: Duration, error: Option<&str>) {
         self.wechat_calls.with_label_values(&[api]).inc();
+        self.wechat_latency
+            .with_label_values(&[api])
+            .observe(took.as_secs_f64());
         if let Some(kind) = error {
             self.wechat_errors.with_label_values(&[api, kind]).inc();
         }
@@ -123,7 +192,9 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         // Encoding into a Vec cannot fail for the text format.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        let mut families = self.registry.gather();
+        families.extend(self.process.gather());
+        let _ = TextEncoder::new().encode(&families, &mut buf);
         String::from_utf8(buf).unwrap_or_default()
     }
 }

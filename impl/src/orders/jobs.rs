@@ -8,14 +8,21 @@ use campus_dal::{OrderMove, time};
 
 use super::{OrderError, Orders};
 use crate::jobs::{Job, every};
+use crate::telemetry::Metrics;
 
 impl Orders {
     /// Auto-completion is due hours after delivery: once a minute is plenty, and a short
     /// reconcile period (tests) shortens it too.
-    pub(crate) fn jobs(&self, period: Duration, idempotency_ttl: chrono::Duration) -> Vec<Job> {
+    pub(crate) fn jobs(
+        &self,
+        metrics: &Metrics,
+        period: Duration,
+        idempotency_ttl: chrono::Duration,
+    ) -> Vec<Job> {
         let (a, b) = (self.clone(), self.clone());
         vec![
             every(
+                metrics,
                 "auto_complete_orders",
                 period.min(Duration::from_secs(60)),
                 move || {
@@ -23,10 +30,15 @@ impl Orders {
                     async move { s.auto_complete().await }
                 },
             ),
-            every("idempotency_sweep", Duration::from_secs(3600), move || {
-                let s = b.clone();
-                async move { s.sweep_idempotency_keys(idempotency_ttl).await }
-            }),
+            every(
+                metrics,
+                "idempotency_sweep",
+                Duration::from_secs(3600),
+                move || {
+                    let s = b.clone();
+                    async move { s.sweep_idempotency_keys(idempotency_ttl).await }
+                },
+            ),
         ]
     }
 

@@ -8,12 +8,14 @@ use campus_dal::{OrderId, time};
 
 use super::{PaymentError, Payments};
 use crate::jobs::{Job, every};
+use crate::telemetry::Metrics;
 
 impl Payments {
-    pub(crate) fn jobs(&self, reconcile: Duration) -> Vec<Job> {
+    pub(crate) fn jobs(&self, metrics: &Metrics, reconcile: Duration) -> Vec<Job> {
         let (a, b) = (self.clone(), self.clone());
         vec![
             every(
+                metrics,
                 "close_expired_orders",
                 reconcile.min(Duration::from_secs(30)),
                 move || {
@@ -21,7 +23,7 @@ impl Payments {
                     async move { s.close_expired().await }
                 },
             ),
-            every("reconcile_payments", reconcile, move || {
+            every(metrics, "reconcile_payments", reconcile, move || {
                 let s = b.clone();
                 async move { s.reconcile_unpaid().await }
             }),

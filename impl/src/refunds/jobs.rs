@@ -8,12 +8,13 @@ use campus_dal::{RefundStatus, time};
 
 use super::{RefundError, Refunds};
 use crate::jobs::{Job, every};
+use crate::telemetry::Metrics;
 use crate::wechat::pay::PayError;
 
 impl Refunds {
-    pub(crate) fn jobs(&self, reconcile: Duration) -> Vec<Job> {
+    pub(crate) fn jobs(&self, metrics: &Metrics, reconcile: Duration) -> Vec<Job> {
         let s = self.clone();
-        vec![every("settle_refunds", reconcile, move || {
+        vec![every(metrics, "settle_refunds", reconcile, move || {
             let s = s.clone();
             async move { s.settle_refunds().await }
         })]

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -145,9 +145,13 @@ impl MiniClient {
         format!("{}{}", self.cfg.api_base.trim_end_matches('/'), path)
     }
 
-    pub(crate) fn record<T>(&self, api: &str, r: &Result<T, WechatError>) {
-        self.metrics
-            .wechat_call(api, r.as_ref().err().map(WechatError::kind));
+    /// Counts a call begun at `started`, success or not.
+    pub(crate) fn record<T>(&self, api: &str, started: Instant, r: &Result<T, WechatError>) {
+        self.metrics.wechat_call(
+            api,
+            started.elapsed(),
+            r.as_ref().err().map(WechatError::kind),
+        );
     }
 
     /// Parses a JSON answer that is either `T` or WeChat's `{errcode, errmsg}`.
@@ -165,6 +169,7 @@ impl MiniClient {
 
     /// `jscode2session`: a `wx.login` code for the user's openid.
     pub async fn code_to_session(&self, code: &str) -> Result<Session, WechatError> {
+        let started = Instant::now();
         let r = async {
             let resp = self
                 .http
@@ -185,7 +190,7 @@ impl MiniClient {
             })
         }
         .await;
-        self.record("jscode2session", &r);
+        self.record("jscode2session", started, &r);
         r
     }
 
@@ -254,6 +259,7 @@ impl MiniClient {
     }
 
     async fn stable_token(&self, force_refresh: bool) -> Result<(String, u64), WechatError> {
+        let started = Instant::now();
         let r = async {
             let resp = self
                 .http
@@ -273,7 +279,7 @@ impl MiniClient {
             Ok((body.access_token, body.expires_in))
         }
         .await;
-        self.record("stable_token", &r);
+        self.record("stable_token", started, &r);
         r
     }
 
@@ -302,6 +308,8 @@ impl MiniClient {
 
     /// `subscribeMessage.send`. 43101 (no credit / refused) is an expected answer.
     pub async fn send_subscribe(&self, body: &serde_json::Value) -> Result<(), WechatError> {
+        // From here, a token refresh WeChat asked for is part of the call's latency.
+        let started = Instant::now();
         let r = self
             .with_token(|token| async move {
                 let resp = self
@@ -315,7 +323,7 @@ impl MiniClient {
                 Ok(())
             })
             .await;
-        self.record("subscribe_send", &r);
+        self.record("subscribe_send", started, &r);
         r
     }
 }

@@ -245,6 +245,7 @@ impl MiniClient {
         params: &WxaCodeParams,
     ) -> Result<WxaImage, WxaCodeError> {
         let body = params.body();
+        let started = std::time::Instant::now();
         let r = self
             .with_token(|token| {
                 let body = &body;
@@ -289,7 +290,7 @@ impl MiniClient {
                 }
             })
             .await;
-        self.record("getwxacodeunlimit", &r);
+        self.record("getwxacodeunlimit", started, &r);
         r.map_err(WxaCodeError::from)
     }
 }

@@ -414,9 +414,10 @@ impl PayClient {
         params: BTreeMap<String, String>,
         mutual_tls: bool,
     ) -> Result<BTreeMap<String, String>, PayError> {
+        let started = std::time::Instant::now();
         let result = self.call_inner(path, params, mutual_tls).await;
         let kind = result.as_ref().err().map(PayError::kind);
-        self.inner.metrics.wechat_call(api, kind);
+        self.inner.metrics.wechat_call(api, started.elapsed(), kind);
         match &result {
             Ok(_) => tracing::debug!(api, "WeChat Pay call ok"),
             Err(
