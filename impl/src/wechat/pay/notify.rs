@@ -295,13 +295,48 @@ mod tests {
     }
 
     #[test]
-    fn verifies_a_good_pay_notify() {
-        let c = cfg(APPID, MCH_ID, KEY);
-        for body in [
+    fn only_the_configured_sign_type_is_accepted() {
+        let md5 = cfg(APPID, MCH_ID, KEY);
+        let hmac = PayConfig {
+            sign_type: SignType::HmacSha256,
+            ..cfg(APPID, MCH_ID, KEY)
+        };
+        let md5_bodies = [
             signed(pay_fields(), None, KEY),
             signed(pay_fields(), Some(SignType::Md5), KEY),
+        ];
+        let hmac_bodies = [
             signed(pay_fields(), Some(SignType::HmacSha256), KEY),
             signed_hmac_without_type(pay_fields()),
+        ];
+        for body in &md5_bodies {
+            assert!(md5.verify_pay_notify(body).is_ok());
+            assert!(matches!(
+                hmac.verify_pay_notify(body),
+                Err(NotifyError::BadSignature)
+            ));
+        }
+        for body in &hmac_bodies {
+            assert!(hmac.verify_pay_notify(body).is_ok());
+            assert!(matches!(
+                md5.verify_pay_notify(body),
+                Err(NotifyError::BadSignature)
+            ));
+        }
+    }
+
+    #[test]
+    fn verifies_a_good_pay_notify() {
+        let md5 = cfg(APPID, MCH_ID, KEY);
+        let hmac = PayConfig {
+            sign_type: SignType::HmacSha256,
+            ..cfg(APPID, MCH_ID, KEY)
+        };
+        for (c, body) in [
+            (&md5, signed(pay_fields(), None, KEY)),
+            (&md5, signed(pay_fields(), Some(SignType::Md5), KEY)),
+            (&hmac, signed(pay_fields(), Some(SignType::HmacSha256), KEY)),
+            (&hmac, signed_hmac_without_type(pay_fields())),
         ] {
             let n = c.verify_pay_notify(&body).expect("valid notify");
             assert_eq!(n.out_trade_no, "1409811653");
