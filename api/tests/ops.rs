@@ -50,6 +50,8 @@ fn serve_env(sim: &SimHandle, files: &Path, database_url: &str) -> BTreeMap<Stri
             files.join("apiclient_key.pem").display().to_string(),
         ),
         ("RUST_LOG", "info".into()),
+        // The simulator and this server talk over loopback http.
+        ("PUBLIC_BASE_URL_CHECK", "off".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -421,7 +423,7 @@ async fn config_check_names_every_problem() {
         "mysql://campus:db-password@db.internal/campus",
     );
     let jwt = dir.path().join("jwt");
-    std::fs::write(&jwt, "jwt-from-a-file\n").expect("secret file");
+    std::fs::write(&jwt, "jwt-from-a-file-0123456789abcdefghij\n").expect("secret file");
     env.remove("JWT_SECRET");
     env.insert("JWT_SECRET_FILE".into(), jwt.display().to_string());
     env.insert(
@@ -435,7 +437,7 @@ async fn config_check_names_every_problem() {
     assert!(out.contains("WECHAT_PAY_KEY=set"), "{out}");
     let pay_key = sim.config().pay_key.clone();
     for secret in [
-        "jwt-from-a-file",
+        "jwt-from-a-file-0123456789abcdefghij",
         "db-password",
         pay_key.as_str(),
         &"cd".repeat(32),
@@ -451,6 +453,7 @@ async fn config_check_names_every_problem() {
     let mut bad = env.clone();
     bad.insert("WECHAT_PAY_CLIENT_KEY".into(), other_key.into());
     bad.insert("PUBLIC_BASE_URL".into(), "http://127.0.0.1:8080".into());
+    bad.insert("PUBLIC_BASE_URL_CHECK".into(), "on".into());
     let o = run(&bad, dir.path(), &["config", "check"]);
     let out = lines_of(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
