@@ -982,8 +982,8 @@ mod tests {
     }
 
     #[test]
-    fn public_base_url_must_be_reachable_by_wechat() {
-        assert!(reachable_by_wechat("https://errand.example.edu.cn").is_ok());
+    fn public_base_url_must_be_callback_base_problem() {
+        assert!(callback_base_problem("https://errand.example.edu.cn").is_ok());
         for bad in [
             "http://errand.example.edu.cn",
             "https://127.0.0.1:8443",
@@ -992,7 +992,7 @@ mod tests {
             "https://0.0.0.0",
             "not a url",
         ] {
-            assert!(reachable_by_wechat(bad).is_err(), "{bad}");
+            assert!(callback_base_problem(bad).is_err(), "{bad}");
         }
     }
 
