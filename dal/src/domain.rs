@@ -218,6 +218,8 @@ text_enum!(
         Delivered = "delivered",
         Refunded = "refunded",
         Reminder = "reminder",
+        /// To the runner: an admin put the order they held back in the pool.
+        Reassigned = "reassigned",
     }
 );
 
@@ -230,6 +232,16 @@ text_enum!(
         Refused = "refused",
         UnknownUser = "unknown_user",
         Error = "error",
+    }
+);
+
+text_enum!(
+    /// A console sign-in by scanning: waiting for an admin, approved (the token is handed
+    /// over once), or gone.
+    ConsoleSessionStatus, "console session status" {
+        Pending = "pending",
+        Approved = "approved",
+        Expired = "expired",
     }
 );
 
@@ -252,6 +264,9 @@ pub enum OrderMove {
     StartRefund,
     /// Everything reserved for refunds came back.
     FinishRefund,
+    /// An admin takes an order from its runner and puts it back in the pool; the
+    /// payment stays.
+    Reassign,
 }
 
 use OrderStatus as S;
@@ -269,6 +284,7 @@ const TRANSITIONS: &[(OrderMove, &[OrderStatus], OrderStatus)] = &[
         S::Refunding,
     ),
     (OrderMove::FinishRefund, &[S::Refunding], S::Refunded),
+    (OrderMove::Reassign, &[S::Accepted, S::PickedUp], S::Paid),
 ];
 
 impl OrderMove {
@@ -281,6 +297,7 @@ impl OrderMove {
         OrderMove::Complete,
         OrderMove::StartRefund,
         OrderMove::FinishRefund,
+        OrderMove::Reassign,
     ];
 
     fn row(self) -> (&'static [OrderStatus], OrderStatus) {
@@ -312,6 +329,7 @@ impl OrderMove {
             OrderMove::Complete => "complete",
             OrderMove::StartRefund => "refund",
             OrderMove::FinishRefund => "finish refunding",
+            OrderMove::Reassign => "reassign",
         }
     }
 }
@@ -358,6 +376,9 @@ mod tests {
         (S::Paid, S::Refunding),
         (S::Accepted, S::Refunding),
         (S::Refunding, S::Refunded),
+        // An admin puts a held order back in the pool.
+        (S::Accepted, S::Paid),
+        (S::PickedUp, S::Paid),
     ];
 
     #[test]

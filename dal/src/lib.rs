@@ -21,9 +21,9 @@ pub mod users;
 pub use conn::{Backend, Conn, DbConn, Pool, PooledConn, Pools};
 pub use diesel::result::{DatabaseErrorKind, Error as DieselError, QueryResult};
 pub use domain::{
-    CallbackKind, CallbackOutcome, CreditKind, LedgerEvent, LedgerSource, MessageChannel,
-    MessageEvent, MessageOutcome, OrderKind, OrderMove, OrderStatus, RefundCause, RefundStatus,
-    Role,
+    CallbackKind, CallbackOutcome, ConsoleSessionStatus, CreditKind, LedgerEvent, LedgerSource,
+    MessageChannel, MessageEvent, MessageOutcome, OrderKind, OrderMove, OrderStatus, RefundCause,
+    RefundStatus, Role,
 };
 pub use ids::{OrderId, RefundId, UserId};
 

@@ -35,7 +35,11 @@ fn mysql_pools() -> (Pools, String) {
 fn exercise(pools: &Pools) {
     let mut c = pools.write.get().expect("conn");
     let applied = migrate::run_pending(&mut c).expect("migrations");
-    assert_eq!(applied.len(), 3);
+    let folders = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
+        .expect("migrations folder")
+        .filter(|e| e.as_ref().is_ok_and(|e| e.path().is_dir()))
+        .count();
+    assert_eq!(applied.len(), folders);
     assert!(migrate::run_pending(&mut c).expect("again").is_empty());
     let now = time::now();
 
