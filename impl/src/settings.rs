@@ -58,6 +58,7 @@ const ENV_KEYS: &[&str] = &[
     "PAY_RECONCILE_SECS",
     "ORDER_AUTO_COMPLETE_SECS",
     "IDEMPOTENCY_TTL_SECS",
+    "CONSOLE_SESSION_SECS",
 ];
 
 #[derive(Clone, Debug, Deserialize)]
@@ -121,6 +122,8 @@ pub struct Settings {
     pub pay_reconcile_secs: u64,
     pub order_auto_complete_secs: i64,
     pub idempotency_ttl_secs: i64,
+    /// How long a console sign-in code may wait for an admin's approval.
+    pub console_session_secs: i64,
 }
 
 /// Environment values that look like numbers (a merchant id is all digits) reach serde

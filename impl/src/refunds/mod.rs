@@ -3,7 +3,10 @@
 //! `out_refund_no`, reused on every retry, and reserves its amount on the order first,
 //! so the sum of refunds can never exceed what was paid.
 
+mod admin;
 mod jobs;
+
+pub use admin::AdminRefundView;
 
 use serde::Deserialize;
 use utoipa::ToSchema;
