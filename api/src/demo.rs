@@ -13,6 +13,8 @@ use campus_impl::crypto::random_alnum;
 use crate::Application;
 
 const DATA_DIR: &str = "data";
+/// `ADMIN_OPENIDS` of the demo unless set.
+const DEMO_ADMIN: &str = "demo-admin";
 
 /// Demo secrets persist in `data/` so that encrypted fields stay readable across runs.
 fn demo_secret(dir: &Path, name: &str, make: impl FnOnce() -> String) -> anyhow::Result<String> {
@@ -79,6 +81,10 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
             hex_key,
         )?));
     }
+    // The walkthrough signs in to the console as this admin.
+    if settings.admin_openid_list().is_empty() {
+        settings.admin_openids = DEMO_ADMIN.into();
+    }
     let app = Application::build(settings).await?;
     let ctx = app.context().clone();
     let base = format!("http://127.0.0.1:{}", app.port());
@@ -131,6 +137,18 @@ curl -si "{base}/api/v1/qrcode?scene=dorm%3D5&page=pages/index/index" -H "Author
 QR=$(curl -s "{base}/api/v1/qrcode?scene=dorm%3D5&page=pages/index/index" -H "Authorization: Bearer $TOKEN" | sed -E 's/.*"url":"([^"]+)".*/\1/')
 curl -s -o dorm5.png -w '%{{http_code}} %{{content_type}} %{{size_download}} bytes -> dorm5.png\n' "$QR"
 curl -s {base}/metrics | grep 'wechat_calls_total.*getwxacodeunlimit'     # one call for three requests
+
+# 7. The operators' console: open {base}/admin/ in a browser. It shows a mini-program code
+#    for a one-time sign-in session (scene cs=<id>; the id is printed under the code). An
+#    admin scanning it in the mini-program approves it; here, with curl, as the demo's admin
+#    (ADMIN_OPENIDS=demo-admin unless set). Use the page's id, or open a session here:
+ACODE=$(curl -sk -X POST {sim}/sim/code -H 'Content-Type: application/json' -d '{{"openid":"demo-admin"}}' | sed -E 's/.*"code":"([^"]+)".*/\1/')
+ADMIN=$(curl -s -X POST {base}/api/v1/auth/login -H 'Content-Type: application/json' -d "{{\"code\":\"$ACODE\"}}" | sed -E 's/.*"token":"([^"]+)".*/\1/')
+SESSION=$(curl -s -X POST {base}/api/v1/console/sessions | sed -E 's/.*"id":"([^"]+)".*/\1/')   # or: SESSION=<the id under the page's code>
+curl -s -X POST {base}/api/v1/console/sessions/$SESSION/approve -H "Authorization: Bearer $ADMIN"; echo   # "approved"
+curl -s {base}/api/v1/console/sessions/$SESSION; echo     # "approved" with the token: the page is signed in
+curl -s {base}/api/v1/console/sessions/$SESSION; echo     # "approved", "token":null: handed over once
+curl -s "{base}/api/v1/admin/stats" -H "Authorization: Bearer $ADMIN"; echo     # the last 7 Beijing days
 
 # Health, metrics and the API document:
 curl -s {base}/healthz; echo

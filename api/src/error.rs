@@ -12,11 +12,13 @@ use utoipa::ToSchema;
 
 use campus_impl::auth::AuthError;
 use campus_impl::cache::CacheError;
+use campus_impl::console::ConsoleError;
 use campus_impl::db::DbError;
 use campus_impl::official_account::OfficialAccountError;
 use campus_impl::orders::{InvalidTransition, OrderError, OrderNotFound};
 use campus_impl::payments::PaymentError;
 use campus_impl::refunds::RefundError;
+use campus_impl::stats::StatsError;
 use campus_impl::subscriptions::SubscriptionError;
 use campus_impl::text::InvalidInput;
 use campus_impl::users::{Forbidden, UserError};
@@ -304,6 +306,7 @@ impl From<UserError> for ApiError {
             UserError::Auth(a) => a.into(),
             UserError::Invalid(m) => m.into(),
             UserError::Forbidden(f) => f.into(),
+            UserError::Banned => banned(),
             UserError::NotFound => ApiError::not_found("user not found"),
             UserError::Conflict(m) => ApiError::conflict("conflict", m),
             UserError::Db(d) => d.into(),
@@ -379,7 +382,40 @@ impl From<SubscriptionError> for ApiError {
     fn from(e: SubscriptionError) -> Self {
         match e {
             SubscriptionError::Invalid(m) => m.into(),
+            SubscriptionError::Forbidden(f) => f.into(),
             SubscriptionError::Db(d) => d.into(),
+        }
+    }
+}
+
+/// The contract's answer to a banned user, on every call that needs a token.
+fn banned() -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "banned", "this account is banned")
+}
+
+impl From<StatsError> for ApiError {
+    fn from(e: StatsError) -> Self {
+        match e {
+            StatsError::Invalid(m) => m.into(),
+            StatsError::Forbidden(f) => f.into(),
+            StatsError::Db(d) => d.into(),
+        }
+    }
+}
+
+impl From<ConsoleError> for ApiError {
+    fn from(e: ConsoleError) -> Self {
+        use ConsoleError as E;
+        match e {
+            E::NotFound => ApiError::not_found(e.to_string()),
+            E::AlreadyApproved => ApiError::conflict("already_approved", e.to_string()),
+            E::RateLimited => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string())
+                    .with_retry_after(300)
+            }
+            E::Forbidden(f) => f.into(),
+            E::Cache(c) => c.into(),
+            E::Code(c) => c.into(),
         }
     }
 }
@@ -428,6 +464,8 @@ mod tests {
             (s, b["error"]["code"].as_str()),
             (422, Some("validation_failed"))
         );
+        let (s, b) = body_of(UserError::Banned.into());
+        assert_eq!((s, b["error"]["code"].as_str()), (403, Some("banned")));
         let (s, b) = body_of(CacheError::Unavailable("down".into()).into());
         assert_eq!(
             (s, b["error"]["code"].as_str()),

@@ -282,8 +282,20 @@ async fn every_served_route_is_documented() {
 
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/routes");
     let mut served = Vec::new();
-    for entry in std::fs::read_dir(&dir).expect("routes dir") {
-        let src = std::fs::read_to_string(entry.expect("entry").path()).expect("source");
+    let mut files = Vec::new();
+    let mut dirs = vec![dir];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).expect("routes dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    for file in files {
+        let src = std::fs::read_to_string(file).expect("source");
         for line in src.lines().map(str::trim) {
             for method in ["get", "post", "patch", "put", "delete"] {
                 if let Some(rest) = line.strip_prefix(&format!("#[{method}(\""))

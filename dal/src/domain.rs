@@ -221,6 +221,8 @@ text_enum!(
         Delivered = "delivered",
         Refunded = "refunded",
         Reminder = "reminder",
+        /// To the runner: an admin put the order they held back in the pool.
+        Reassigned = "reassigned",
     }
 );
 
@@ -254,6 +256,16 @@ text_enum!(
     }
 );
 
+text_enum!(
+    /// A console sign-in by scanning: waiting for an admin, approved (the token is handed
+    /// over once), or gone.
+    ConsoleSessionStatus, "console session status" {
+        Pending = "pending",
+        Approved = "approved",
+        Expired = "expired",
+    }
+);
+
 /// The order state machine: every move, the states it starts from and the state it
 /// reaches. The dal's compare-and-set updates take their `WHERE status IN (..)` and
 /// their new status from here, so no other code decides which moves exist.
@@ -273,6 +285,9 @@ pub enum OrderMove {
     StartRefund,
     /// Everything reserved for refunds came back.
     FinishRefund,
+    /// An admin takes an order from its runner and puts it back in the pool; the
+    /// payment stays.
+    Reassign,
 }
 
 use OrderStatus as S;
@@ -290,6 +305,7 @@ const TRANSITIONS: &[(OrderMove, &[OrderStatus], OrderStatus)] = &[
         S::Refunding,
     ),
     (OrderMove::FinishRefund, &[S::Refunding], S::Refunded),
+    (OrderMove::Reassign, &[S::Accepted, S::PickedUp], S::Paid),
 ];
 
 impl OrderMove {
@@ -302,6 +318,7 @@ impl OrderMove {
         OrderMove::Complete,
         OrderMove::StartRefund,
         OrderMove::FinishRefund,
+        OrderMove::Reassign,
     ];
 
     fn row(self) -> (&'static [OrderStatus], OrderStatus) {
@@ -333,6 +350,7 @@ impl OrderMove {
             OrderMove::Complete => "complete",
             OrderMove::StartRefund => "refund",
             OrderMove::FinishRefund => "finish refunding",
+            OrderMove::Reassign => "reassign",
         }
     }
 }
@@ -379,6 +397,9 @@ mod tests {
         (S::Paid, S::Refunding),
         (S::Accepted, S::Refunding),
         (S::Refunding, S::Refunded),
+        // An admin puts a held order back in the pool.
+        (S::Accepted, S::Paid),
+        (S::PickedUp, S::Paid),
     ];
 
     #[test]

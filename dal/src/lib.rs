@@ -21,9 +21,9 @@ pub mod users;
 pub use conn::{Backend, Conn, DbConn, Pool, PooledConn, Pools};
 pub use diesel::result::{DatabaseErrorKind, Error as DieselError, QueryResult};
 pub use domain::{
-    CallbackKind, CallbackOutcome, CreditKind, LedgerEvent, LedgerSource, MessageChannel,
-    MessageEvent, MessageOutcome, MpMode, OrderKind, OrderMove, OrderStatus, RefundCause,
-    RefundStatus, Role, Switch,
+    CallbackKind, CallbackOutcome, ConsoleSessionStatus, CreditKind, LedgerEvent, LedgerSource,
+    MessageChannel, MessageEvent, MessageOutcome, MpMode, OrderKind, OrderMove, OrderStatus,
+    RefundCause, RefundStatus, Role, Switch,
 };
 pub use ids::{OrderId, RefundId, UserId};
 

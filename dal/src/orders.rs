@@ -428,3 +428,150 @@ pub fn delivered_before(
         .limit(limit)
         .load(conn)
 }
+
+/// What the admin order list filters on; `None` leaves a filter out.
+#[derive(Clone, Debug, Default)]
+pub struct AdminFilter {
+    pub status: Option<OrderStatus>,
+    /// A part of the out_trade_no, the pickup or the dropoff.
+    pub text: Option<String>,
+    /// Created at or after.
+    pub from: Option<NaiveDateTime>,
+    /// Created before.
+    pub until: Option<NaiveDateTime>,
+}
+
+/// Every order matching `f`, newest first, ids below `before`; `limit + 1` rows.
+pub fn admin_list(
+    conn: &mut Conn,
+    f: &AdminFilter,
+    before: Option<OrderId>,
+    limit: i64,
+) -> QueryResult<Vec<Order>> {
+    let mut q = orders::table.select(Order::as_select()).into_boxed();
+    if let Some(s) = f.status {
+        q = q.filter(orders::status.eq(s.as_str()));
+    }
+    if let Some(t) = &f.text {
+        let p = crate::users::contains_pattern(t);
+        let places = orders::pickup
+            .like(p.clone())
+            .escape('!')
+            .or(orders::dropoff.like(p.clone()).escape('!'));
+        // out_trade_no is ASCII: MySQL refuses to compare its ascii column with other text.
+        q = if t.is_ascii() {
+            q.filter(places.or(orders::out_trade_no.like(p).escape('!')))
+        } else {
+            q.filter(places)
+        };
+    }
+    if let Some(from) = f.from {
+        q = q.filter(orders::created_at.ge(from));
+    }
+    if let Some(until) = f.until {
+        q = q.filter(orders::created_at.lt(until));
+    }
+    if let Some(b) = before {
+        q = q.filter(orders::id.lt(b.0));
+    }
+    q.order(orders::id.desc()).limit(limit + 1).load(conn)
+}
+
+/// [`OrderMove::Reassign`]: the order leaves its runner and is available again, still
+/// paid. Returns rows affected (0: it was not held by a runner any more).
+pub fn reassign(conn: &mut Conn, id: OrderId, now: NaiveDateTime) -> QueryResult<usize> {
+    diesel::update(
+        orders::table
+            .find(id.0)
+            .filter(in_any(OrderMove::Reassign.from()))
+            .filter(orders::runner_id.is_not_null()),
+    )
+    .set((
+        orders::status.eq(OrderMove::Reassign.to().as_str()),
+        orders::runner_id.eq(None::<i64>),
+        orders::accepted_at.eq(None::<NaiveDateTime>),
+        orders::picked_up_at.eq(None::<NaiveDateTime>),
+        orders::updated_at.eq(now),
+    ))
+    .execute(conn)
+}
+
+/// Creation times of the orders created in `[from, until)` (for daily statistics).
+pub fn created_between(
+    conn: &mut Conn,
+    from: NaiveDateTime,
+    until: NaiveDateTime,
+) -> QueryResult<Vec<NaiveDateTime>> {
+    orders::table
+        .filter(orders::created_at.ge(from))
+        .filter(orders::created_at.lt(until))
+        .select(orders::created_at)
+        .load(conn)
+}
+
+/// Completion times in `[from, until)`.
+pub fn completed_between(
+    conn: &mut Conn,
+    from: NaiveDateTime,
+    until: NaiveDateTime,
+) -> QueryResult<Vec<NaiveDateTime>> {
+    orders::table
+        .filter(orders::completed_at.ge(from))
+        .filter(orders::completed_at.lt(until))
+        .select(orders::completed_at.assume_not_null())
+        .load(conn)
+}
+
+/// `(runner, time)` for every runner step (accept, pickup, delivery) in `[from, until)`
+/// of orders that still name their runner.
+pub fn runner_activity_between(
+    conn: &mut Conn,
+    from: NaiveDateTime,
+    until: NaiveDateTime,
+) -> QueryResult<Vec<(UserId, NaiveDateTime)>> {
+    let mut out = Vec::new();
+    for col in [
+        RunnerStep::Accepted,
+        RunnerStep::PickedUp,
+        RunnerStep::Delivered,
+    ] {
+        let rows: Vec<(i64, NaiveDateTime)> = match col {
+            RunnerStep::Accepted => orders::table
+                .filter(orders::runner_id.is_not_null())
+                .filter(orders::accepted_at.ge(from))
+                .filter(orders::accepted_at.lt(until))
+                .select((
+                    orders::runner_id.assume_not_null(),
+                    orders::accepted_at.assume_not_null(),
+                ))
+                .load(conn)?,
+            RunnerStep::PickedUp => orders::table
+                .filter(orders::runner_id.is_not_null())
+                .filter(orders::picked_up_at.ge(from))
+                .filter(orders::picked_up_at.lt(until))
+                .select((
+                    orders::runner_id.assume_not_null(),
+                    orders::picked_up_at.assume_not_null(),
+                ))
+                .load(conn)?,
+            RunnerStep::Delivered => orders::table
+                .filter(orders::runner_id.is_not_null())
+                .filter(orders::delivered_at.ge(from))
+                .filter(orders::delivered_at.lt(until))
+                .select((
+                    orders::runner_id.assume_not_null(),
+                    orders::delivered_at.assume_not_null(),
+                ))
+                .load(conn)?,
+        };
+        out.extend(rows.into_iter().map(|(r, t)| (UserId(r), t)));
+    }
+    Ok(out)
+}
+
+#[derive(Clone, Copy)]
+enum RunnerStep {
+    Accepted,
+    PickedUp,
+    Delivered,
+}

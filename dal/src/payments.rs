@@ -84,3 +84,22 @@ pub fn record_notification(
         ))
         .execute(conn)
 }
+
+/// `(event, amount, time)` of the ledger rows of `events` recorded in `[from, until)`.
+pub fn events_between(
+    conn: &mut Conn,
+    events: &[LedgerEvent],
+    from: NaiveDateTime,
+    until: NaiveDateTime,
+) -> QueryResult<Vec<(LedgerEvent, i64, NaiveDateTime)>> {
+    payment_events::table
+        .filter(payment_events::event.eq_any(events.iter().map(|e| e.as_str()).collect::<Vec<_>>()))
+        .filter(payment_events::created_at.ge(from))
+        .filter(payment_events::created_at.lt(until))
+        .select((
+            payment_events::event,
+            payment_events::amount_fen,
+            payment_events::created_at,
+        ))
+        .load(conn)
+}

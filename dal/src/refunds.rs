@@ -241,3 +241,21 @@ pub fn claim(
     .execute(conn)
     .map(|n| n == 1)
 }
+
+/// Refunds for the admin list (all, or one status), newest first, ids below `before`;
+/// `limit + 1` rows.
+pub fn list(
+    conn: &mut Conn,
+    status: Option<RefundStatus>,
+    before: Option<RefundId>,
+    limit: i64,
+) -> QueryResult<Vec<Refund>> {
+    let mut q = refunds::table.select(Refund::as_select()).into_boxed();
+    if let Some(s) = status {
+        q = q.filter(refunds::status.eq(s.as_str()));
+    }
+    if let Some(b) = before {
+        q = q.filter(refunds::id.lt(b.0));
+    }
+    q.order(refunds::id.desc()).limit(limit + 1).load(conn)
+}

@@ -12,6 +12,7 @@ diesel::table! {
         mp_openid -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        banned_at -> Nullable<Timestamp>,
     }
 }
 

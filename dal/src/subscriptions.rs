@@ -152,3 +152,28 @@ pub fn messages_of(conn: &mut Conn, user: UserId) -> QueryResult<Vec<LoggedMessa
         ))
         .load(conn)
 }
+
+/// One row of the send log, as the admin list shows it.
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = message_log)]
+pub struct MessageRow {
+    pub id: i64,
+    pub user_id: UserId,
+    pub channel: MessageChannel,
+    pub template_id: Option<String>,
+    pub event: MessageEvent,
+    pub order_id: Option<OrderId>,
+    pub outcome: MessageOutcome,
+    pub created_at: NaiveDateTime,
+}
+
+/// The send log, newest first, ids below `before`; `limit + 1` rows.
+pub fn list_log(conn: &mut Conn, before: Option<i64>, limit: i64) -> QueryResult<Vec<MessageRow>> {
+    let mut q = message_log::table
+        .select(MessageRow::as_select())
+        .into_boxed();
+    if let Some(b) = before {
+        q = q.filter(message_log::id.lt(b));
+    }
+    q.order(message_log::id.desc()).limit(limit + 1).load(conn)
+}

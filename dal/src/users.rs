@@ -21,6 +21,8 @@ pub struct User {
     pub mp_openid: Option<String>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// Set while the user is banned: every authenticated call is refused.
+    pub banned_at: Option<NaiveDateTime>,
 }
 
 #[derive(Insertable)]
@@ -198,5 +200,83 @@ pub fn bind_mp_openid(
             users::mp_openid.eq(Some(mp_openid)),
             users::updated_at.eq(now),
         ))
+        .execute(conn)
+}
+
+/// `LIKE '%text%'` with the wildcards in `text` taken literally (`!` escapes, as the
+/// backslash means something else in MySQL's string literals).
+pub fn contains_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '!') {
+            p.push('!');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// Users for the admin list, newest first, ids below `before`; `limit + 1` rows to tell
+/// if more follow. `text` matches a part of the nickname or the openid.
+pub fn list(
+    conn: &mut Conn,
+    role: Option<Role>,
+    text: Option<&str>,
+    before: Option<UserId>,
+    limit: i64,
+) -> QueryResult<Vec<User>> {
+    let mut q = users::table.select(User::as_select()).into_boxed();
+    if let Some(r) = role {
+        q = q.filter(users::role.eq(r.as_str()));
+    }
+    if let Some(t) = text {
+        let p = contains_pattern(t);
+        // Openids are ASCII: MySQL refuses to compare its ascii column with other text.
+        q = if t.is_ascii() {
+            q.filter(
+                users::nickname
+                    .like(p.clone())
+                    .escape('!')
+                    .or(users::openid.like(p).escape('!')),
+            )
+        } else {
+            q.filter(users::nickname.like(p).escape('!'))
+        };
+    }
+    if let Some(b) = before {
+        q = q.filter(users::id.lt(b.0));
+    }
+    q.order(users::id.desc()).limit(limit + 1).load(conn)
+}
+
+/// Pending runner applications: applied and still a customer, oldest first, ids above
+/// `after`; `limit + 1` rows.
+pub fn runner_applications(
+    conn: &mut Conn,
+    after: Option<UserId>,
+    limit: i64,
+) -> QueryResult<Vec<User>> {
+    let mut q = users::table
+        .select(User::as_select())
+        .filter(users::runner_applied_at.is_not_null())
+        .filter(users::role.eq(Role::Customer.as_str()))
+        .into_boxed();
+    if let Some(a) = after {
+        q = q.filter(users::id.gt(a.0));
+    }
+    q.order(users::id.asc()).limit(limit + 1).load(conn)
+}
+
+/// Bans (`Some(now)`) or unbans (`None`) a user.
+pub fn set_banned(
+    conn: &mut Conn,
+    id: UserId,
+    banned_at: Option<NaiveDateTime>,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(users::table.find(id.0))
+        .set((users::banned_at.eq(banned_at), users::updated_at.eq(now)))
         .execute(conn)
 }

@@ -8,6 +8,7 @@ use secrecy::ExposeSecret;
 
 use crate::auth::TokenIssuer;
 use crate::cache::{Cache, CacheError};
+use crate::console::ConsoleSessions;
 use crate::db::Db;
 use crate::jobs::Jobs;
 use crate::official_account::{AccountKeys, OfficialAccount};
@@ -16,6 +17,7 @@ use crate::payments::Payments;
 use crate::qrcodes::QrCodes;
 use crate::refunds::Refunds;
 use crate::settings::{Settings, SettingsError};
+use crate::stats::Stats;
 use crate::storage::{Storage, StorageError};
 use crate::subscriptions::{Subscriptions, Templates};
 use crate::telemetry::Metrics;
@@ -63,6 +65,8 @@ pub struct AppContext {
     pub subscriptions: Subscriptions,
     pub official_account: OfficialAccount,
     pub qrcodes: QrCodes,
+    pub stats: Stats,
+    pub console: ConsoleSessions,
     /// Infrastructure, for readiness, metrics and the tests' look inside.
     pub db: Db,
     pub cache: Cache,
@@ -133,7 +137,7 @@ impl AppContext {
         let users = Users::new(
             db.clone(),
             mini.clone(),
-            tokens,
+            tokens.clone(),
             resolved.cipher,
             settings.admin_openid_list(),
         );
@@ -178,6 +182,13 @@ impl AppContext {
         });
         let official_account = OfficialAccount::new(db.clone(), cache.clone(), account);
         let qrcodes = QrCodes::new(mini.clone(), storage, &settings.qr_cache_dir);
+        let console = ConsoleSessions::new(
+            cache.clone(),
+            settings.wechat_appid.as_deref().unwrap_or_default(),
+            tokens,
+            qrcodes.clone(),
+            settings.console_session_secs,
+        );
         Ok(Self {
             users,
             orders,
@@ -186,6 +197,8 @@ impl AppContext {
             subscriptions,
             official_account,
             qrcodes,
+            stats: Stats::new(db.clone()),
+            console,
             db,
             cache,
             mini,

@@ -458,4 +458,5 @@ from_diesel!(
     crate::refunds::RefundError,
     crate::subscriptions::SubscriptionError,
     crate::official_account::OfficialAccountError,
+    crate::stats::StatsError,
 );

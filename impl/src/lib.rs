@@ -1,12 +1,14 @@
 //! Services of Campus Errand and the WeChat clients they use, one module per concern:
 //! `users`, `orders`, `payments`, `refunds`, `subscriptions` (subscribe messages),
-//! `official_account`, `qrcodes`; `context` wires them into one [`AppContext`].
+//! `official_account`, `qrcodes`, `stats` (daily figures for operators), `console`
+//! (the operators' sign-in by scanning); `context` wires them into one [`AppContext`].
 //! Infrastructure lives apart: `db`, `cache`, `storage`, `crypto`, `settings`,
 //! `telemetry`, `wechat` (the clients). Layering: `api` calls these services; these
 //! call `campus_dal` for SQL.
 
 pub mod auth;
 pub mod cache;
+pub mod console;
 pub mod context;
 pub mod crypto;
 pub mod db;
@@ -17,6 +19,7 @@ pub mod payments;
 pub mod qrcodes;
 pub mod refunds;
 pub mod settings;
+pub mod stats;
 pub mod storage;
 pub mod subscriptions;
 pub mod telemetry;

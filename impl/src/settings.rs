@@ -113,6 +113,7 @@ const ENV_KEYS: &[&str] = &[
     "IDEMPOTENCY_TTL_SECS",
     "LOG_FORMAT",
     "LOG_KEEP_DAYS",
+    "CONSOLE_SESSION_SECS",
 ];
 
 /// The secret settings (the `SecretString` fields): each may instead be read from the file
@@ -215,6 +216,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Daily log files kept in the log directory; older ones are deleted.
     pub log_keep_days: usize,
+    /// How long a console sign-in code may wait for an admin's approval.
+    pub console_session_secs: i64,
 }
 
 /// The secrets given as `<NAME>_FILE` (lower-cased keys, values read from the files, a

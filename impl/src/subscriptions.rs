@@ -14,9 +14,11 @@ use campus_dal::{CreditKind, MessageChannel, MessageEvent, MessageOutcome, Order
 use crate::cache::Cache;
 use crate::db::{Db, DbError};
 use crate::jobs::{Job, every};
+use crate::orders::Page;
 use crate::telemetry::Metrics;
 use crate::text::InvalidInput;
-use crate::users::CurrentUser;
+use crate::text::{id_cursor, into_page, page_limit_text};
+use crate::users::{CurrentUser, Forbidden, Role};
 use crate::wechat::mini::{MiniClient, WechatError};
 
 /// A legacy form_id may be used once within 7 days of the form submission.
@@ -47,6 +49,8 @@ pub enum SubscriptionError {
     #[error(transparent)]
     Invalid(#[from] InvalidInput),
     #[error(transparent)]
+    Forbidden(#[from] Forbidden),
+    #[error(transparent)]
     Db(#[from] DbError),
 }
 
@@ -71,6 +75,8 @@ pub enum OrderEvent {
     Accepted,
     Delivered,
     Refunded,
+    /// To the runner: an admin put the order back in the pool.
+    Reassigned,
 }
 
 impl OrderEvent {
@@ -80,6 +86,7 @@ impl OrderEvent {
             OrderEvent::Accepted => MessageEvent::Accepted,
             OrderEvent::Delivered => MessageEvent::Delivered,
             OrderEvent::Refunded => MessageEvent::Refunded,
+            OrderEvent::Reassigned => MessageEvent::Reassigned,
         }
     }
 
@@ -89,6 +96,7 @@ impl OrderEvent {
             OrderEvent::Accepted => "已接单 Accepted",
             OrderEvent::Delivered => "已送达 Delivered",
             OrderEvent::Refunded => "已退款 Refunded",
+            OrderEvent::Reassigned => "已改派 Reassigned",
         }
     }
 }
@@ -176,6 +184,12 @@ impl Subscriptions {
 
     /// Tells the customer about an order event, in the background.
     pub(crate) fn announce(&self, order: &Order, event: OrderEvent) {
+        self.announce_to(order.customer_id, order, event);
+    }
+
+    /// Tells `recipient` (the customer, or the runner of a reassigned order) about an
+    /// order event, in the background.
+    pub(crate) fn announce_to(&self, recipient: UserId, order: &Order, event: OrderEvent) {
         let Some(template) = self.templates.order.clone() else {
             return;
         };
@@ -190,7 +204,7 @@ impl Subscriptions {
             });
             let page = format!("pages/order/detail?id={}", order.id);
             s.send_subscribe(
-                order.customer_id,
+                recipient,
                 &template,
                 event.message_event(),
                 Some(order.id),
@@ -367,5 +381,53 @@ impl Subscriptions {
             return Ok(0);
         }
         self.send_reminders().await.map_err(|e| e.to_string())
+    }
+}
+
+/// One send attempt, as the admin list shows it.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct MessageView {
+    pub id: i64,
+    #[schema(value_type = i64)]
+    pub user_id: UserId,
+    pub channel: MessageChannel,
+    pub template_id: Option<String>,
+    pub event: MessageEvent,
+    #[schema(value_type = Option<i64>)]
+    pub order_id: Option<OrderId>,
+    pub outcome: MessageOutcome,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Subscriptions {
+    /// `GET /admin/messages`: the send log, newest first.
+    pub async fn admin_messages(
+        &self,
+        caller: &CurrentUser,
+        limit: Option<&str>,
+        cursor: Option<&str>,
+    ) -> Result<Page<MessageView>, SubscriptionError> {
+        caller.require(Role::Admin)?;
+        let limit = page_limit_text(limit)?;
+        let before = id_cursor(cursor)?;
+        let rows = self
+            .db
+            .read(move |c| q::list_log(c, before, limit).map_err(SubscriptionError::from))
+            .await?;
+        Ok(into_page(
+            rows,
+            limit,
+            |m| m.id,
+            |m| MessageView {
+                id: m.id,
+                user_id: m.user_id,
+                channel: m.channel,
+                template_id: m.template_id.clone(),
+                event: m.event,
+                order_id: m.order_id,
+                outcome: m.outcome,
+                created_at: time::to_utc(m.created_at),
+            },
+        ))
     }
 }

@@ -78,6 +78,57 @@ pub fn page_limit(l: Option<i64>) -> Result<i64, InvalidInput> {
     }
 }
 
+/// `?limit=` as the query string gave it: a value that is not a number is a 422 too.
+pub fn page_limit_text(l: Option<&str>) -> Result<i64, InvalidInput> {
+    match l {
+        None | Some("") => page_limit(None),
+        Some(s) => page_limit(Some(
+            s.trim()
+                .parse::<i64>()
+                .map_err(|_| InvalidInput::new("limit must be 1 to 100"))?,
+        )),
+    }
+}
+
+/// The search text of an admin list: trimmed, at most 64 characters; empty means none.
+pub fn search_text(q: Option<&str>) -> Result<Option<String>, InvalidInput> {
+    let t = SEARCH.clean(q.unwrap_or_default())?;
+    Ok(Some(t).filter(|t| !t.is_empty()))
+}
+
+const SEARCH: TextRule = TextRule::line("q", 64);
+
+/// `?cursor=` of the admin lists: the id where the previous page stopped.
+pub fn id_cursor(c: Option<&str>) -> Result<Option<i64>, InvalidInput> {
+    match c {
+        None | Some("") => Ok(None),
+        Some(s) => s
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| InvalidInput::new("invalid cursor")),
+    }
+}
+
+/// Keeps `limit` rows of `limit + 1` and names the cursor of the next page.
+pub fn into_page<R, T>(
+    mut rows: Vec<R>,
+    limit: i64,
+    id: impl Fn(&R) -> i64,
+    view: impl Fn(&R) -> T,
+) -> crate::orders::Page<T> {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    let next_cursor = if more {
+        rows.last().map(|r| id(r).to_string())
+    } else {
+        None
+    };
+    crate::orders::Page {
+        items: rows.iter().map(view).collect(),
+        next_cursor,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use std::sync::Arc;
 
@@ -13,7 +13,8 @@ pub use campus_dal::{Role, UserId};
 use crate::auth::{AuthError, TokenIssuer};
 use crate::crypto::{CryptoError, FieldCipher, random_digits};
 use crate::db::{Db, DbError};
-use crate::text::{InvalidInput, TextRule};
+use crate::orders::Page;
+use crate::text::{InvalidInput, TextRule, id_cursor, into_page, page_limit_text, search_text};
 use crate::wechat::mini::{MiniClient, WechatError};
 
 const NICKNAME: TextRule = TextRule::line("nickname", 32);
@@ -42,6 +43,8 @@ pub enum UserError {
     Invalid(#[from] InvalidInput),
     #[error(transparent)]
     Forbidden(#[from] Forbidden),
+    #[error("this account is banned")]
+    Banned,
     #[error("user not found")]
     NotFound,
     #[error("{0}")]
@@ -207,6 +210,9 @@ impl Users {
                     Role::Customer
                 };
                 let mut u = q::upsert_by_openid(c, &openid, role, now)?;
+                if u.banned_at.is_some() {
+                    return Err(UserError::Banned);
+                }
                 // ADMIN_OPENIDS is the only source of the admin role, so it is derived
                 // again at every login: added openids are promoted, removed ones demoted
                 // to customer. Whether a demoted admin was also approved as a runner is not
@@ -239,6 +245,10 @@ impl Users {
             .read(move |c| q::find(c, id).map_err(UserError::from))
             .await?
             .ok_or(AuthError::UnknownUser)?;
+        // Read with the row on every request, so a ban holds at once on every instance.
+        if row.banned_at.is_some() {
+            return Err(UserError::Banned);
+        }
         // A token issued before the openid left ADMIN_OPENIDS carries no admin rights.
         let role = if row.role == Role::Admin && !self.admin_openids.contains(&row.openid) {
             Role::Customer
@@ -359,5 +369,169 @@ impl Users {
             code,
             expires_at: expires,
         })
+    }
+}
+
+/// A user as the admin lists show it.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct AdminUserView {
+    #[schema(value_type = i64)]
+    pub id: UserId,
+    pub openid: String,
+    pub role: Role,
+    pub nickname: Option<String>,
+    pub runner_applied_at: Option<DateTime<Utc>>,
+    pub banned: bool,
+    pub banned_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl AdminUserView {
+    fn of(u: &User) -> Self {
+        Self {
+            id: u.id,
+            openid: u.openid.clone(),
+            role: u.role,
+            nickname: u.nickname.clone(),
+            runner_applied_at: u.runner_applied_at.map(time::to_utc),
+            banned: u.banned_at.is_some(),
+            banned_at: u.banned_at.map(time::to_utc),
+            created_at: time::to_utc(u.created_at),
+        }
+    }
+}
+
+/// `GET /admin/users`: every value arrives as text and is checked here (422, not 400).
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
+pub struct AdminUserQuery {
+    /// `customer`, `runner` or `admin`.
+    pub role: Option<String>,
+    /// A part of the nickname or the openid.
+    pub q: Option<String>,
+    /// 1 to 100, default 20.
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+/// A pending runner application.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct RunnerApplication {
+    #[schema(value_type = i64)]
+    pub user_id: UserId,
+    pub nickname: Option<String>,
+    pub applied_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleChange {
+    pub role: Role,
+}
+
+impl Users {
+    /// `GET /admin/users`.
+    pub async fn admin_list(
+        &self,
+        caller: &CurrentUser,
+        query: AdminUserQuery,
+    ) -> Result<Page<AdminUserView>, UserError> {
+        caller.require(Role::Admin)?;
+        let role = match query.role.as_deref() {
+            None | Some("") => None,
+            Some(r) => Some(
+                Role::parse(r)
+                    .ok_or_else(|| InvalidInput::new("role must be customer, runner or admin"))?,
+            ),
+        };
+        let text = search_text(query.q.as_deref())?;
+        let limit = page_limit_text(query.limit.as_deref())?;
+        let before = id_cursor(query.cursor.as_deref())?.map(UserId);
+        let rows = self
+            .db
+            .read(move |c| {
+                q::list(c, role, text.as_deref(), before, limit).map_err(UserError::from)
+            })
+            .await?;
+        Ok(into_page(rows, limit, |u| u.id.0, AdminUserView::of))
+    }
+
+    /// `GET /admin/runner-applications`: applied and still a customer, oldest first.
+    pub async fn runner_applications(
+        &self,
+        caller: &CurrentUser,
+        limit: Option<&str>,
+        cursor: Option<&str>,
+    ) -> Result<Page<RunnerApplication>, UserError> {
+        caller.require(Role::Admin)?;
+        let limit = page_limit_text(limit)?;
+        let after = id_cursor(cursor)?.map(UserId);
+        let rows = self
+            .db
+            .read(move |c| q::runner_applications(c, after, limit).map_err(UserError::from))
+            .await?;
+        Ok(into_page(
+            rows,
+            limit,
+            |u| u.id.0,
+            |u| RunnerApplication {
+                user_id: u.id,
+                nickname: u.nickname.clone(),
+                applied_at: time::to_utc(u.runner_applied_at.unwrap_or(u.created_at)),
+            },
+        ))
+    }
+
+    /// `POST /admin/users/{id}/role`. An admin does not change their own role, so the
+    /// console cannot lock out the last admin by a slip.
+    pub async fn set_role(
+        &self,
+        caller: &CurrentUser,
+        target: UserId,
+        role: Role,
+    ) -> Result<AdminUserView, UserError> {
+        caller.require(Role::Admin)?;
+        if target == caller.id {
+            return Err(UserError::Conflict(
+                "you cannot change your own role".into(),
+            ));
+        }
+        let row = self
+            .db
+            .write(move |c| -> Result<User, UserError> {
+                q::find(c, target)?.ok_or(UserError::NotFound)?;
+                q::set_role(c, target, role, time::now())?;
+                q::find(c, target)?.ok_or(UserError::NotFound)
+            })
+            .await?;
+        Ok(AdminUserView::of(&row))
+    }
+
+    /// `POST /admin/users/{id}/ban` and `/unban`. Takes effect on the user's next call
+    /// (every authenticated call reads the row).
+    pub async fn set_banned(
+        &self,
+        caller: &CurrentUser,
+        target: UserId,
+        banned: bool,
+    ) -> Result<AdminUserView, UserError> {
+        caller.require(Role::Admin)?;
+        if target == caller.id {
+            return Err(UserError::Conflict("you cannot ban yourself".into()));
+        }
+        let row = self
+            .db
+            .write(move |c| -> Result<User, UserError> {
+                let u = q::find(c, target)?.ok_or(UserError::NotFound)?;
+                let now = time::now();
+                match (banned, u.banned_at) {
+                    // Banning again keeps the first time.
+                    (true, Some(_)) | (false, None) => return Ok(u),
+                    (true, None) => q::set_banned(c, target, Some(now), now)?,
+                    (false, Some(_)) => q::set_banned(c, target, None, now)?,
+                };
+                q::find(c, target)?.ok_or(UserError::NotFound)
+            })
+            .await?;
+        Ok(AdminUserView::of(&row))
     }
 }

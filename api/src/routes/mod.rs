@@ -3,6 +3,7 @@
 //! `#[utoipa::path]` description into the OpenAPI document as it registers it: a route
 //! cannot be served without being documented.
 
+pub mod admin;
 pub mod auth;
 pub mod health;
 pub mod official_account;
@@ -22,6 +23,7 @@ pub fn config(cfg: &mut ServiceConfig) {
     health::config(cfg);
     official_account::config(cfg);
     qrcodes::images_config(cfg);
+    admin::console::page_config(cfg);
     cfg.service(
         scope("/api/v1")
             .configure(auth::config)
@@ -31,6 +33,7 @@ pub fn config(cfg: &mut ServiceConfig) {
             .configure(wechat_pay::config)
             .configure(qrcodes::config)
             .configure(subscriptions::config)
+            .configure(admin::config)
             .configure(health::openapi_config),
     );
 }

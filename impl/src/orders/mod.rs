@@ -3,10 +3,12 @@
 //! ([`campus_dal::OrderMove`]), so concurrent requests and several instances cannot both
 //! win. Paying is [`crate::payments`], refunding [`crate::refunds`].
 
+mod admin;
 mod flow;
 mod jobs;
 mod view;
 
+pub use admin::AdminOrderQuery;
 pub use flow::{CreateOrder, Created, ListQuery, Page};
 pub use view::OrderView;
 

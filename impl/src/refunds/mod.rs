@@ -9,7 +9,10 @@
 //! queued under the same `out_refund_no` until `refundquery` or the refund notify settles
 //! it; NOTENOUGH is retried later; CHANGE keeps the amount reserved as `manual`.
 
+mod admin;
 mod jobs;
+
+pub use admin::AdminRefundView;
 
 use serde::Deserialize;
 use utoipa::ToSchema;

@@ -1,0 +1,23 @@
+//! The operators' side: every endpoint needs role `admin` (the services decide, given
+//! the caller), except the console page and its sign-in by scanning. Routes carry
+//! their full path under `/api/v1` rather than a nested `/admin` scope, which would
+//! swallow the admin routes other modules register (`/admin/orders/{id}/refund`).
+
+pub mod console;
+pub mod messages;
+pub mod orders;
+pub mod refunds;
+pub mod stats;
+pub mod users;
+
+use utoipa_actix_web::service_config::ServiceConfig;
+
+/// Inside `/api/v1`.
+pub fn config(cfg: &mut ServiceConfig) {
+    users::config(cfg);
+    orders::config(cfg);
+    refunds::config(cfg);
+    messages::config(cfg);
+    stats::config(cfg);
+    console::config(cfg);
+}
