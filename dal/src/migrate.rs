@@ -1,5 +1,6 @@
 //! Embedded migrations, one folder per backend, kept in lockstep (a test compares them).
 
+use diesel::migration::MigrationSource;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::conn::DbConn;
@@ -17,6 +18,32 @@ pub fn run_pending(conn: &mut DbConn) -> Result<Vec<String>, crate::DalError> {
     }
     .map_err(|e| crate::DalError::Migration(e.to_string()))?;
     Ok(applied.iter().map(|v| v.to_string()).collect())
+}
+
+/// Versions applied to this database, sorted (a backup records them with its rows).
+pub fn applied(conn: &mut DbConn) -> Result<Vec<String>, crate::DalError> {
+    let mut v: Vec<String> = match conn {
+        DbConn::Sqlite(c) => c.applied_migrations(),
+        #[cfg(feature = "mysql")]
+        DbConn::Mysql(c) => c.applied_migrations(),
+    }
+    .map_err(|e| crate::DalError::Migration(e.to_string()))?
+    .iter()
+    .map(|v| v.to_string())
+    .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// Versions this binary carries, sorted; the same list on both backends (lockstep).
+pub fn known() -> Result<Vec<String>, crate::DalError> {
+    let mut v: Vec<String> = MigrationSource::<diesel::sqlite::Sqlite>::migrations(&SQLITE)
+        .map_err(|e| crate::DalError::Migration(e.to_string()))?
+        .iter()
+        .map(|m| m.name().version().to_string())
+        .collect();
+    v.sort();
+    Ok(v)
 }
 
 #[cfg(test)]
