@@ -21,16 +21,20 @@ pub fn run_pending(conn: &mut DbConn) -> Result<Vec<String>, crate::DalError> {
 }
 
 /// Versions applied to this database, sorted (a backup records them with its rows).
+/// A plain SELECT: diesel's `applied_migrations` first creates its table if missing,
+/// which is DDL and on MySQL would end a backup's snapshot transaction.
 pub fn applied(conn: &mut DbConn) -> Result<Vec<String>, crate::DalError> {
-    let mut v: Vec<String> = match conn {
-        DbConn::Sqlite(c) => c.applied_migrations(),
-        #[cfg(feature = "mysql")]
-        DbConn::Mysql(c) => c.applied_migrations(),
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Version {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        version: String,
     }
-    .map_err(|e| crate::DalError::Migration(e.to_string()))?
-    .iter()
-    .map(|v| v.to_string())
-    .collect();
+    let mut v: Vec<String> = diesel::sql_query("SELECT version FROM __diesel_schema_migrations")
+        .load::<Version>(conn)?
+        .into_iter()
+        .map(|v| v.version)
+        .collect();
     v.sort();
     Ok(v)
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 
 use crate::auth::TokenIssuer;
+use crate::backups::Backups;
 use crate::cache::{Cache, CacheError};
 use crate::db::Db;
 use crate::jobs::Jobs;
@@ -52,6 +53,7 @@ pub struct AppContext {
     pub subscriptions: Subscriptions,
     pub official_account: OfficialAccount,
     pub qrcodes: QrCodes,
+    pub backups: Backups,
     /// Infrastructure, for readiness, metrics and the tests' look inside.
     pub db: Db,
     pub cache: Cache,
@@ -139,6 +141,13 @@ impl AppContext {
             crypto: resolved.official_account_crypto,
         });
         let official_account = OfficialAccount::new(db.clone(), cache.clone(), account);
+        let backups = Backups::new(
+            db.pools().clone(),
+            storage.clone(),
+            settings.backup_hour_beijing,
+            settings.backup_keep_days,
+        )
+        .with_cache(cache.clone());
         let qrcodes = QrCodes::new(mini.clone(), storage, &settings.qr_cache_dir);
         Ok(Self {
             users,
@@ -148,6 +157,7 @@ impl AppContext {
             subscriptions,
             official_account,
             qrcodes,
+            backups,
             db,
             cache,
             mini,
@@ -167,6 +177,7 @@ impl AppContext {
         handles.extend(self.payments.jobs(period));
         handles.extend(self.refunds.jobs(period));
         handles.extend(self.subscriptions.jobs());
+        handles.extend(self.backups.jobs());
         Jobs::new(handles)
     }
 
