@@ -120,7 +120,10 @@ fn backup_list_and_restore_as_commands() {
         .expect("key first")
         .trim()
         .to_string();
-    assert!(key.starts_with("backups/") && key.ends_with(".jsonl.gz"), "{stdout}");
+    assert!(
+        key.starts_with("backups/") && key.ends_with(".jsonl.gz"),
+        "{stdout}"
+    );
     assert!(stdout.contains("51 rows"), "{stdout}");
     // Not a terminal: plain progress lines, no bar.
     let stderr = text(&out.stderr);
@@ -133,13 +136,21 @@ fn backup_list_and_restore_as_commands() {
     let (target, _db) = empty_target(dir.path(), "target.db");
     let out = run(dir.path(), &target, &["restore", &key]);
     assert!(out.status.success(), "restore: {}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("51 rows"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("51 rows"),
+        "{}",
+        text(&out.stdout)
+    );
     assert_eq!(rows_of(&target), rows_of(&source));
 
     // Again into the same, now non-empty, database: refused.
     let out = run(dir.path(), &target, &["restore", "latest"]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("not empty"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not empty"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(rows_of(&target), rows_of(&source));
 }
 
@@ -173,9 +184,16 @@ fn damaged_backups_are_refused_and_change_nothing() {
         let out = run(dir.path(), &target, &["restore", key]);
         assert!(!out.status.success(), "{key} was restored");
         let err = text(&out.stderr);
-        assert!(err.contains("damaged") || err.contains("cut short"), "{key}: {err}");
+        assert!(
+            err.contains("damaged") || err.contains("cut short"),
+            "{key}: {err}"
+        );
         assert!(holds_no_row(&target), "{key} left rows behind");
     }
     let out = run(dir.path(), &target, &["restore", "backups/none.jsonl.gz"]);
-    assert!(text(&out.stderr).contains("no backup"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no backup"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -220,6 +220,14 @@ pub fn from_json(ty: ColumnType, v: serde_json::Value) -> Result<Value, String> 
     }
 }
 
+/// The table being read: its column types, and its rows announced and seen.
+struct Current {
+    spec: &'static TableSpec,
+    types: Vec<ColumnType>,
+    announced: u64,
+    seen: u64,
+}
+
 pub type VisitError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Receives a backup's contents as [`read`] goes.
@@ -292,11 +300,14 @@ pub fn read(gz: impl Read, visitor: &mut dyn Visitor) -> Result<Summary, FormatE
     sha.update(&buf);
 
     let mut tables: Vec<(String, u64)> = Vec::new();
-    let mut current: Option<(&'static TableSpec, Vec<ColumnType>, u64, u64)> = None;
-    let close = |current: &Option<(&'static TableSpec, Vec<ColumnType>, u64, u64)>,
-                 n: u64|
-     -> Result<(), FormatError> {
-        if let Some((spec, _, announced, seen)) = current
+    let mut current: Option<Current> = None;
+    let close = |current: &Option<Current>, n: u64| -> Result<(), FormatError> {
+        if let Some(Current {
+            spec,
+            announced,
+            seen,
+            ..
+        }) = current
             && announced != seen
         {
             return Err(bad(
@@ -315,7 +326,7 @@ pub fn read(gz: impl Read, visitor: &mut dyn Visitor) -> Result<Summary, FormatE
         }
         match buf.first() {
             Some(b'[') => {
-                let Some((_, types, _, seen)) = current.as_mut() else {
+                let Some(Current { types, seen, .. }) = current.as_mut() else {
                     return Err(bad(n, "a row before any table".into()));
                 };
                 let values: Vec<serde_json::Value> =
@@ -365,7 +376,12 @@ pub fn read(gz: impl Read, visitor: &mut dyn Visitor) -> Result<Summary, FormatE
                 sha.update(&buf);
                 visitor.table(spec, t.rows).map_err(FormatError::Target)?;
                 tables.push((t.table, t.rows));
-                current = Some((spec, (spec.types)(), t.rows, 0));
+                current = Some(Current {
+                    spec,
+                    types: (spec.types)(),
+                    announced: t.rows,
+                    seen: 0,
+                });
             }
             _ => return Err(bad(n, "neither a table, a row nor the trailer".into())),
         }

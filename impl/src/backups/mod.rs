@@ -253,12 +253,15 @@ fn backend_name(b: Backend) -> &'static str {
     }
 }
 
+/// A compressed backup in memory, and each table's row count.
+type Dumped = (Vec<u8>, Vec<(String, u64)>);
+
 /// Reads every table inside one snapshot into a compressed backup in memory.
 fn dump(
     pools: &Pools,
     now: chrono::DateTime<Utc>,
     progress: &dyn Progress,
-) -> Result<(Vec<u8>, Vec<(String, u64)>), BackupError> {
+) -> Result<Dumped, BackupError> {
     let mut conn = pools.read.get()?;
     dal::in_snapshot(&mut conn, |c| {
         let migrations = campus_dal::migrate::applied(c)?;
@@ -282,7 +285,7 @@ fn dump(
             (spec.dump)(c, &mut |row: Vec<Value>| {
                 w.row(&row)?;
                 n += 1;
-                if n % PROGRESS_EVERY == 0 {
+                if n.is_multiple_of(PROGRESS_EVERY) {
                     progress.rows(PROGRESS_EVERY);
                 }
                 Ok(())
