@@ -1,5 +1,5 @@
 //! The Campus Errand server: `demo` (the default `demo` feature), `serve`, `migrate` and
-//! `config check`.
+//! `config check`; and the operators' `backup` and `restore`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +49,19 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Writes a consistent backup of every table to STORAGE_URL (backups/<date>/…), or
+    /// lists the backups there.
+    Backup {
+        /// List the backups instead (key, size, time).
+        #[arg(long)]
+        list: bool,
+    },
+    /// Restores a backup into the database at DATABASE_URL, which must hold no data
+    /// (an empty or new database of either backend; the schema is created).
+    Restore {
+        /// The backup's key as `backup --list` shows it, or `latest`.
+        key: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -95,6 +108,8 @@ fn main() -> ExitCode {
             Command::Serve { no_migrate } => serve(settings, no_migrate).await,
             Command::Migrate { action } => migrate(settings, action).await,
             Command::Config { .. } => Ok(()),
+            Command::Backup { list } => backup(settings, list).await,
+            Command::Restore { key } => restore(settings, key).await,
         }
     });
     match result {
@@ -173,4 +188,163 @@ fn config_check(settings: &Settings) -> ExitCode {
     }
     println!("{} problem(s): fix them before serve", problems.len());
     ExitCode::FAILURE
+}
+
+/// The backup service over the configured database and object store (no server, no WeChat).
+async fn backups(settings: &Settings) -> anyhow::Result<campus_impl::backups::Backups> {
+    campus_impl::db::check_url(&settings.database_url)?;
+    let url = settings.database_url.clone();
+    let pools =
+        tokio::task::spawn_blocking(move || campus_impl::db::connect_pools(&url, 2)).await??;
+    let storage =
+        campus_impl::storage::Storage::build(settings, campus_impl::telemetry::Metrics::new())?;
+    Ok(campus_impl::backups::Backups::new(
+        pools,
+        storage,
+        settings.backup_hour_beijing,
+        settings.backup_keep_days,
+    ))
+}
+
+async fn backup(settings: Settings, list: bool) -> anyhow::Result<()> {
+    let backups = backups(&settings).await?;
+    if list {
+        for o in backups.list().await? {
+            println!(
+                "{}\t{}\t{}",
+                o.key,
+                o.size,
+                o.last_modified
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            );
+        }
+        return Ok(());
+    }
+    let written = backups.backup(progress::for_stderr()).await?;
+    println!(
+        "{}\t{} bytes\t{} rows in {} tables",
+        written.key,
+        written.bytes,
+        written.rows(),
+        written.tables.len()
+    );
+    Ok(())
+}
+
+async fn restore(settings: Settings, key: String) -> anyhow::Result<()> {
+    let backups = backups(&settings).await?;
+    let summary = backups.restore(&key, progress::for_stderr()).await?;
+    println!(
+        "restored {key} ({} backup of {}): {} rows in {} tables",
+        summary.header.backend,
+        summary
+            .header
+            .created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        summary.rows(),
+        summary.tables.len()
+    );
+    Ok(())
+}
+
+/// Progress of a backup or restore on stderr: a bar on a terminal, plain lines otherwise
+/// (logs and CI keep no carriage-return animations).
+mod progress {
+    use std::io::IsTerminal;
+    use std::sync::Arc;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use campus_impl::backups::Progress;
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+    pub fn for_stderr() -> Arc<dyn Progress> {
+        if std::io::stderr().is_terminal() {
+            Arc::new(Bar(Mutex::new(None)))
+        } else {
+            Arc::new(Lines {
+                phase: Mutex::new(""),
+                rows: AtomicU64::new(0),
+            })
+        }
+    }
+
+    struct Bar(Mutex<Option<ProgressBar>>);
+
+    impl Bar {
+        fn with(&self, f: impl FnOnce(&ProgressBar)) {
+            if let Ok(guard) = self.0.lock()
+                && let Some(bar) = guard.as_ref()
+            {
+                f(bar);
+            }
+        }
+    }
+
+    impl Progress for Bar {
+        fn start(&self, phase: &'static str, rows: Option<u64>) {
+            let bar = match rows {
+                Some(n) => {
+                    let bar = ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr());
+                    if let Ok(style) = ProgressStyle::with_template(
+                        "{prefix} {elapsed_precise} [{bar:30}] {pos}/{len} rows ({per_sec}) {msg}",
+                    ) {
+                        bar.set_style(style.progress_chars("=> "));
+                    }
+                    bar
+                }
+                None => ProgressBar::new_spinner(),
+            };
+            bar.set_prefix(phase);
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            if let Ok(mut guard) = self.0.lock()
+                && let Some(old) = guard.replace(bar)
+            {
+                old.finish();
+            }
+        }
+        fn table(&self, name: &'static str) {
+            self.with(|b| b.set_message(name));
+        }
+        fn rows(&self, n: u64) {
+            self.with(|b| b.inc(n));
+        }
+        fn finish(&self) {
+            self.with(|b| b.finish_with_message("done"));
+        }
+    }
+
+    /// One line per phase and table, and one per 100 000 rows.
+    struct Lines {
+        phase: Mutex<&'static str>,
+        rows: AtomicU64,
+    }
+
+    const EVERY: u64 = 100_000;
+
+    impl Progress for Lines {
+        fn start(&self, phase: &'static str, rows: Option<u64>) {
+            if let Ok(mut p) = self.phase.lock() {
+                *p = phase;
+            }
+            self.rows.store(0, Ordering::Relaxed);
+            match rows {
+                Some(n) => eprintln!("{phase}: {n} rows"),
+                None => eprintln!("{phase}"),
+            }
+        }
+        fn table(&self, name: &'static str) {
+            let phase = self.phase.lock().map(|p| *p).unwrap_or("");
+            eprintln!("{phase}: {name}");
+        }
+        fn rows(&self, n: u64) {
+            let before = self.rows.fetch_add(n, Ordering::Relaxed);
+            if (before + n) / EVERY > before / EVERY {
+                eprintln!("  {} rows", before + n);
+            }
+        }
+        fn finish(&self) {
+            eprintln!("done: {} rows", self.rows.load(Ordering::Relaxed));
+        }
+    }
 }

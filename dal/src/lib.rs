@@ -4,6 +4,7 @@
 //! Query functions are plain `fn(&mut Conn, ...) -> QueryResult<T>` so that callers
 //! compose them inside one transaction.
 
+pub mod backup;
 pub mod conn;
 pub mod domain;
 pub mod health;

@@ -179,6 +179,30 @@ struct LockAnswer {
     got: Option<i32>,
 }
 
+/// Versions applied to this database, sorted (a backup records them with its rows).
+/// A plain SELECT: diesel's `applied_migrations` first creates its table if missing,
+/// which is DDL and on MySQL would end a backup's snapshot transaction.
+pub fn applied(conn: &mut DbConn) -> Result<Vec<String>, crate::DalError> {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Version {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        version: String,
+    }
+    let mut v: Vec<String> = diesel::sql_query("SELECT version FROM __diesel_schema_migrations")
+        .load::<Version>(conn)?
+        .into_iter()
+        .map(|v| v.version)
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// Versions this binary carries, sorted; the same list on both backends (lockstep).
+pub fn known_versions() -> Vec<String> {
+    known().into_iter().map(|(_, version)| version).collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

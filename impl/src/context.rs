@@ -7,6 +7,7 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 
 use crate::auth::TokenIssuer;
+use crate::backups::Backups;
 use crate::cache::{Cache, CacheError};
 use crate::console::ConsoleSessions;
 use crate::db::Db;
@@ -67,6 +68,7 @@ pub struct AppContext {
     pub qrcodes: QrCodes,
     pub stats: Stats,
     pub console: ConsoleSessions,
+    pub backups: Backups,
     /// Infrastructure, for readiness, metrics and the tests' look inside.
     pub db: Db,
     pub cache: Cache,
@@ -181,6 +183,13 @@ impl AppContext {
             mode: resolved.official_account_mode,
         });
         let official_account = OfficialAccount::new(db.clone(), cache.clone(), account);
+        let backups = Backups::new(
+            db.pools().clone(),
+            storage.clone(),
+            settings.backup_hour_beijing,
+            settings.backup_keep_days,
+        )
+        .with_cache(cache.clone());
         let qrcodes = QrCodes::new(mini.clone(), storage, &settings.qr_cache_dir);
         let console = ConsoleSessions::new(
             cache.clone(),
@@ -199,6 +208,7 @@ impl AppContext {
             qrcodes,
             stats: Stats::new(db.clone()),
             console,
+            backups,
             db,
             cache,
             mini,
@@ -219,6 +229,7 @@ impl AppContext {
         handles.extend(self.payments.jobs(m, period));
         handles.extend(self.refunds.jobs(m, period));
         handles.extend(self.subscriptions.jobs(m));
+        handles.extend(self.backups.jobs(m));
         Jobs::new(handles)
     }
 

@@ -7,6 +7,7 @@
 //! call `campus_dal` for SQL.
 
 pub mod auth;
+pub mod backups;
 pub mod cache;
 pub mod console;
 pub mod context;

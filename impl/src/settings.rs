@@ -107,6 +107,8 @@ const ENV_KEYS: &[&str] = &[
     "WECHAT_TEMPLATE_ORDER",
     "WECHAT_TEMPLATE_REMINDER",
     "REMINDER_HOUR_BEIJING",
+    "BACKUP_HOUR_BEIJING",
+    "BACKUP_KEEP_DAYS",
     "ORDER_PAY_TIMEOUT_SECS",
     "PAY_RECONCILE_SECS",
     "ORDER_AUTO_COMPLETE_SECS",
@@ -206,6 +208,9 @@ pub struct Settings {
     #[serde(default, deserialize_with = "lenient::opt")]
     pub wechat_template_reminder: Option<String>,
     pub reminder_hour_beijing: u32,
+    /// Hour (Beijing time) of the daily backup; `BACKUP_KEEP_DAYS` days of backups are kept.
+    pub backup_hour_beijing: u32,
+    pub backup_keep_days: u32,
 
     pub order_pay_timeout_secs: i64,
     pub pay_reconcile_secs: u64,

@@ -47,6 +47,14 @@ pub enum StorageError {
     },
 }
 
+/// One stored object, as listed.
+#[derive(Clone, Debug)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    pub last_modified: chrono::DateTime<chrono::Utc>,
+}
+
 #[derive(Clone)]
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
@@ -229,6 +237,47 @@ impl Storage {
             source,
         });
         self.observe("put", &r);
+        r
+    }
+
+    /// Every object whose key starts with the folder `prefix`, sorted by key.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        use futures::TryStreamExt;
+        let path = ObjectPath::from(prefix);
+        let r = self
+            .store
+            .list(Some(&path))
+            .map_ok(|m| ObjectInfo {
+                key: m.location.to_string(),
+                size: m.size,
+                last_modified: m.last_modified,
+            })
+            .try_collect::<Vec<_>>()
+            .await
+            .map(|mut v| {
+                v.sort_by(|a, b| a.key.cmp(&b.key));
+                v
+            })
+            .map_err(|source| StorageError::Unavailable {
+                op: "list",
+                key: prefix.to_string(),
+                source,
+            });
+        self.observe("list", &r);
+        r
+    }
+
+    /// Deletes `key`; an object that is already gone is not an error.
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let r = match self.store.delete(&ObjectPath::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(StorageError::Unavailable {
+                op: "delete",
+                key: key.to_string(),
+                source,
+            }),
+        };
+        self.observe("delete", &r);
         r
     }
 
