@@ -6,12 +6,15 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::NotifyFaultsJson;
-use super::pay::simulate_payment;
-use super::state::{Shared, SimOrder};
+use super::pay::{JsapiParams, request_payment, simulate_payment};
+use super::state::{LoginFault, Shared, SimOrder};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/sim/code", web::post().to(code))
         .route("/sim/pay", web::post().to(pay))
+        .route("/sim/pay-unchecked", web::post().to(pay_unchecked))
+        .route("/sim/subscribe/accept", web::post().to(subscribe_accept))
+        .route("/sim/rules", web::post().to(rules))
         .route("/sim/calls", web::get().to(calls))
         .route("/sim/notify-faults", web::post().to(notify_faults))
         .route("/sim/orders/{key}", web::get().to(order))
@@ -36,6 +39,9 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Box<HttpRespons
 #[derive(Deserialize)]
 struct CodeReq {
     openid: String,
+    /// `"high_risk"` (40226) or `"busy"` (-1 once).
+    #[serde(default)]
+    fault: Option<LoginFault>,
 }
 
 async fn code(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
@@ -49,20 +55,52 @@ async fn code(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
             "openid must be 1-128 characters",
         );
     }
-    let code = sh.lock().issue_code(&r.openid);
+    let code = sh.lock().issue_code_with(&r.openid, r.fault);
     HttpResponse::Ok().json(json!({"code": code}))
 }
 
+/// `POST /sim/pay`: the user pays with what `wx.requestPayment` received (the server's
+/// JSAPI parameters, as returned), plus an optional `coupon_fee`.
 #[derive(Deserialize)]
 struct PayReq {
+    #[serde(flatten)]
+    params: JsapiParams,
+    #[serde(default)]
+    coupon_fee: u64,
+}
+
+async fn pay(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
+    let r: PayReq = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return bad(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                format!(
+                    "send the wx.requestPayment parameters {{appId, timeStamp, nonceStr, package, \
+                     signType, paySign}} ({e}); /sim/pay-unchecked pays by prepay_id without \
+                     the client-side checks"
+                ),
+            );
+        }
+    };
+    match request_payment(&sh.clone().into_inner(), &r.params, r.coupon_fee) {
+        Ok(()) => HttpResponse::Ok().json(json!({"ok": true})),
+        Err(e) => bad(actix_web::http::StatusCode::CONFLICT, e.to_string()),
+    }
+}
+
+/// `POST /sim/pay-unchecked`: NOT what WeChat allows; pays by `prepay_id` or `out_trade_no`
+/// skipping `wx.requestPayment`'s checks.
+#[derive(Deserialize)]
+struct PayUncheckedReq {
     prepay_id: Option<String>,
     out_trade_no: Option<String>,
     #[serde(default)]
     coupon_fee: u64,
 }
 
-async fn pay(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
-    let r: PayReq = match parse(&body) {
+async fn pay_unchecked(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
+    let r: PayUncheckedReq = match parse(&body) {
         Ok(r) => r,
         Err(e) => return *e,
     };
@@ -81,8 +119,67 @@ async fn pay(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
     }
     match simulate_payment(&sh.clone().into_inner(), &key, r.coupon_fee) {
         Ok(()) => HttpResponse::Ok().json(json!({"ok": true})),
-        Err(e) => bad(actix_web::http::StatusCode::CONFLICT, e),
+        Err(e) => bad(actix_web::http::StatusCode::CONFLICT, e.to_string()),
     }
+}
+
+/// `POST /sim/subscribe/accept`: the user taps "allow" in `wx.requestSubscribeMessage`.
+#[derive(Deserialize)]
+struct AcceptReq {
+    openid: String,
+    template_ids: Vec<String>,
+}
+
+async fn subscribe_accept(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
+    let r: AcceptReq = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    if r.openid.is_empty() || r.template_ids.iter().any(String::is_empty) {
+        return bad(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "openid and template ids must not be empty",
+        );
+    }
+    sh.lock().accept_subscribe(&r.openid, &r.template_ids);
+    HttpResponse::Ok().json(json!({"ok": true}))
+}
+
+/// `POST /sim/rules`: the timing rules (seconds) and the non-WeChat subscribe switch.
+#[derive(Deserialize)]
+struct RulesReq {
+    closeorder_min_age_secs: Option<f64>,
+    refund_min_gap_secs: Option<f64>,
+    subscribe_auto_accept: Option<bool>,
+}
+
+async fn rules(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
+    let r: RulesReq = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    let secs = |v: f64| std::time::Duration::try_from_secs_f64(v).ok();
+    let mut st = sh.lock();
+    if let Some(v) = r.closeorder_min_age_secs {
+        let Some(d) = secs(v) else {
+            return bad(actix_web::http::StatusCode::BAD_REQUEST, "bad seconds");
+        };
+        st.closeorder_min_age = d;
+    }
+    if let Some(v) = r.refund_min_gap_secs {
+        let Some(d) = secs(v) else {
+            return bad(actix_web::http::StatusCode::BAD_REQUEST, "bad seconds");
+        };
+        st.refund_min_gap = d;
+    }
+    if let Some(on) = r.subscribe_auto_accept {
+        st.subscribe_auto_accept = on;
+    }
+    HttpResponse::Ok().json(json!({
+        "closeorder_min_age_secs": st.closeorder_min_age.as_secs_f64(),
+        "refund_min_gap_secs": st.refund_min_gap.as_secs_f64(),
+        "subscribe_auto_accept": st.subscribe_auto_accept,
+    }))
 }
 
 async fn calls(sh: web::Data<Shared>) -> HttpResponse {

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::qr;
 use super::state::{CodeError, Shared, random_alnum};
+use super::subscribe;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/sns/jscode2session", web::get().to(jscode2session))
@@ -95,6 +96,8 @@ async fn jscode2session(req: HttpRequest, sh: web::Data<Shared>) -> HttpResponse
         }
         Err(CodeError::Invalid) => err(40029, "invalid code,"),
         Err(CodeError::Used) => err(40163, "code been used,"),
+        Err(CodeError::HighRisk) => err(40226, "code blocked, high risk user"),
+        Err(CodeError::Busy) => err(-1, "system error"),
     }
 }
 
@@ -253,8 +256,10 @@ async fn subscribe_send(req: HttpRequest, body: web::Bytes, sh: web::Data<Shared
     if template.is_empty() {
         return err(40037, "invalid template_id");
     }
-    if v.get("data").is_some_and(|d| !d.is_object()) {
-        return err(47003, "argument invalid! data.format invalid");
+    if let Some(data) = v.get("data")
+        && let Err(msg) = subscribe::check_data(data)
+    {
+        return err(47003, &msg);
     }
     if let Some(state) = v.get("miniprogram_state")
         && !matches!(state.as_str(), Some("developer" | "trial" | "formal"))
@@ -262,7 +267,8 @@ async fn subscribe_send(req: HttpRequest, body: web::Bytes, sh: web::Data<Shared
         return err(40097, "invalid args, miniprogram_state");
     }
     let mut st = sh.lock();
-    if st.refused_subscribe.contains(touser) {
+    // One send per acceptance of this template by this user (`wx.requestSubscribeMessage`).
+    if st.refused_subscribe.contains(touser) || !st.take_subscribe_credit(touser, template) {
         return err(43101, "user refuse to accept the msg");
     }
     st.msgid_seq += 1;

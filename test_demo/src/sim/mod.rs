@@ -28,7 +28,21 @@
 //!   is `SUCCESS`; anything else is retried per `notify_retry_delays`, then given up.
 //! * The same access tokens serve the mini-program APIs and `message/custom/send` (which is
 //!   also the mini-program's customer-message API).
-//! * `closeorder` is allowed right after `unifiedorder` (real WeChat asks for 5 minutes).
+//! * `closeorder` within 5 minutes of `unifiedorder` (WeChat documents the rule, not its
+//!   answer): `result_code FAIL`, `err_code SYSTEMERROR` (retry later), the order stays
+//!   payable. [`SimConfig::closeorder_min_age`] / [`SimHandle::set_closeorder_min_age`].
+//! * `unifiedorder` accepts only openids that `jscode2session` gave out (else `PARAM_ERROR`
+//!   "appid和openid不匹配"), a valid IP literal as `spbill_create_ip`, and `time_expire` at
+//!   least 5 minutes ahead (`return_code FAIL` "time_expire时间过短，刷卡至少1分钟，其他5分钟").
+//! * Refunds: `refund_desc` over 80 bytes → `PARAM_ERROR`; a new refund of an order less than
+//!   a minute after the previous one → `FREQUENCY_LIMITED` (a retry of the same
+//!   `out_refund_no` is not a new refund).
+//! * The user's payment is [`SimHandle::request_payment`] with what `wx.requestPayment`
+//!   receives; the client-side checks WeChat makes there (paySign, signType, timeStamp in
+//!   seconds within 2 h before and 5 min after now, appId, prepay id alive) refuse it.
+//! * `subscribe/send`: values are checked by WeChat's parameter rules (47003 naming the key,
+//!   see `subscribe.rs`), and each send spends one acceptance of the template by the user
+//!   ([`SimHandle::accept_subscribe`]); without one, 43101.
 //! * Keys are ECDSA P-256 (ring cannot generate RSA); `client_p12` is PBES2/AES-256-CBC +
 //!   HMAC-SHA256 MAC, as OpenSSL 3 writes by default.
 
@@ -42,6 +56,7 @@ mod pay;
 mod qr;
 pub mod sign;
 mod state;
+mod subscribe;
 mod tls;
 pub mod xml;
 
@@ -56,7 +71,8 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-pub use state::{SimOrder, SimRefund};
+pub use pay::{JsapiParams, PaymentRefused};
+pub use state::{LoginFault, SimOrder, SimRefund};
 
 use state::Shared;
 
@@ -81,7 +97,18 @@ pub struct SimConfig {
     pub token_ttl: Duration,
     /// Time from a refund being accepted to its SUCCESS (and refund notify).
     pub refund_settle_delay: Duration,
+    /// `closeorder` is refused until this long after the order's first `unifiedorder`
+    /// (WeChat: 5 minutes; [`SimHandle::set_closeorder_min_age`] shortens it for a test).
+    pub closeorder_min_age: Duration,
+    /// A new refund of an order is refused (FREQUENCY_LIMITED) this soon after the previous
+    /// one (WeChat: 1 minute; [`SimHandle::set_refund_min_gap`]).
+    pub refund_min_gap: Duration,
 }
+
+/// WeChat: "订单生成后不能马上调用关单接口，最短调用时间间隔为5分钟".
+pub const CLOSEORDER_MIN_AGE: Duration = Duration::from_secs(300);
+/// WeChat: "单笔订单请求频率过高，请于1分钟后重试" (FREQUENCY_LIMITED).
+pub const REFUND_MIN_GAP: Duration = Duration::from_secs(60);
 
 /// WeChat's documented notify retry schedule (about 24 hours).
 pub fn wechat_retry_schedule() -> Vec<Duration> {
@@ -108,6 +135,8 @@ impl SimConfig {
             notify_retry_delays: wechat_retry_schedule(),
             token_ttl: Duration::from_secs(7200),
             refund_settle_delay: Duration::from_secs(3),
+            closeorder_min_age: CLOSEORDER_MIN_AGE,
+            refund_min_gap: REFUND_MIN_GAP,
         }
     }
 
@@ -129,6 +158,9 @@ impl SimConfig {
                 .collect(),
             token_ttl: Duration::from_secs(7200),
             refund_settle_delay: Duration::from_millis(100),
+            // WeChat's rules here too: a test that needs less sets it.
+            closeorder_min_age: CLOSEORDER_MIN_AGE,
+            refund_min_gap: REFUND_MIN_GAP,
         }
     }
 
@@ -374,22 +406,99 @@ impl SimHandle {
         self.inner.shared.lock().counters.clone()
     }
 
-    /// The user pays in `wx.requestPayment`: the order becomes SUCCESS with a transaction id,
-    /// and the pay notify goes to its notify_url (with retries).
-    pub fn pay(&self, prepay_id_or_out_trade_no: &str) -> anyhow::Result<()> {
+    /// A code whose `jscode2session` answers a refusal instead of a session: 40226 for a
+    /// high-risk user (every time), or -1 "system error" (once; the retry succeeds).
+    pub fn issue_code_with_fault(&self, openid: &str, fault: LoginFault) -> String {
+        self.inner
+            .shared
+            .lock()
+            .issue_code_with(openid, Some(fault))
+    }
+
+    /// The user pays in the mini-program: `wx.requestPayment` with the parameters the server
+    /// returned (checked as WeChat does: prepay id alive, appId, signType as in unifiedorder,
+    /// timeStamp, paySign), then the order becomes SUCCESS with a transaction id and the pay
+    /// notify goes to its notify_url (with retries).
+    pub fn request_payment(&self, params: &JsapiParams) -> Result<(), PaymentRefused> {
+        pay::request_payment(&self.inner.shared, params, 0)
+    }
+
+    /// Like [`SimHandle::request_payment`], with a coupon of `coupon_fee` fen: `cash_fee` is
+    /// lower than `total_fee`, and the notify carries `coupon_fee`, `coupon_count`,
+    /// `coupon_id_0`, ...
+    pub fn request_payment_with_coupon(
+        &self,
+        params: &JsapiParams,
+        coupon_fee: u64,
+    ) -> Result<(), PaymentRefused> {
+        pay::request_payment(&self.inner.shared, params, coupon_fee)
+    }
+
+    /// NOT what WeChat allows: the order is paid by prepay id or out_trade_no, skipping every
+    /// client-side check of `wx.requestPayment` (paySign, signType, timeStamp, appId). For
+    /// tests of the notify machinery only; product tests use [`SimHandle::request_payment`]
+    /// with the parameters the server returned.
+    pub fn pay_skipping_client_checks(
+        &self,
+        prepay_id_or_out_trade_no: &str,
+    ) -> anyhow::Result<()> {
         pay::simulate_payment(&self.inner.shared, prepay_id_or_out_trade_no, 0)
             .map_err(|e| anyhow::anyhow!(e))
     }
 
-    /// Like [`SimHandle::pay`], with a coupon of `coupon_fee` fen: `cash_fee` is lower than
-    /// `total_fee`, and the notify carries `coupon_fee`, `coupon_count`, `coupon_id_0`, ...
-    pub fn pay_with_coupon(
+    /// [`SimHandle::pay_skipping_client_checks`] with a coupon of `coupon_fee` fen.
+    pub fn pay_with_coupon_skipping_client_checks(
         &self,
         prepay_id_or_out_trade_no: &str,
         coupon_fee: u64,
     ) -> anyhow::Result<()> {
         pay::simulate_payment(&self.inner.shared, prepay_id_or_out_trade_no, coupon_fee)
             .map_err(|e| anyhow::anyhow!(e))
+    }
+
+    /// The order's prepay id reaches the end of its 2 hours now (for tests that cannot wait).
+    /// False when the order is unknown.
+    pub fn expire_prepay_id(&self, prepay_id_or_out_trade_no: &str) -> bool {
+        let mut st = self.inner.shared.lock();
+        let Some(no) = st.order_no_by_key(prepay_id_or_out_trade_no) else {
+            return false;
+        };
+        st.orders
+            .get_mut(&no)
+            .map(|o| o.prepay_expires = std::time::Instant::now())
+            .is_some()
+    }
+
+    /// The user taps "allow" for these templates in `wx.requestSubscribeMessage`: one
+    /// `subscribe/send` of each template to this openid (more taps, more sends).
+    pub fn accept_subscribe(&self, openid: &str, template_ids: &[&str]) {
+        let ids: Vec<String> = template_ids.iter().map(|t| t.to_string()).collect();
+        self.inner.shared.lock().accept_subscribe(openid, &ids);
+    }
+
+    /// Sends of `template_id` to `openid` still allowed by acceptances.
+    pub fn subscribe_credits(&self, openid: &str, template_id: &str) -> u32 {
+        self.inner
+            .shared
+            .lock()
+            .subscribe_credits_left(openid, template_id)
+    }
+
+    /// NOT WeChat: when on, `subscribe/send` needs no acceptance (only the parameter rules
+    /// and [`SimHandle::refuse_subscribe_for`] apply). Off by default.
+    pub fn set_subscribe_auto_accept(&self, on: bool) {
+        self.inner.shared.lock().subscribe_auto_accept = on;
+    }
+
+    /// How old an order must be before `closeorder` accepts it (WeChat: 5 minutes, the
+    /// default). For tests that cannot wait.
+    pub fn set_closeorder_min_age(&self, d: Duration) {
+        self.inner.shared.lock().closeorder_min_age = d;
+    }
+
+    /// How far apart two refunds of one order must be (WeChat: 1 minute, the default).
+    pub fn set_refund_min_gap(&self, d: Duration) {
+        self.inner.shared.lock().refund_min_gap = d;
     }
 
     pub fn set_notify_faults(&self, f: NotifyFaults) {
@@ -420,7 +529,8 @@ impl SimHandle {
         self.inner.shared.lock().custom_messages.clone()
     }
 
-    /// `subscribe/send` to this openid answers 43101.
+    /// `subscribe/send` to this openid answers 43101 (the user refused; acceptances do not
+    /// help).
     pub fn refuse_subscribe_for(&self, openid: &str) {
         self.inner
             .shared

@@ -132,6 +132,10 @@ pub struct Order {
     pub cash_fee: u64,
     pub coupon_fee: u64,
     pub refunds: Vec<Refund>,
+    /// When the first unifiedorder created it (closeorder's 5 minutes count from here).
+    pub created_at: Instant,
+    /// When the last refund of it was accepted (refunds must be a minute apart).
+    pub last_refund_at: Option<Instant>,
 }
 
 impl Order {
@@ -199,6 +203,20 @@ struct CodeEntry {
     openid: String,
     used: bool,
     expires: Instant,
+    fault: Option<LoginFault>,
+}
+
+/// What a wx.login code answers at `jscode2session` instead of a session (a control for
+/// testing the server's handling of WeChat's refusals).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginFault {
+    /// errcode 40226: the user is high-risk and WeChat blocks the login. Every redeem of the
+    /// code answers it.
+    HighRisk,
+    /// errcode -1: system busy. The first redeem answers it without consuming the code; a
+    /// retry with the same code succeeds.
+    Busy,
 }
 
 struct TokenEntry {
@@ -232,6 +250,8 @@ impl TokenError {
 pub enum CodeError {
     Invalid,
     Used,
+    HighRisk,
+    Busy,
 }
 
 #[derive(Default)]
@@ -253,6 +273,17 @@ pub struct State {
     pub subscribe_messages: Vec<serde_json::Value>,
     pub custom_messages: Vec<serde_json::Value>,
     pub refused_subscribe: HashSet<String>,
+    /// One-time subscribe acceptances left, by (openid, template_id).
+    pub subscribe_credits: HashMap<(String, String), u32>,
+    /// Not WeChat: every `subscribe/send` is accepted without an acceptance (tests of
+    /// products that do not track acceptances yet).
+    pub subscribe_auto_accept: bool,
+    /// Openids handed out by `jscode2session` (the only ones `unifiedorder` accepts).
+    pub issued_openids: HashSet<String>,
+    /// `closeorder` is refused until an order is this old (WeChat: 5 minutes).
+    pub closeorder_min_age: Duration,
+    /// Two refunds of one order must be this far apart (WeChat: 1 minute).
+    pub refund_min_gap: Duration,
     pub faults: NotifyFaults,
     pub msgid_seq: u64,
 }
@@ -265,6 +296,10 @@ impl State {
     // ---- wx.login codes ----
 
     pub fn issue_code(&mut self, openid: &str) -> String {
+        self.issue_code_with(openid, None)
+    }
+
+    pub fn issue_code_with(&mut self, openid: &str, fault: Option<LoginFault>) -> String {
         let now = Instant::now();
         if self.codes.len() > 10_000 {
             self.codes.retain(|_, c| c.expires > now && !c.used);
@@ -277,6 +312,7 @@ impl State {
                 openid: openid.to_string(),
                 used: false,
                 expires: now + CODE_TTL,
+                fault,
             },
         );
         code
@@ -289,11 +325,56 @@ impl State {
             None => Err(CodeError::Invalid),
             Some(c) if c.expires <= now => Err(CodeError::Invalid),
             Some(c) if c.used => Err(CodeError::Used),
+            Some(c) if c.fault == Some(LoginFault::HighRisk) => Err(CodeError::HighRisk),
+            Some(c) if c.fault == Some(LoginFault::Busy) => {
+                c.fault = None;
+                Err(CodeError::Busy)
+            }
             Some(c) => {
                 c.used = true;
-                Ok(c.openid.clone())
+                let openid = c.openid.clone();
+                self.issued_openids.insert(openid.clone());
+                Ok(openid)
             }
         }
+    }
+
+    // ---- one-time subscribe acceptances ----
+
+    /// The user tapped "allow" for these templates in `wx.requestSubscribeMessage`: one send
+    /// each.
+    pub fn accept_subscribe(&mut self, openid: &str, template_ids: &[String]) {
+        for t in template_ids {
+            *self
+                .subscribe_credits
+                .entry((openid.to_string(), t.clone()))
+                .or_insert(0) += 1;
+        }
+    }
+
+    /// Spends one acceptance of `template_id` by `openid`; false when there is none.
+    pub fn take_subscribe_credit(&mut self, openid: &str, template_id: &str) -> bool {
+        if self.subscribe_auto_accept {
+            return true;
+        }
+        let key = (openid.to_string(), template_id.to_string());
+        match self.subscribe_credits.get_mut(&key) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                if *n == 0 {
+                    self.subscribe_credits.remove(&key);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn subscribe_credits_left(&self, openid: &str, template_id: &str) -> u32 {
+        self.subscribe_credits
+            .get(&(openid.to_string(), template_id.to_string()))
+            .copied()
+            .unwrap_or(0)
     }
 
     // ---- access tokens ----
@@ -429,9 +510,14 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(cfg: SimConfig, http: reqwest::Client, merchant_cert_der: Vec<u8>) -> Self {
+        let state = State {
+            closeorder_min_age: cfg.closeorder_min_age,
+            refund_min_gap: cfg.refund_min_gap,
+            ..State::default()
+        };
         Shared {
             cfg,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
             rt: OnceLock::new(),
             http,
             merchant_cert_der,
