@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::NotifyFaultsJson;
 use super::pay::{JsapiParams, request_payment, simulate_payment};
 use super::state::{LoginFault, Shared, SimOrder};
+use super::transfers::TransferFault;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/sim/code", web::post().to(code))
@@ -15,6 +16,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/sim/pay-unchecked", web::post().to(pay_unchecked))
         .route("/sim/subscribe/accept", web::post().to(subscribe_accept))
         .route("/sim/rules", web::post().to(rules))
+        .route("/sim/transfer-faults", web::post().to(transfer_faults))
         .route("/sim/calls", web::get().to(calls))
         .route("/sim/notify-faults", web::post().to(notify_faults))
         .route("/sim/orders/{key}", web::get().to(order))
@@ -226,4 +228,21 @@ async fn refuse_subscribe(body: web::Bytes, sh: web::Data<Shared>) -> HttpRespon
     };
     sh.lock().refused_subscribe.insert(r.openid);
     HttpResponse::Ok().json(json!({"ok": true}))
+}
+
+/// `POST /sim/transfer-faults {"faults": ["system_error_but_paid", {"refuse": "NOTENOUGH"}]}`:
+/// outcomes for the next transfers requests.
+#[derive(Deserialize)]
+struct TransferFaultsReq {
+    faults: Vec<TransferFault>,
+}
+
+async fn transfer_faults(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
+    let r: TransferFaultsReq = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    let mut st = sh.lock();
+    st.transfer_faults.extend(r.faults);
+    HttpResponse::Ok().json(json!({"ok": true, "queued": st.transfer_faults.len()}))
 }

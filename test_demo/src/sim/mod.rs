@@ -3,9 +3,9 @@
 //!
 //! It implements the protocols as WeChat documents them, independently of the app's client
 //! code: Pay v2 signatures (MD5 / HMAC-SHA256) and XML, signed responses, error shapes
-//! (`return_code`/`result_code`/`err_code`, `{"errcode","errmsg"}`), mutual TLS on `/secapi/`,
-//! pay and refund notifies with WeChat's retry schedule, encrypted refund notifies, and
-//! official-account pushes in plain and safe (AES) mode.
+//! (`return_code`/`result_code`/`err_code`, `{"errcode","errmsg"}`), mutual TLS on `/secapi/`
+//! and the transfer APIs, pay and refund notifies with WeChat's retry schedule, encrypted
+//! refund notifies, and official-account pushes in plain and safe (AES) mode.
 //!
 //! One HTTPS server (one port) serves both API hosts' paths plus `/sim/...` control endpoints.
 //! It runs on its own thread with its own actix System, so [`start`] works from any async
@@ -43,6 +43,9 @@
 //! * `subscribe/send`: values are checked by WeChat's parameter rules (47003 naming the key,
 //!   see `subscribe.rs`), and each send spends one acceptance of the template by the user
 //!   ([`SimHandle::accept_subscribe`]); without one, 43101.
+//! * Transfers to users' balances (`mmpaymkttransfers/promotion/transfers`,
+//!   `gettransferinfo`, mutual TLS, MD5): see `transfers.rs` for the rules and the injected
+//!   outcomes ([`SimHandle::push_transfer_faults`]).
 //! * Keys are ECDSA P-256 (ring cannot generate RSA); `client_p12` is PBES2/AES-256-CBC +
 //!   HMAC-SHA256 MAC, as OpenSSL 3 writes by default.
 
@@ -58,6 +61,7 @@ pub mod sign;
 mod state;
 mod subscribe;
 mod tls;
+mod transfers;
 pub mod xml;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -73,6 +77,7 @@ use serde::{Deserialize, Serialize};
 
 pub use pay::{JsapiParams, PaymentRefused};
 pub use state::{LoginFault, SimOrder, SimRefund};
+pub use transfers::{SimTransfer, TransferFault};
 
 use state::Shared;
 
@@ -335,6 +340,7 @@ fn run_server(
 fn routes(cfg: &mut web::ServiceConfig) {
     mini::routes(cfg);
     pay::routes(cfg);
+    transfers::routes(cfg);
     control::routes(cfg);
 }
 
@@ -467,6 +473,39 @@ impl SimHandle {
             .get_mut(&no)
             .map(|o| o.prepay_expires = std::time::Instant::now())
             .is_some()
+    }
+
+    /// Outcomes for the next `promotion/transfers` requests, one per request, in order.
+    pub fn push_transfer_faults(&self, faults: &[TransferFault]) {
+        self.inner
+            .shared
+            .lock()
+            .transfer_faults
+            .extend(faults.iter().cloned());
+    }
+
+    /// A transfer the simulator made (money moved), by partner_trade_no.
+    pub fn transfer(&self, partner_trade_no: &str) -> Option<SimTransfer> {
+        self.inner
+            .shared
+            .lock()
+            .transfers
+            .get(partner_trade_no)
+            .cloned()
+    }
+
+    /// Every transfer made.
+    pub fn transfers(&self) -> Vec<SimTransfer> {
+        let mut v: Vec<SimTransfer> = self
+            .inner
+            .shared
+            .lock()
+            .transfers
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.payment_no.cmp(&b.payment_no));
+        v
     }
 
     /// The user taps "allow" for these templates in `wx.requestSubscribeMessage`: one

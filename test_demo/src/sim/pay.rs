@@ -480,7 +480,7 @@ async fn closeorder(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
 }
 
 /// `/secapi/` requires the merchant certificate.
-fn require_cert(req: &HttpRequest, sh: &Shared) -> Result<(), Early> {
+pub(super) fn require_cert(req: &HttpRequest, sh: &Shared) -> Result<(), Early> {
     let cert = req.conn_data::<PeerCert>().and_then(|p| p.0.clone());
     match cert {
         None => {

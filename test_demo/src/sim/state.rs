@@ -284,6 +284,10 @@ pub struct State {
     pub closeorder_min_age: Duration,
     /// Two refunds of one order must be this far apart (WeChat: 1 minute).
     pub refund_min_gap: Duration,
+    /// Transfers to users' balances, by partner_trade_no.
+    pub transfers: HashMap<String, super::transfers::SimTransfer>,
+    /// Outcomes for the next transfers requests, one each.
+    pub transfer_faults: VecDeque<super::transfers::TransferFault>,
     pub faults: NotifyFaults,
     pub msgid_seq: u64,
 }
