@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::NotifyFaultsJson;
+use super::bill::BillRowEdit;
 use super::pay::{JsapiParams, request_payment, simulate_payment};
 use super::state::{LoginFault, Shared, SimOrder};
 use super::transfers::TransferFault;
@@ -17,6 +18,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/sim/subscribe/accept", web::post().to(subscribe_accept))
         .route("/sim/rules", web::post().to(rules))
         .route("/sim/transfer-faults", web::post().to(transfer_faults))
+        .route("/sim/bill", web::post().to(bill))
         .route("/sim/calls", web::get().to(calls))
         .route("/sim/notify-faults", web::post().to(notify_faults))
         .route("/sim/orders/{key}", web::get().to(order))
@@ -245,4 +247,25 @@ async fn transfer_faults(body: web::Bytes, sh: web::Data<Shared>) -> HttpRespons
     let mut st = sh.lock();
     st.transfer_faults.extend(r.faults);
     HttpResponse::Ok().json(json!({"ok": true, "queued": st.transfer_faults.len()}))
+}
+
+/// `POST /sim/bill {"same_day": true, "edits": {"<out_trade_no>": {"amount": 250} | "drop"}}`.
+#[derive(Deserialize)]
+struct BillReq {
+    same_day: Option<bool>,
+    #[serde(default)]
+    edits: std::collections::HashMap<String, BillRowEdit>,
+}
+
+async fn bill(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
+    let r: BillReq = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    let mut st = sh.lock();
+    if let Some(on) = r.same_day {
+        st.bill_same_day = on;
+    }
+    st.bill_edits.extend(r.edits);
+    HttpResponse::Ok().json(json!({"ok": true}))
 }

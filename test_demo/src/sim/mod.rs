@@ -46,9 +46,12 @@
 //! * Transfers to users' balances (`mmpaymkttransfers/promotion/transfers`,
 //!   `gettransferinfo`, mutual TLS, MD5): see `transfers.rs` for the rules and the injected
 //!   outcomes ([`SimHandle::push_transfer_faults`]).
+//! * `pay/downloadbill` builds WeChat's text bill from the recorded payments and refunds
+//!   (`bill.rs`); today's bill only with [`SimHandle::set_bill_same_day`].
 //! * Keys are ECDSA P-256 (ring cannot generate RSA); `client_p12` is PBES2/AES-256-CBC +
 //!   HMAC-SHA256 MAC, as OpenSSL 3 writes by default.
 
+mod bill;
 mod control;
 pub mod crypto;
 mod mini;
@@ -75,6 +78,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
+pub use bill::BillRowEdit;
 pub use pay::{JsapiParams, PaymentRefused};
 pub use state::{LoginFault, SimOrder, SimRefund};
 pub use transfers::{SimTransfer, TransferFault};
@@ -341,6 +345,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
     mini::routes(cfg);
     pay::routes(cfg);
     transfers::routes(cfg);
+    bill::routes(cfg);
     control::routes(cfg);
 }
 
@@ -473,6 +478,21 @@ impl SimHandle {
             .get_mut(&no)
             .map(|o| o.prepay_expires = std::time::Instant::now())
             .is_some()
+    }
+
+    /// NOT WeChat (whose bill for a day exists from about 10:00 the next day): when on,
+    /// `downloadbill` serves today's bill too, so a test can reconcile what it just paid.
+    pub fn set_bill_same_day(&self, on: bool) {
+        self.inner.shared.lock().bill_same_day = on;
+    }
+
+    /// Alters an order's rows in `downloadbill` (an amount that differs, a missing row).
+    pub fn edit_bill_row(&self, out_trade_no: &str, edit: BillRowEdit) {
+        self.inner
+            .shared
+            .lock()
+            .bill_edits
+            .insert(out_trade_no.to_string(), edit);
     }
 
     /// Outcomes for the next `promotion/transfers` requests, one per request, in order.

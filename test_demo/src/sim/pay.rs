@@ -49,13 +49,13 @@ fn early(msg: &str) -> Early {
 }
 
 /// A verified request.
-struct PayReq {
-    params: Params,
-    sign_type: SignType,
+pub(super) struct PayReq {
+    pub(super) params: Params,
+    pub(super) sign_type: SignType,
 }
 
 impl PayReq {
-    fn get(&self, k: &str) -> Option<&str> {
+    pub(super) fn get(&self, k: &str) -> Option<&str> {
         self.params
             .get(k)
             .map(String::as_str)
@@ -64,7 +64,7 @@ impl PayReq {
 }
 
 /// Parses and authenticates a Pay v2 request.
-fn verify(sh: &Shared, body: &[u8]) -> Result<PayReq, Early> {
+pub(super) fn verify(sh: &Shared, body: &[u8]) -> Result<PayReq, Early> {
     let doc = xml::parse(body).map_err(|e| {
         tracing::info!(target: "wechat_sim", error = %e, "pay request: bad XML");
         early("XML格式错误")
@@ -618,6 +618,7 @@ async fn refund(req: HttpRequest, body: web::Bytes, sh: web::Data<Shared>) -> Ht
                 success: false,
                 success_time: None,
                 notify_url,
+                requested_time: beijing_now().format("%Y-%m-%d %H:%M:%S").to_string(),
             };
             o.refunds.push(refund.clone());
             (refund, true)

@@ -99,6 +99,8 @@ pub struct Refund {
     pub success: bool,
     pub success_time: Option<String>,
     pub notify_url: Option<String>,
+    /// When it was accepted, `yyyy-MM-dd HH:mm:ss` Beijing (the bill's 退款申请时间).
+    pub requested_time: String,
 }
 
 impl Refund {
@@ -288,6 +290,11 @@ pub struct State {
     pub transfers: HashMap<String, super::transfers::SimTransfer>,
     /// Outcomes for the next transfers requests, one each.
     pub transfer_faults: VecDeque<super::transfers::TransferFault>,
+    /// Edits of bill rows, by out_trade_no (see `bill.rs`).
+    pub bill_edits: HashMap<String, super::bill::BillRowEdit>,
+    /// Not WeChat: today's bill can be downloaded (WeChat has it from about 10:00 the next
+    /// day).
+    pub bill_same_day: bool,
     pub faults: NotifyFaults,
     pub msgid_seq: u64,
 }
