@@ -19,6 +19,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/sim/rules", web::post().to(rules))
         .route("/sim/transfer-faults", web::post().to(transfer_faults))
         .route("/sim/bill", web::post().to(bill))
+        .route("/sim/mp/follow", web::post().to(mp_follow))
+        .route("/sim/mp/templates", web::post().to(mp_templates))
         .route("/sim/calls", web::get().to(calls))
         .route("/sim/notify-faults", web::post().to(notify_faults))
         .route("/sim/orders/{key}", web::get().to(order))
@@ -213,6 +215,7 @@ async fn messages(sh: web::Data<Shared>) -> HttpResponse {
     let v: Value = json!({
         "subscribe": st.subscribe_messages,
         "custom": st.custom_messages,
+        "template": st.template_messages,
     });
     drop(st);
     HttpResponse::Ok().json(v)
@@ -267,5 +270,36 @@ async fn bill(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
         st.bill_same_day = on;
     }
     st.bill_edits.extend(r.edits);
+    HttpResponse::Ok().json(json!({"ok": true}))
+}
+
+/// `POST /sim/mp/follow {"openid", "following": true|false}`.
+#[derive(Deserialize)]
+struct FollowReq {
+    openid: String,
+    following: bool,
+}
+
+async fn mp_follow(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
+    let r: FollowReq = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    sh.lock().mp_followers.insert(r.openid, r.following);
+    HttpResponse::Ok().json(json!({"ok": true}))
+}
+
+/// `POST /sim/mp/templates {"template_ids": [...]}`: the official account adds templates.
+#[derive(Deserialize)]
+struct TemplatesReq {
+    template_ids: Vec<String>,
+}
+
+async fn mp_templates(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
+    let r: TemplatesReq = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    sh.lock().mp_templates.extend(r.template_ids);
     HttpResponse::Ok().json(json!({"ok": true}))
 }

@@ -26,8 +26,10 @@
 //!   `req_info` encryption key; `tamper_amount` changes `refund_fee`).
 //! * A delivery is acknowledged by HTTP 200 within 5 s with an XML body whose `return_code`
 //!   is `SUCCESS`; anything else is retried per `notify_retry_delays`, then given up.
-//! * The same access tokens serve the mini-program APIs and `message/custom/send` (which is
-//!   also the mini-program's customer-message API).
+//! * The mini-program and the official account have their own appid, secret and access
+//!   tokens (`cgi-bin/token`, `stable_token`); a token used on the other app's API answers
+//!   48001. `message/custom/send` takes both (it is both apps' customer-message API);
+//!   `message/template/send` is the official account's (`template.rs`).
 //! * `closeorder` within 5 minutes of `unifiedorder` (WeChat documents the rule, not its
 //!   answer): `result_code FAIL`, `err_code SYSTEMERROR` (retry later), the order stays
 //!   payable. [`SimConfig::closeorder_min_age`] / [`SimHandle::set_closeorder_min_age`].
@@ -63,6 +65,7 @@ mod qr;
 pub mod sign;
 mod state;
 mod subscribe;
+mod template;
 mod tls;
 mod transfers;
 pub mod xml;
@@ -96,8 +99,10 @@ pub struct SimConfig {
     /// Merchant id and the Pay v2 API key (32 characters).
     pub mch_id: String,
     pub pay_key: String,
-    /// Official account: appid, token and the 43-character EncodingAESKey.
+    /// Official account: appid, secret (its own access tokens), token and the 43-character
+    /// EncodingAESKey.
     pub mp_appid: String,
+    pub mp_secret: String,
     pub mp_token: String,
     pub mp_aes_key: String,
     /// Delays between notify attempts; after the last one fails, delivery stops.
@@ -139,6 +144,7 @@ impl SimConfig {
             mch_id: "1900012345".into(),
             pay_key: "CampusErrandDemoPayKey0123456789".into(),
             mp_appid: "wx8d2b4f6a1c3e5079".into(),
+            mp_secret: "7b1d3f5a9c2e4b6d8f0a1c3e5b7d9f2a".into(),
             mp_token: "campuserranddemo".into(),
             mp_aes_key: "Q2FtcHVzRXJyYW5kRGVtb0FFU0tleTAxMjM0NTY3ODk".into(),
             notify_retry_delays: wechat_retry_schedule(),
@@ -159,6 +165,7 @@ impl SimConfig {
             mch_id: "1230000109".into(),
             pay_key: "TestPayKey0123456789abcdefghijkl".into(),
             mp_appid: "wxfedcba0987654321".into(),
+            mp_secret: "fedcba9876543210fedcba9876543210".into(),
             mp_token: "testtoken".into(),
             mp_aes_key: "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG".into(),
             notify_retry_delays: [50, 100, 150, 200, 200]
@@ -346,6 +353,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
     pay::routes(cfg);
     transfers::routes(cfg);
     bill::routes(cfg);
+    template::routes(cfg);
     control::routes(cfg);
 }
 
@@ -493,6 +501,39 @@ impl SimHandle {
             .lock()
             .bill_edits
             .insert(out_trade_no.to_string(), edit);
+    }
+
+    /// `openid` follows the official account (an official-account openid, not the
+    /// mini-program's).
+    pub fn mp_follow(&self, openid: &str) {
+        self.inner
+            .shared
+            .lock()
+            .mp_followers
+            .insert(openid.to_string(), true);
+    }
+
+    /// `openid` unfollowed the official account: template messages to it answer 43004.
+    pub fn mp_unfollow(&self, openid: &str) {
+        self.inner
+            .shared
+            .lock()
+            .mp_followers
+            .insert(openid.to_string(), false);
+    }
+
+    /// The official account added this template (from the library) to its templates.
+    pub fn mp_add_template(&self, template_id: &str) {
+        self.inner
+            .shared
+            .lock()
+            .mp_templates
+            .insert(template_id.to_string());
+    }
+
+    /// Bodies accepted by `message/template/send`.
+    pub fn template_messages(&self) -> Vec<serde_json::Value> {
+        self.inner.shared.lock().template_messages.clone()
     }
 
     /// Outcomes for the next `promotion/transfers` requests, one per request, in order.
