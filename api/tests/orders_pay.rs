@@ -709,3 +709,112 @@ async fn coupon_notify_fields_are_verified_too() {
         "total_fee, not cash_fee, is what was paid"
     );
 }
+
+/// Two instances on one database with a one-second job period: every expired order
+/// closes (the jobs no longer fight over one lease), and a real order whose notify was
+/// lost is reconciled while 1,000 older unpaid orders also wait for `orderquery`.
+#[actix_web::test]
+async fn two_instances_close_expired_orders_and_reconcile_past_a_backlog() {
+    let tweak = || -> Box<dyn Fn(&mut campus_impl::Settings)> {
+        Box::new(|s| {
+            s.pay_reconcile_secs = 1;
+            s.wechat_closeorder_min_age_secs = 1;
+        })
+    };
+    let a = TestApp::spawn_with(Options {
+        tweak: tweak(),
+        ..Options::default()
+    })
+    .await;
+    let b = TestApp::spawn_with(Options {
+        sim: Some(a.sim.clone()),
+        database_url: Some(a.settings.database_url.clone()),
+        tweak: tweak(),
+        ..Options::default()
+    })
+    .await;
+    a.sim.set_closeorder_min_age(Duration::from_secs(1));
+    a.sim.set_notify_faults(NotifyFaults {
+        drop_first: 100_000,
+        ..Default::default()
+    });
+    let customer = a.login("two-instances").await;
+    let (_, me) = a.get("/api/v1/me", &customer).await;
+    let uid = me["id"].as_i64().expect("id");
+
+    // A backlog of unpaid orders with prepay ids WeChat does not know (orderquery says
+    // ORDERNOTEXIST each time), older than the real one.
+    a.ctx
+        .db
+        .write_tx(move |c| -> Result<(), campus_impl::db::DbError> {
+            use campus_dal::orders::{self as q, NewOrder};
+            let now = campus_dal::time::now();
+            for i in 0..1000 {
+                let otn = format!("SPAM{i:08}");
+                let o = q::insert(
+                    c,
+                    &NewOrder {
+                        out_trade_no: &otn,
+                        kind: campus_dal::OrderKind::Express,
+                        status: campus_dal::OrderStatus::Created,
+                        pickup: "p",
+                        dropoff: "d",
+                        note: "",
+                        fee_fen: 100,
+                        goods_fen: 0,
+                        discount_fen: 0,
+                        amount_fen: 100,
+                        customer_id: campus_impl::UserId(uid),
+                        pickup_code: "1234",
+                        pay_deadline: now + chrono::Duration::hours(1),
+                        created_at: now,
+                        updated_at: now,
+                    },
+                )?;
+                let made = now - chrono::Duration::minutes(1);
+                q::set_prepay(
+                    c,
+                    o.id,
+                    &format!("wx{otn}"),
+                    now + chrono::Duration::hours(1),
+                    made,
+                    now,
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("backlog");
+
+    let ja = a.ctx.clone().start_jobs();
+    let jb = b.ctx.clone().start_jobs();
+
+    // Unpaid orders past their deadline, with prepay ids: each job would orderquery them.
+    let mut expired = Vec::new();
+    for _ in 0..10 {
+        let o = a.create_order(&customer, 150).await;
+        let id = o["id"].as_i64().expect("id");
+        a.prepay(&customer, id).await;
+        a.set_pay_deadline(id, -1).await;
+        expired.push(id);
+    }
+    // The real order: paid at WeChat, its notify lost.
+    let o = a.create_order(&customer, 420).await;
+    let id = o["id"].as_i64().expect("id");
+    let p = a.pay_params(&customer, id).await;
+    a.sim
+        .request_payment(&serde_json::from_value(p).expect("params"))
+        .expect("pay");
+
+    a.wait_status(&customer, id, "paid").await;
+    for e in expired {
+        b.wait_status(&customer, e, "closed").await;
+    }
+    assert_eq!(
+        a.sim.calls("pay_notify_acked"),
+        0,
+        "paid through orderquery"
+    );
+    ja.abort();
+    jb.abort();
+}
