@@ -120,8 +120,9 @@ curl -s -X PATCH {base}/api/v1/me -H "Authorization: Bearer $TOKEN" -H 'Content-
 # 4. Post an errand and pay: the server calls unifiedorder, the simulator plays the student
 #    confirming wx.requestPayment and then sends WeChat's signed pay notify back.
 ORDER=$(curl -s -X POST {base}/api/v1/orders -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{{"kind":"express","pickup":"Express station, shelf B","dropoff":"Building 5, Room 301","note":"small box","fee_fen":300,"goods_fen":0}}' | sed -E 's/^\{{"id":([0-9]+).*/\1/')
-PREPAY=$(curl -s -X POST {base}/api/v1/orders/$ORDER/pay -H "Authorization: Bearer $TOKEN" | sed -E 's/.*"package":"prepay_id=([^"]+)".*/\1/')
-curl -sk -X POST {sim}/sim/pay -H 'Content-Type: application/json' -d "{{\"prepay_id\":\"$PREPAY\"}}"; echo
+#    /sim/pay takes exactly what the server returned for wx.requestPayment (paySign checked).
+PAY=$(curl -s -X POST {base}/api/v1/orders/$ORDER/pay -H "Authorization: Bearer $TOKEN")
+curl -sk -X POST {sim}/sim/pay -H 'Content-Type: application/json' -d "$PAY"; echo
 sleep 1; curl -s {base}/api/v1/orders/$ORDER -H "Authorization: Bearer $TOKEN"; echo     # "status":"paid"
 
 # 5. Changed your mind: cancel. A full refund goes out over mutual TLS with the merchant

@@ -201,6 +201,15 @@ fn wechat_error(e: &WechatError) -> ApiError {
             )
         }
         .with_retry_after(5),
+        WechatError::Busy(_) => ApiError {
+            cause: Some(chain(e)),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "wechat_busy",
+                "WeChat is busy, try again shortly",
+            )
+        }
+        .with_retry_after(1),
         other => ApiError {
             cause: Some(chain(other)),
             ..ApiError::new(
@@ -302,6 +311,9 @@ impl From<UserError> for ApiError {
                 "invalid_code",
                 "the login code is invalid or was already used",
             ),
+            UserError::LoginBlocked => {
+                ApiError::new(StatusCode::FORBIDDEN, "login_blocked", e.to_string())
+            }
             UserError::Wechat(w) => w.into(),
             UserError::Auth(a) => a.into(),
             UserError::Invalid(m) => m.into(),
@@ -383,6 +395,11 @@ impl From<SubscriptionError> for ApiError {
         match e {
             SubscriptionError::Invalid(m) => m.into(),
             SubscriptionError::Forbidden(f) => f.into(),
+            SubscriptionError::FormIdRetired => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "form_id_retired",
+                e.to_string(),
+            ),
             SubscriptionError::Db(d) => d.into(),
         }
     }

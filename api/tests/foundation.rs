@@ -5,9 +5,39 @@ mod common;
 
 use common::{JWT_SECRET, TestApp};
 use serde_json::{Value, json};
+use test_demo::sim::LoginFault;
 
 fn code_of(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("")
+}
+
+#[actix_web::test]
+async fn wechat_login_refusals_are_told_apart() {
+    let app = TestApp::spawn().await;
+    // 40226: WeChat blocks a high-risk user. "Invalid code, log in again" would loop.
+    let code = app.sim.issue_code_with_fault("risky", LoginFault::HighRisk);
+    let (s, b) = app
+        .post("/api/v1/auth/login", "", json!({"code": code}))
+        .await;
+    assert_eq!((s, code_of(&b)), (403, "login_blocked"), "{b}");
+
+    // -1: WeChat is busy; the same code works on a retry, so say when to retry.
+    let code = app.sim.issue_code_with_fault("unlucky", LoginFault::Busy);
+    let r = app
+        .client
+        .post(app.url("/api/v1/auth/login"))
+        .json(&json!({"code": code}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let b: Value = r.json().await.expect("json");
+    assert_eq!(code_of(&b), "wechat_busy", "{b}");
+    let (s, b) = app
+        .post("/api/v1/auth/login", "", json!({"code": code}))
+        .await;
+    assert_eq!(s, 200, "{b}");
 }
 
 #[actix_web::test]

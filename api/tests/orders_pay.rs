@@ -66,11 +66,9 @@ async fn full_flow_create_pay_accept_pickup_deliver_confirm() {
     assert_eq!(p["package"], p2["package"]);
     assert_eq!(app.sim.calls("unifiedorder"), 1);
 
-    let prepay = p["package"]
-        .as_str()
-        .and_then(|s| s.strip_prefix("prepay_id="))
-        .expect("pkg");
-    app.sim.pay(prepay).expect("pay");
+    app.sim
+        .request_payment(&serde_json::from_value(p.clone()).expect("params"))
+        .expect("pay");
     let paid = app.wait_status(&customer, id, "paid").await;
     assert!(paid["paid_at"].is_string());
 
@@ -159,7 +157,13 @@ async fn full_flow_create_pay_accept_pickup_deliver_confirm() {
 
 #[actix_web::test]
 async fn cancel_after_pay_refunds_in_full_and_unpaid_cancel_closes() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Options {
+        tweak: Box::new(|s| s.wechat_closeorder_min_age_secs = 2),
+        ..Options::default()
+    })
+    .await;
+    app.sim.set_closeorder_min_age(Duration::from_secs(2));
+    let jobs = app.ctx.clone().start_jobs();
     let customer = app.login("refund-customer").await;
     let o = app.paid_order(&customer, 500).await;
     let id = o["id"].as_i64().expect("id");
@@ -176,33 +180,131 @@ async fn cancel_after_pay_refunds_in_full_and_unpaid_cancel_closes() {
     assert_eq!(app.sim.calls("refund"), 1, "refund over mutual TLS, once");
     let ev = ledger(&app, id).await;
     assert!(ev.contains(&("refunded".to_string(), 500)), "{ev:?}");
-    // Cancelling again is a conflict, and nothing moves.
+    // Cancelling again is a conflict, and nothing moves: not the order, not the ledger,
+    // not WeChat.
     let (s, b) = app
         .post(&format!("/api/v1/orders/{id}/cancel"), &customer, json!({}))
         .await;
     assert_eq!((s, code_of(&b)), (409, "invalid_transition"));
+    let (_, after) = app.get(&format!("/api/v1/orders/{id}"), &customer).await;
+    assert_eq!(after, done);
+    assert_eq!(ledger(&app, id).await, ev);
+    assert_eq!(app.sim.calls("refund"), 1);
+    let otn = done["out_trade_no"].as_str().expect("otn");
+    assert_eq!(app.sim.order(otn).map(|o| o.refunds.len()), Some(1));
 
+    // Unpaid: closed here at once, after orderquery; WeChat refuses closeorder for a
+    // while after unifiedorder, so WeChat's order is closed by the job once allowed.
     let o = app.create_order(&customer, 100).await;
     let id = o["id"].as_i64().expect("id");
     app.prepay(&customer, id).await;
+    let queries = app.sim.calls("orderquery");
     let (s, b) = app
         .post(&format!("/api/v1/orders/{id}/cancel"), &customer, json!({}))
         .await;
     assert_eq!((s, b["status"].as_str()), (200, Some("closed")), "{b}");
-    let otn = b["out_trade_no"].as_str().expect("otn");
-    assert_eq!(
-        app.sim.order(otn).map(|o| o.trade_state),
-        Some("CLOSED".to_string())
-    );
+    assert!(app.sim.calls("orderquery") > queries, "asked WeChat first");
+    let otn = b["out_trade_no"].as_str().expect("otn").to_string();
+    wait_for("WeChat's order closed", || {
+        app.sim.order(&otn).map(|o| o.trade_state) == Some("CLOSED".to_string())
+    })
+    .await;
+    jobs.abort();
+}
+
+/// Waits (polling, generous deadline) until `cond` holds.
+async fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_payment_landing_on_a_closed_order_is_refunded_in_full() {
+    let app = TestApp::spawn().await;
+    let jobs = app.ctx.clone().start_jobs();
+    let customer = app.login("late-payer").await;
+    let o = app.create_order(&customer, 700).await;
+    let id = o["id"].as_i64().expect("id");
+    let otn = o["out_trade_no"].as_str().expect("otn").to_string();
+    let params = app.pay_params(&customer, id).await;
+    let (s, b) = app
+        .post(&format!("/api/v1/orders/{id}/cancel"), &customer, json!({}))
+        .await;
+    assert_eq!((s, b["status"].as_str()), (200, Some("closed")), "{b}");
+    // WeChat's order is still open (closeorder not allowed yet): the user's payment goes
+    // through there, and must come back.
+    app.sim
+        .request_payment(&serde_json::from_value(params).expect("params"))
+        .expect("WeChat takes the payment");
+    wait_for("a full refund at WeChat", || {
+        app.sim.order(&otn).is_some_and(|o| {
+            o.refunds.len() == 1
+                && o.refunds[0].refund_fee == 700
+                && o.refunds[0].status == "SUCCESS"
+        })
+    })
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, o) = app.get(&format!("/api/v1/orders/{id}"), &customer).await;
+        assert_eq!(o["status"], "closed", "{o}");
+        if o["refunded_fen"] == 700 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "refund never recorded: {o}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ev = ledger(&app, id).await;
+    assert!(ev.contains(&("paid".to_string(), 700)), "{ev:?}");
+    assert!(ev.contains(&("refunded".to_string(), 700)), "{ev:?}");
+    assert_eq!(app.sim.calls("refund"), 1);
+    jobs.abort();
+}
+
+#[actix_web::test]
+async fn pay_needs_five_minutes_of_the_window_left() {
+    let app = TestApp::spawn_with(Options {
+        tweak: Box::new(|s| s.order_pay_timeout_secs = 299),
+        ..Options::default()
+    })
+    .await;
+    let customer = app.login("short-window").await;
+    let o = app.create_order(&customer, 100).await;
+    let id = o["id"].as_i64().expect("id");
+    let (s, b) = app
+        .post(&format!("/api/v1/orders/{id}/pay"), &customer, json!({}))
+        .await;
+    assert_eq!((s, code_of(&b)), (409, "payment_expired"), "{b}");
+    assert_eq!(app.sim.calls("unifiedorder"), 0, "WeChat would refuse it");
+
+    // A prepay id made while the window was long is not handed out once it is short.
+    let app = TestApp::spawn().await;
+    let customer = app.login("short-window-2").await;
+    let o = app.create_order(&customer, 100).await;
+    let id = o["id"].as_i64().expect("id");
+    app.prepay(&customer, id).await;
+    app.set_pay_deadline(id, 299).await;
+    let (s, b) = app
+        .post(&format!("/api/v1/orders/{id}/pay"), &customer, json!({}))
+        .await;
+    assert_eq!((s, code_of(&b)), (409, "payment_expired"), "{b}");
+    assert_eq!(app.sim.calls("unifiedorder"), 1);
 }
 
 #[actix_web::test]
 async fn lost_notify_is_paid_by_reconcile_and_unpaid_orders_close() {
     let app = TestApp::spawn_with(Options {
-        tweak: Box::new(|s| s.order_pay_timeout_secs = 70),
+        tweak: Box::new(|s| s.wechat_closeorder_min_age_secs = 1),
         ..Options::default()
     })
     .await;
+    app.sim.set_closeorder_min_age(Duration::from_secs(1));
     let jobs = app.ctx.clone().start_jobs();
     let customer = app.login("lost-notify").await;
     app.sim.set_notify_faults(NotifyFaults {
@@ -211,11 +313,32 @@ async fn lost_notify_is_paid_by_reconcile_and_unpaid_orders_close() {
     });
     let o = app.create_order(&customer, 250).await;
     let id = o["id"].as_i64().expect("id");
-    let prepay = app.prepay(&customer, id).await;
-    app.sim.pay(&prepay).expect("pay");
-    let paid = app.wait_status(&customer, id, "paid").await;
-    assert_eq!(paid["amount_fen"], 250);
+    let p = app.pay_params(&customer, id).await;
+    app.sim
+        .request_payment(&serde_json::from_value(p).expect("params"))
+        .expect("pay");
+    app.wait_status(&customer, id, "paid").await;
     assert!(app.sim.calls("orderquery") >= 1, "paid through orderquery");
+    assert_eq!(
+        app.sim.calls("pay_notify_acked"),
+        0,
+        "no notify got through"
+    );
+    assert_eq!(ledger(&app, id).await, vec![("paid".to_string(), 250)]);
+
+    // An unpaid order past its deadline closes, here and at WeChat.
+    let o = app.create_order(&customer, 260).await;
+    let id = o["id"].as_i64().expect("id");
+    let otn = o["out_trade_no"].as_str().expect("otn").to_string();
+    app.prepay(&customer, id).await;
+    app.set_pay_deadline(id, -1).await;
+    let closed = app.wait_status(&customer, id, "closed").await;
+    assert!(closed["closed_at"].is_string());
+    wait_for("WeChat's order closed", || {
+        app.sim.order(&otn).map(|o| o.trade_state) == Some("CLOSED".to_string())
+    })
+    .await;
+    assert!(ledger(&app, id).await.is_empty());
     jobs.abort();
 }
 
@@ -555,11 +678,9 @@ async fn hmac_sha256_merchants_pay_and_refund() {
         app.sim.order(otn).map(|o| o.sign_type),
         Some("HMAC-SHA256".to_string())
     );
-    let prepay = p["package"]
-        .as_str()
-        .and_then(|s| s.strip_prefix("prepay_id="))
-        .expect("pkg");
-    app.sim.pay(prepay).expect("pay");
+    app.sim
+        .request_payment(&serde_json::from_value(p.clone()).expect("params"))
+        .expect("pay");
     app.wait_status(&customer, id, "paid").await;
     let (s, _) = app
         .post(&format!("/api/v1/orders/{id}/cancel"), &customer, json!({}))
@@ -577,11 +698,123 @@ async fn coupon_notify_fields_are_verified_too() {
     let customer = app.login("coupon-customer").await;
     let o = app.create_order(&customer, 1000).await;
     let id = o["id"].as_i64().expect("id");
-    let prepay = app.prepay(&customer, id).await;
-    app.sim.pay_with_coupon(&prepay, 200).expect("pay");
-    let paid = app.wait_status(&customer, id, "paid").await;
+    let p = app.pay_params(&customer, id).await;
+    app.sim
+        .request_payment_with_coupon(&serde_json::from_value(p).expect("params"), 200)
+        .expect("pay");
+    app.wait_status(&customer, id, "paid").await;
     assert_eq!(
-        paid["amount_fen"], 1000,
-        "total_fee, not cash_fee, is the order amount"
+        ledger(&app, id).await,
+        vec![("paid".to_string(), 1000)],
+        "total_fee, not cash_fee, is what was paid"
     );
+}
+
+/// Two instances on one database with a one-second job period: every expired order
+/// closes (the jobs no longer fight over one lease), and a real order whose notify was
+/// lost is reconciled while 1,000 older unpaid orders also wait for `orderquery`.
+#[actix_web::test]
+async fn two_instances_close_expired_orders_and_reconcile_past_a_backlog() {
+    let tweak = || -> Box<dyn Fn(&mut campus_impl::Settings)> {
+        Box::new(|s| {
+            s.pay_reconcile_secs = 1;
+            s.wechat_closeorder_min_age_secs = 1;
+        })
+    };
+    let a = TestApp::spawn_with(Options {
+        tweak: tweak(),
+        ..Options::default()
+    })
+    .await;
+    let b = TestApp::spawn_with(Options {
+        sim: Some(a.sim.clone()),
+        database_url: Some(a.settings.database_url.clone()),
+        tweak: tweak(),
+        ..Options::default()
+    })
+    .await;
+    a.sim.set_closeorder_min_age(Duration::from_secs(1));
+    a.sim.set_notify_faults(NotifyFaults {
+        drop_first: 100_000,
+        ..Default::default()
+    });
+    let customer = a.login("two-instances").await;
+    let (_, me) = a.get("/api/v1/me", &customer).await;
+    let uid = me["id"].as_i64().expect("id");
+
+    // A backlog of unpaid orders with prepay ids WeChat does not know (orderquery says
+    // ORDERNOTEXIST each time), older than the real one.
+    a.ctx
+        .db
+        .write_tx(move |c| -> Result<(), campus_impl::db::DbError> {
+            use campus_dal::orders::{self as q, NewOrder};
+            let now = campus_dal::time::now();
+            for i in 0..1000 {
+                let otn = format!("SPAM{i:08}");
+                let o = q::insert(
+                    c,
+                    &NewOrder {
+                        out_trade_no: &otn,
+                        kind: campus_dal::OrderKind::Express,
+                        status: campus_dal::OrderStatus::Created,
+                        pickup: "p",
+                        dropoff: "d",
+                        note: "",
+                        fee_fen: 100,
+                        goods_fen: 0,
+                        discount_fen: 0,
+                        amount_fen: 100,
+                        customer_id: campus_impl::UserId(uid),
+                        pickup_code: "1234",
+                        pay_deadline: now + chrono::Duration::hours(1),
+                        created_at: now,
+                        updated_at: now,
+                    },
+                )?;
+                let made = now - chrono::Duration::minutes(1);
+                q::set_prepay(
+                    c,
+                    o.id,
+                    &format!("wx{otn}"),
+                    now + chrono::Duration::hours(1),
+                    made,
+                    now,
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("backlog");
+
+    let ja = a.ctx.clone().start_jobs();
+    let jb = b.ctx.clone().start_jobs();
+
+    // Unpaid orders past their deadline, with prepay ids: each job would orderquery them.
+    let mut expired = Vec::new();
+    for _ in 0..10 {
+        let o = a.create_order(&customer, 150).await;
+        let id = o["id"].as_i64().expect("id");
+        a.prepay(&customer, id).await;
+        a.set_pay_deadline(id, -1).await;
+        expired.push(id);
+    }
+    // The real order: paid at WeChat, its notify lost.
+    let o = a.create_order(&customer, 420).await;
+    let id = o["id"].as_i64().expect("id");
+    let p = a.pay_params(&customer, id).await;
+    a.sim
+        .request_payment(&serde_json::from_value(p).expect("params"))
+        .expect("pay");
+
+    a.wait_status(&customer, id, "paid").await;
+    for e in expired {
+        b.wait_status(&customer, e, "closed").await;
+    }
+    assert_eq!(
+        a.sim.calls("pay_notify_acked"),
+        0,
+        "paid through orderquery"
+    );
+    ja.abort();
+    jb.abort();
 }

@@ -41,14 +41,15 @@ async fn order_events_spend_credits_and_are_recorded() {
         )
         .await;
     assert_eq!((s, code_of(&b)), (422, "validation_failed"));
-    let (s, b) = app
-        .post(
-            "/api/v1/notify/credits",
-            &token,
-            json!({"form_id": "x", "template_ids": ["a"]}),
-        )
-        .await;
-    assert_eq!(s, 422, "{b}");
+    for legacy in [
+        json!({"form_id": "x", "template_ids": ["a"]}),
+        json!({"form_id": "form-123"}),
+    ] {
+        let (s, b) = app.post("/api/v1/notify/credits", &token, legacy).await;
+        assert_eq!((s, code_of(&b)), (422, "form_id_retired"), "{b}");
+    }
+    // The user taps "allow" in wx.requestSubscribeMessage; the app reports it.
+    app.sim.accept_subscribe("notified", &["tmpl-order"]);
     let (s, b) = app
         .post(
             "/api/v1/notify/credits",
@@ -63,8 +64,22 @@ async fn order_events_spend_credits_and_are_recorded() {
     );
 
     // Paid: the one credit is spent on a real send; cancel → refunded: no credit left.
-    let o = app.paid_order(&token, 300).await;
+    // A destination longer than a `thing` takes is cut, not refused by WeChat.
+    let dropoff = "北京市海淀区学院路三十七号学生公寓十二号楼三层东侧";
+    let (s, o) = app
+        .post(
+            "/api/v1/orders",
+            &token,
+            json!({"kind": "express", "pickup": "Station A", "dropoff": dropoff, "note": "", "fee_fen": 300, "goods_fen": 0}),
+        )
+        .await;
+    assert_eq!(s, 201, "{o}");
     let id = o["id"].as_i64().expect("id");
+    let params = app.pay_params(&token, id).await;
+    app.sim
+        .request_payment(&serde_json::from_value(params).expect("params"))
+        .expect("pays");
+    app.wait_status(&token, id, "paid").await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while app.sim.subscribe_messages().is_empty() {
         assert!(
@@ -77,6 +92,16 @@ async fn order_events_spend_credits_and_are_recorded() {
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0]["template_id"], "tmpl-order");
     assert_eq!(sent[0]["touser"], "notified");
+    let data = &sent[0]["data"];
+    assert_eq!(data["phrase2"]["value"], "已支付", "{data}");
+    assert_eq!(data["amount3"]["value"], "¥3.00", "{data}");
+    assert_eq!(
+        data["character_string1"]["value"], o["out_trade_no"],
+        "{data}"
+    );
+    let thing: String = dropoff.chars().take(20).collect();
+    assert_eq!(data["thing4"]["value"], thing.as_str(), "{data}");
+    assert_eq!(app.sim.subscribe_credits("notified", "tmpl-order"), 0);
     let (s, _) = app
         .post(&format!("/api/v1/orders/{id}/cancel"), &token, json!({}))
         .await;
@@ -108,12 +133,14 @@ async fn refused_subscriptions_are_expected_not_alarms() {
     .await;
     let token = app.login("refuser").await;
     app.sim.refuse_subscribe_for("refuser");
-    app.post(
-        "/api/v1/notify/credits",
-        &token,
-        json!({"form_id": "form-123"}),
-    )
-    .await;
+    let (s, b) = app
+        .post(
+            "/api/v1/notify/credits",
+            &token,
+            json!({"template_ids": ["tmpl-order"]}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
     app.paid_order(&token, 100).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {

@@ -40,7 +40,14 @@ pub struct Order {
     pub completed_at: Option<NaiveDateTime>,
     pub closed_at: Option<NaiveDateTime>,
     pub updated_at: NaiveDateTime,
+    /// The close job's lease.
     pub lease_until: Option<NaiveDateTime>,
+    /// When WeChat's order was first made (`unifiedorder`).
+    pub prepay_at: Option<NaiveDateTime>,
+    /// Closed here while WeChat's order is still open: when `closeorder` is next due.
+    pub wechat_close_at: Option<NaiveDateTime>,
+    /// When the reconcile job may next ask `orderquery` (its claim and its backoff).
+    pub query_after: Option<NaiveDateTime>,
 }
 
 impl Order {
@@ -143,11 +150,13 @@ pub fn list_available(
     q.order(orders::id.asc()).limit(limit + 1).load(conn)
 }
 
+/// Stores the prepay id; `prepay_at` keeps the first `unifiedorder`'s time.
 pub fn set_prepay(
     conn: &mut Conn,
     id: OrderId,
     prepay_id: &str,
     expires_at: NaiveDateTime,
+    prepay_at: NaiveDateTime,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
     diesel::update(
@@ -158,6 +167,7 @@ pub fn set_prepay(
     .set((
         orders::prepay_id.eq(Some(prepay_id)),
         orders::prepay_expires_at.eq(Some(expires_at)),
+        orders::prepay_at.eq(Some(prepay_at)),
         orders::updated_at.eq(now),
     ))
     .execute(conn)
@@ -373,7 +383,7 @@ pub fn finish_refunding(conn: &mut Conn, id: OrderId, now: NaiveDateTime) -> Que
     .execute(conn)
 }
 
-/// Claims an order for a job run until `until`; false when another instance holds it.
+/// The close job claims an order until `until`; false when another instance holds it.
 pub fn claim(
     conn: &mut Conn,
     id: OrderId,
@@ -392,27 +402,127 @@ pub fn claim(
     .map(|n| n == 1)
 }
 
-/// Unpaid orders: with `deadline_before`, those past their pay deadline; else those
-/// with a prepay id created before `created_before` (candidates for `orderquery`).
-pub fn unpaid(
-    conn: &mut Conn,
-    deadline_before: Option<NaiveDateTime>,
-    created_before: Option<NaiveDateTime>,
-    limit: i64,
-) -> QueryResult<Vec<Order>> {
-    let mut q = orders::table
+/// Unpaid orders past their pay deadline that no instance holds, oldest first: a row
+/// whose close failed stays leased for a while, so the next run reaches the others.
+pub fn unpaid_expired(conn: &mut Conn, now: NaiveDateTime, limit: i64) -> QueryResult<Vec<Order>> {
+    orders::table
         .select(Order::as_select())
         .filter(orders::status.eq(OrderStatus::Created.as_str()))
-        .into_boxed();
-    if let Some(d) = deadline_before {
-        q = q.filter(orders::pay_deadline.lt(d));
-    }
-    if let Some(c) = created_before {
-        q = q
-            .filter(orders::prepay_id.is_not_null())
-            .filter(orders::created_at.lt(c));
-    }
-    q.order(orders::id.asc()).limit(limit).load(conn)
+        .filter(orders::pay_deadline.lt(now))
+        .filter(
+            orders::lease_until
+                .is_null()
+                .or(orders::lease_until.lt(now)),
+        )
+        .order(orders::id.asc())
+        .limit(limit)
+        .load(conn)
+}
+
+/// Unpaid orders with a prepay id made before `made_before` whose next `orderquery` is
+/// due, newest first (a flood of old unpaid orders does not hold up a new one).
+pub fn unpaid_to_query(
+    conn: &mut Conn,
+    now: NaiveDateTime,
+    made_before: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<Order>> {
+    orders::table
+        .select(Order::as_select())
+        .filter(orders::status.eq(OrderStatus::Created.as_str()))
+        .filter(orders::prepay_id.is_not_null())
+        .filter(
+            orders::prepay_at
+                .is_null()
+                .or(orders::prepay_at.lt(made_before)),
+        )
+        .filter(
+            orders::query_after
+                .is_null()
+                .or(orders::query_after.le(now)),
+        )
+        .order(orders::id.desc())
+        .limit(limit)
+        .load(conn)
+}
+
+/// The reconcile job claims its next `orderquery` of an order: moves `query_after` to
+/// `next` if it is due. False when another instance claimed it first.
+pub fn claim_query(
+    conn: &mut Conn,
+    id: OrderId,
+    now: NaiveDateTime,
+    next: NaiveDateTime,
+) -> QueryResult<bool> {
+    diesel::update(
+        orders::table.find(id.0).filter(
+            orders::query_after
+                .is_null()
+                .or(orders::query_after.le(now)),
+        ),
+    )
+    .set(orders::query_after.eq(Some(next)))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+/// [`OrderMove::Close`]; `wechat_close_at` says when WeChat's order still has to be
+/// closed (`None`: it is closed there, or never existed).
+pub fn close(
+    conn: &mut Conn,
+    id: OrderId,
+    wechat_close_at: Option<NaiveDateTime>,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    let target = orders::table
+        .find(id.0)
+        .filter(in_any(OrderMove::Close.from()));
+    diesel::update(target)
+        .set((
+            StatusChange::new(OrderMove::Close.to(), now),
+            orders::wechat_close_at.eq(wechat_close_at),
+        ))
+        .execute(conn)
+}
+
+/// Closed orders whose WeChat close is due.
+pub fn wechat_close_due(
+    conn: &mut Conn,
+    now: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<Order>> {
+    orders::table
+        .select(Order::as_select())
+        .filter(orders::status.eq(OrderStatus::Closed.as_str()))
+        .filter(orders::wechat_close_at.le(now))
+        .order(orders::wechat_close_at.asc())
+        .limit(limit)
+        .load(conn)
+}
+
+/// Claims a due WeChat close by moving it to `next` (the retry time if this attempt
+/// fails). False when another instance claimed it first or nothing is pending.
+pub fn claim_wechat_close(
+    conn: &mut Conn,
+    id: OrderId,
+    now: NaiveDateTime,
+    next: NaiveDateTime,
+) -> QueryResult<bool> {
+    diesel::update(
+        orders::table
+            .find(id.0)
+            .filter(orders::wechat_close_at.le(now)),
+    )
+    .set(orders::wechat_close_at.eq(Some(next)))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+/// WeChat's order is closed (or paid and refunded): nothing left pending.
+pub fn wechat_closed(conn: &mut Conn, id: OrderId) -> QueryResult<usize> {
+    diesel::update(orders::table.find(id.0))
+        .set(orders::wechat_close_at.eq(None::<NaiveDateTime>))
+        .execute(conn)
 }
 
 pub fn delivered_before(

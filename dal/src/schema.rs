@@ -67,6 +67,9 @@ diesel::table! {
         closed_at -> Nullable<Timestamp>,
         updated_at -> Timestamp,
         lease_until -> Nullable<Timestamp>,
+        prepay_at -> Nullable<Timestamp>,
+        wechat_close_at -> Nullable<Timestamp>,
+        query_after -> Nullable<Timestamp>,
     }
 }
 

@@ -31,18 +31,17 @@ pub fn grant(conn: &mut Conn, c: &NewCredit<'_>) -> QueryResult<usize> {
         .execute(conn)
 }
 
-/// Takes one unused, unexpired credit for `template_id` (a subscribe acceptance of that
-/// template, else a legacy form_id): marks it used and returns its form_id if any.
-/// `None` when the user has no credit. The mark is a compare-and-set, so two senders
-/// never spend the same credit.
+/// Takes one unused, unexpired subscribe acceptance of `template_id` and marks it used.
+/// False when the user has none. The mark is a compare-and-set, so two senders never
+/// spend the same credit. Old form_id rows are never taken: WeChat no longer sends them.
 pub fn take(
     conn: &mut Conn,
     user: UserId,
     template_id: &str,
     now: NaiveDateTime,
-) -> QueryResult<Option<Option<String>>> {
+) -> QueryResult<bool> {
     for _ in 0..3 {
-        let candidate: Option<(i64, Option<String>)> = subscription_credits::table
+        let candidate: Option<i64> = subscription_credits::table
             .filter(subscription_credits::user_id.eq(user.0))
             .filter(subscription_credits::used_at.is_null())
             .filter(
@@ -50,20 +49,14 @@ pub fn take(
                     .is_null()
                     .or(subscription_credits::expires_at.gt(now)),
             )
-            .filter(
-                subscription_credits::template_id
-                    .eq(template_id)
-                    .or(subscription_credits::kind.eq(CreditKind::FormId.as_str())),
-            )
-            .order((
-                subscription_credits::kind.desc(),
-                subscription_credits::id.asc(),
-            ))
-            .select((subscription_credits::id, subscription_credits::form_id))
+            .filter(subscription_credits::kind.eq(CreditKind::Subscribe.as_str()))
+            .filter(subscription_credits::template_id.eq(template_id))
+            .order(subscription_credits::id.asc())
+            .select(subscription_credits::id)
             .first(conn)
             .optional()?;
-        let Some((id, form_id)) = candidate else {
-            return Ok(None);
+        let Some(id) = candidate else {
+            return Ok(false);
         };
         let won = diesel::update(
             subscription_credits::table
@@ -73,10 +66,10 @@ pub fn take(
         .set(subscription_credits::used_at.eq(Some(now)))
         .execute(conn)?;
         if won == 1 {
-            return Ok(Some(form_id));
+            return Ok(true);
         }
     }
-    Ok(None)
+    Ok(false)
 }
 
 pub fn unused_count(conn: &mut Conn, user: UserId, now: NaiveDateTime) -> QueryResult<i64> {
@@ -88,6 +81,7 @@ pub fn unused_count(conn: &mut Conn, user: UserId, now: NaiveDateTime) -> QueryR
                 .is_null()
                 .or(subscription_credits::expires_at.gt(now)),
         )
+        .filter(subscription_credits::kind.eq(CreditKind::Subscribe.as_str()))
         .count()
         .get_result(conn)
 }

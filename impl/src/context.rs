@@ -14,7 +14,7 @@ use crate::db::Db;
 use crate::jobs::Jobs;
 use crate::official_account::{AccountKeys, OfficialAccount};
 use crate::orders::{OrderTimes, Orders};
-use crate::payments::Payments;
+use crate::payments::{PayTimes, Payments};
 use crate::qrcodes::QrCodes;
 use crate::refunds::Refunds;
 use crate::settings::{Settings, SettingsError};
@@ -165,6 +165,12 @@ impl AppContext {
             refunds.clone(),
             subscriptions.clone(),
             format!("{base}/api/v1/pay/notify"),
+            PayTimes {
+                closeorder_min_age: chrono::Duration::seconds(
+                    settings.wechat_closeorder_min_age_secs,
+                ),
+                period: chrono::Duration::seconds(settings.pay_reconcile_secs.max(1) as i64),
+            },
         );
         let orders = Orders::new(
             db.clone(),

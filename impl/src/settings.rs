@@ -111,6 +111,7 @@ const ENV_KEYS: &[&str] = &[
     "BACKUP_KEEP_DAYS",
     "ORDER_PAY_TIMEOUT_SECS",
     "PAY_RECONCILE_SECS",
+    "WECHAT_CLOSEORDER_MIN_AGE_SECS",
     "ORDER_AUTO_COMPLETE_SECS",
     "IDEMPOTENCY_TTL_SECS",
     "LOG_FORMAT",
@@ -214,6 +215,9 @@ pub struct Settings {
 
     pub order_pay_timeout_secs: i64,
     pub pay_reconcile_secs: u64,
+    /// WeChat refuses `closeorder` this long after `unifiedorder` (300 s); a test against a
+    /// simulator with a shorter rule sets it lower.
+    pub wechat_closeorder_min_age_secs: i64,
     pub order_auto_complete_secs: i64,
     pub idempotency_ttl_secs: i64,
 

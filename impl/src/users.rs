@@ -35,6 +35,9 @@ pub struct Users {
 pub enum UserError {
     #[error("WeChat rejected the login code")]
     InvalidCode,
+    /// WeChat refuses this user's logins (a high-risk account): logging in again loops.
+    #[error("WeChat blocked this account's login; the user must resolve it with WeChat")]
+    LoginBlocked,
     #[error(transparent)]
     Wechat(WechatError),
     #[error(transparent)]
@@ -196,6 +199,7 @@ impl Users {
         }
         let session = self.mini.code_to_session(code).await.map_err(|e| match e {
             WechatError::InvalidCode(_) => UserError::InvalidCode,
+            WechatError::LoginBlocked(_) => UserError::LoginBlocked,
             other => UserError::Wechat(other),
         })?;
         let openid = session.openid;

@@ -179,12 +179,16 @@ async fn sim_code(body: web::Json<Value>) -> HttpResponse {
     }
 }
 
-/// The simulated user pays: WeChat's notify reaches the server a bit later.
+/// The simulated user pays with the wx.requestPayment parameters (as the real simulator's
+/// /sim/pay takes them): WeChat's notify reaches the server a bit later.
 async fn sim_pay(st: web::Data<State>, body: web::Json<Value>) -> HttpResponse {
+    if body.get("paySign").and_then(Value::as_str).is_none() {
+        return HttpResponse::BadRequest().finish();
+    }
     let Some(id) = body
-        .get("prepay_id")
+        .get("package")
         .and_then(Value::as_str)
-        .and_then(|p| p.strip_prefix("wx"))
+        .and_then(|p| p.strip_prefix("prepay_id=wx"))
         .and_then(|p| p.parse::<u64>().ok())
     else {
         return HttpResponse::BadRequest().finish();

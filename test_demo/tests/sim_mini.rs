@@ -288,6 +288,8 @@ async fn subscribe_messages() {
         sim.base_url()
     );
     let msg = |to: &str, tpl: &str| json!({"touser": to, "template_id": tpl, "page": "pages/index", "data": {"thing1": {"value": "已接单"}}});
+    // The user allowed TPL1 once (acceptances and value rules: sim_strict.rs).
+    sim.accept_subscribe("oA", &["TPL1"]);
     let v: Value = post_json(&c, &url, &msg("oA", "TPL1"))
         .await
         .json()

@@ -24,7 +24,7 @@ async fn pay_notify_is_retried_until_acknowledged() {
     let no = unique_no("N");
     let prepay = create_order(&sim, &c, &no, "250", &rx.url, SignType::Md5).await;
     let t0 = Instant::now();
-    sim.pay(&prepay).expect("pays");
+    sim_support::pay(&sim, &prepay).expect("pays");
     assert!(wait_until(5, || sim.calls("pay_notify_acked") == 1).await);
     // Answered FAIL twice, SUCCESS the third time: three deliveries, no more.
     actix_web::rt::time::sleep(Duration::from_millis(400)).await;
@@ -71,7 +71,7 @@ async fn hmac_notify_sign_type_and_giving_up() {
     let rx = start_receiver(usize::MAX).await;
     let no = unique_no("H");
     let prepay = create_order(&sim, &c, &no, "99", &rx.url, SignType::HmacSha256).await;
-    sim.pay(&prepay).expect("pays");
+    sim_support::pay(&sim, &prepay).expect("pays");
     // 1 attempt + 5 retries (for_tests schedule), then it gives up.
     assert!(wait_until(5, || sim.calls("pay_notify_gave_up") == 1).await);
     assert_eq!(rx.count(), 6);
@@ -101,7 +101,7 @@ async fn faults_drop_duplicate_delay() {
     });
     let no = unique_no("D");
     let prepay = create_order(&sim, &c, &no, "10", &rx.url, SignType::Md5).await;
-    sim.pay(&prepay).expect("pays");
+    sim_support::pay(&sim, &prepay).expect("pays");
     assert!(wait_until(5, || sim.calls("pay_notify_acked") == 1).await);
     assert_eq!(sim.calls("pay_notify_dropped"), 2);
     assert_eq!(rx.count(), 1);
@@ -114,7 +114,7 @@ async fn faults_drop_duplicate_delay() {
     let no2 = unique_no("D");
     let prepay = create_order(&sim, &c, &no2, "10", &rx.url, SignType::Md5).await;
     let t0 = Instant::now();
-    sim.pay(&prepay).expect("pays");
+    sim_support::pay(&sim, &prepay).expect("pays");
     assert!(wait_until(5, || rx.count() == 4).await);
     let got = rx.got.lock().expect("lock").clone();
     assert!(got[1].at.duration_since(t0) >= Duration::from_millis(290));
@@ -149,7 +149,7 @@ async fn faults_tamper_and_wrong_appid() {
         sim.set_notify_faults(faults.clone());
         let no = unique_no("F");
         let prepay = create_order(&sim, &c, &no, "100", &rx.url, SignType::Md5).await;
-        sim.pay(&prepay).expect("pays");
+        sim_support::pay(&sim, &prepay).expect("pays");
         assert!(wait_until(5, || rx.count() == i + 1).await);
         let m = fields(&rx.bodies()[i]);
         let verifies = sign::pay_verify(&m, &key, SignType::Md5);
@@ -176,7 +176,7 @@ async fn coupon_payment_notify_has_extra_signed_fields() {
     let rx = start_receiver(0).await;
     let no = unique_no("C");
     create_order(&sim, &c, &no, "1000", &rx.url, SignType::HmacSha256).await;
-    sim.pay_with_coupon(&no, 200).expect("pays");
+    sim_support::pay_with_coupon(&sim, &no, 200).expect("pays");
     assert!(wait_until(5, || rx.count() == 1).await);
     let m = fields(&rx.bodies()[0]);
     assert_eq!(m["total_fee"], "1000");
@@ -200,7 +200,7 @@ async fn refund_notify_is_encrypted_and_retried() {
     let refund_rx = start_receiver(1).await;
     let no = unique_no("RN");
     let prepay = create_order(&sim, &c, &no, "600", &pay_rx.url, SignType::Md5).await;
-    sim.pay(&prepay).expect("pays");
+    sim_support::pay(&sim, &prepay).expect("pays");
     let m = pay_call(
         &sim,
         &mtls,
@@ -267,9 +267,18 @@ async fn control_endpoints() {
         .await
         .expect("request");
     assert_eq!(r.status().as_u16(), 200);
+    // /sim/pay takes what wx.requestPayment receives, not a bare prepay id.
     let r = c
         .post(format!("{base}/sim/pay"))
         .json(&serde_json::json!({"prepay_id": prepay}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 400);
+    let params = sim_support::jsapi_params(&sim, &prepay, SignType::Md5);
+    let r = c
+        .post(format!("{base}/sim/pay"))
+        .json(&params)
         .send()
         .await
         .expect("request");
@@ -279,14 +288,14 @@ async fn control_endpoints() {
         true
     );
     let r = c
-        .post(format!("{base}/sim/pay"))
+        .post(format!("{base}/sim/pay-unchecked"))
         .json(&serde_json::json!({"out_trade_no": no}))
         .send()
         .await
         .expect("request");
     assert_eq!(r.status().as_u16(), 409, "already paid");
     let r = c
-        .post(format!("{base}/sim/pay"))
+        .post(format!("{base}/sim/pay-unchecked"))
         .json(&serde_json::json!({"out_trade_no": "unknown-123"}))
         .send()
         .await

@@ -100,6 +100,8 @@ async fn signature_and_envelope_checks() {
 #[actix_web::test]
 async fn unifiedorder_orderquery_closeorder() {
     let sim = start_sim().await;
+    // This test closes orders at once; WeChat's 5 minutes are tested in sim_strict.rs.
+    sim.set_closeorder_min_age(std::time::Duration::ZERO);
     let c = client(&sim, false);
     for st in [SignType::Md5, SignType::HmacSha256] {
         let no = unique_no("T");
@@ -139,7 +141,10 @@ async fn unifiedorder_orderquery_closeorder() {
         assert_eq!(f(&m, "err_code"), "ORDERCLOSED");
         let m = pay_call(&sim, &c, "/pay/orderquery", &[("out_trade_no", &no)], st).await;
         assert_eq!(f(&m, "trade_state"), "CLOSED");
-        assert!(sim.pay(&p1).is_err(), "a closed order cannot be paid");
+        assert!(
+            sim_support::pay(&sim, &p1).is_err(),
+            "a closed order cannot be paid"
+        );
         let m = pay_call(
             &sim,
             &c,
@@ -162,8 +167,8 @@ async fn unifiedorder_orderquery_closeorder() {
     // Paid orders.
     let no = unique_no("P");
     let prepay = create_order(&sim, &c, &no, "500", NOTIFY, SignType::Md5).await;
-    sim.pay(&prepay).expect("pays");
-    assert!(sim.pay(&no).is_err(), "paying twice fails");
+    sim_support::pay(&sim, &prepay).expect("pays");
+    assert!(sim_support::pay(&sim, &no).is_err(), "paying twice fails");
     let m = pay_call(
         &sim,
         &c,
@@ -236,6 +241,7 @@ async fn unifiedorder_validation() {
             ("openid", "o1"),
         ]
     }
+    sim_support::login_openid(&sim, &c, "o1").await;
     let no = unique_no("V");
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
         (
@@ -292,9 +298,9 @@ async fn unifiedorder_validation() {
         let m = pay_call(&sim, &c, "/pay/unifiedorder", &fields, SignType::Md5).await;
         assert_eq!(f(&m, "return_code"), "FAIL", "{fields:?} -> {m:?}");
     }
-    // time_expire: Beijing time, at least a minute ahead.
+    // time_expire: Beijing time, at least 5 minutes ahead.
     let bj = chrono::FixedOffset::east_opt(8 * 3600).expect("offset");
-    let soon = (chrono::Utc::now().with_timezone(&bj) + chrono::Duration::seconds(30))
+    let soon = (chrono::Utc::now().with_timezone(&bj) + chrono::Duration::seconds(270))
         .format("%Y%m%d%H%M%S")
         .to_string();
     let later = (chrono::Utc::now().with_timezone(&bj) + chrono::Duration::minutes(15))
@@ -303,7 +309,11 @@ async fn unifiedorder_validation() {
     let mut fields = base(&no);
     fields.push(("time_expire", &soon));
     let m = pay_call(&sim, &c, "/pay/unifiedorder", &fields, SignType::Md5).await;
-    assert_eq!(f(&m, "err_code"), "INVALID_REQUEST", "{m:?}");
+    assert_eq!(f(&m, "return_code"), "FAIL", "{m:?}");
+    assert_eq!(
+        f(&m, "return_msg"),
+        "time_expire时间过短，刷卡至少1分钟，其他5分钟"
+    );
     let mut fields = base(&no);
     fields.push(("time_expire", &later));
     let m = pay_call(&sim, &c, "/pay/unifiedorder", &fields, SignType::Md5).await;
@@ -314,6 +324,8 @@ async fn unifiedorder_validation() {
 #[actix_web::test]
 async fn refund_requires_client_certificate() {
     let sim = start_sim().await;
+    // Two refunds back to back; WeChat's one-minute gap is tested in sim_strict.rs.
+    sim.set_refund_min_gap(std::time::Duration::ZERO);
     let plain = client(&sim, false);
     let mtls = client(&sim, true);
     let no = unique_no("R");
@@ -350,7 +362,7 @@ async fn refund_requires_client_certificate() {
     // Not paid yet.
     let m = call(mtls.clone(), refund("RF1", "100")("1000")).await;
     assert_eq!(f(&m, "result_code"), "FAIL", "{m:?}");
-    sim.pay(&prepay).expect("pays");
+    sim_support::pay(&sim, &prepay).expect("pays");
 
     // Wrong total.
     let m = call(mtls.clone(), refund("RF1", "100")("999")).await;

@@ -23,6 +23,8 @@ pub struct LoginRequest {
 #[utoipa::path(tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = LoginResult),
               (status = 401, description = "WeChat rejected the code (`invalid_code`)", body = ErrorBody),
+              (status = 403, description = "WeChat blocks this account's logins (`login_blocked`)", body = ErrorBody),
+              (status = 503, description = "WeChat is busy (`wechat_busy`, with Retry-After): retry with the same code", body = ErrorBody),
               (status = 400, body = ErrorBody)))]
 #[post("/auth/login")]
 async fn login(

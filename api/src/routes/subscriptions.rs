@@ -15,7 +15,8 @@ pub fn config(cfg: &mut ServiceConfig) {
 
 #[utoipa::path(tag = "notifications", security(("bearer" = [])),
     request_body = CreditGrant,
-    responses((status = 200, body = CreditsView), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = CreditsView),
+        (status = 422, description = "validation_failed; form_id_retired for a legacy form_id", body = ErrorBody), (status = 401, body = ErrorBody)))]
 #[post("/notify/credits")]
 async fn credits(
     ctx: web::Data<AppContext>,

@@ -271,9 +271,20 @@ impl TestApp {
     pub async fn paid_order(&self, token: &str, fee: i64) -> Value {
         let o = self.create_order(token, fee).await;
         let id = o["id"].as_i64().expect("id");
-        let prepay = self.prepay(token, id).await;
-        self.sim.pay(&prepay).expect("sim pays");
+        let params = self.pay_params(token, id).await;
+        self.sim
+            .request_payment(&serde_json::from_value(params).expect("JSAPI parameters"))
+            .expect("sim pays");
         self.wait_status(token, id, "paid").await
+    }
+
+    /// The JSAPI parameters `POST /orders/{id}/pay` returns for `wx.requestPayment`.
+    pub async fn pay_params(&self, token: &str, id: i64) -> Value {
+        let (s, p) = self
+            .post(&format!("/api/v1/orders/{id}/pay"), token, json!({}))
+            .await;
+        assert_eq!(s, 200, "{p}");
+        p
     }
 
     pub async fn prepay(&self, token: &str, id: i64) -> String {
@@ -286,6 +297,26 @@ impl TestApp {
             .and_then(|p| p.strip_prefix("prepay_id="))
             .expect("package")
             .to_string()
+    }
+
+    /// Moves an order's pay deadline to `secs` from now (negative: past), standing in for
+    /// the minutes a real pay window takes to run out.
+    pub async fn set_pay_deadline(&self, id: i64, secs: i64) {
+        use campus_dal::schema::orders;
+        use diesel::prelude::*;
+        let at = campus_dal::time::now() + chrono::Duration::seconds(secs);
+        let n = self
+            .ctx
+            .db
+            .write(move |c| {
+                diesel::update(orders::table.find(id))
+                    .set(orders::pay_deadline.eq(at))
+                    .execute(c)
+                    .map_err(campus_impl::db::DbError::from)
+            })
+            .await
+            .expect("deadline moved");
+        assert_eq!(n, 1, "order {id} exists");
     }
 
     pub async fn wait_status(&self, token: &str, id: i64, want: &str) -> Value {

@@ -10,8 +10,8 @@ use campus_dal::orders::{self as q, Order};
 use campus_dal::payments::{self as ledger, NewEvent};
 use campus_dal::refunds::{self as rq, NewRefund};
 use campus_dal::{
-    CallbackKind, CallbackOutcome, LedgerEvent, LedgerSource, OrderId, OrderMove, OrderStatus,
-    RefundCause, RefundStatus, time,
+    CallbackKind, CallbackOutcome, LedgerEvent, LedgerSource, OrderId, OrderKind, OrderMove,
+    OrderStatus, RefundCause, RefundStatus, time,
 };
 
 use crate::db::{Db, DbError};
@@ -24,6 +24,17 @@ use crate::wechat::pay::{JsapiParams, NotifyReply, PayClient, PayError, UnifiedO
 /// WeChat keeps a prepay id two hours; reuse it while it has this much life left.
 const PREPAY_MARGIN_SECS: i64 = 60;
 
+/// WeChat refuses a JSAPI order whose `time_expire` is less than 5 minutes away, so a pay
+/// window with less left is over for paying (a prepay id made earlier is not handed out
+/// either: the user would be paying into an order about to close).
+const MIN_PAY_WINDOW_SECS: i64 = 300;
+
+/// WeChat: "订单生成后不能马上调用关单接口，最短调用时间间隔为5分钟".
+pub const CLOSEORDER_MIN_AGE_SECS: i64 = 300;
+
+/// What WeChat says when `time_expire` is too near (its return_msg names the field).
+const TIME_EXPIRE_FIELD: &str = "time_expire";
+
 /// The payment service.
 #[derive(Clone)]
 pub struct Payments {
@@ -33,6 +44,17 @@ pub struct Payments {
     subscriptions: Subscriptions,
     /// Where WeChat sends pay notifies: `{PUBLIC_BASE_URL}/api/v1/pay/notify`.
     notify_url: String,
+    /// How long after the first `unifiedorder` WeChat accepts `closeorder`.
+    closeorder_min_age: chrono::Duration,
+    /// The period of the payment jobs: a failed WeChat close is retried after it.
+    retry_after: chrono::Duration,
+}
+
+/// Timing of the payment service: WeChat's `closeorder` rule and the jobs' period.
+#[derive(Clone, Copy, Debug)]
+pub struct PayTimes {
+    pub closeorder_min_age: chrono::Duration,
+    pub period: chrono::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +97,7 @@ impl Payments {
         refunds: Refunds,
         subscriptions: Subscriptions,
         notify_url: String,
+        times: PayTimes,
     ) -> Self {
         Self {
             db,
@@ -82,6 +105,8 @@ impl Payments {
             refunds,
             subscriptions,
             notify_url,
+            closeorder_min_age: times.closeorder_min_age,
+            retry_after: times.period,
         }
     }
 
@@ -105,19 +130,19 @@ impl Payments {
             .into());
         }
         let now = Utc::now();
+        let deadline = o.pay_deadline.and_utc();
+        if deadline < now + chrono::Duration::seconds(MIN_PAY_WINDOW_SECS) {
+            return Err(PaymentError::PaymentExpired);
+        }
         let margin = chrono::Duration::seconds(PREPAY_MARGIN_SECS);
         if let (Some(pid), Some(exp)) = (&o.prepay_id, o.prepay_expires_at)
             && exp.and_utc() > now + margin
         {
             return Ok(self.pay.jsapi_params(pid));
         }
-        let deadline = o.pay_deadline.and_utc();
-        if deadline <= now + margin {
-            return Err(PaymentError::PaymentExpired);
-        }
         let req = UnifiedOrderRequest {
             out_trade_no: o.out_trade_no.clone(),
-            body: format!("Campus Errand - {}", o.kind),
+            body: pay_body(o.kind),
             total_fee: o.amount_fen,
             openid: user.row.openid.clone(),
             spbill_create_ip: client_ip.to_string(),
@@ -143,14 +168,21 @@ impl Payments {
                 }
                 .into());
             }
+            // The window ran under WeChat's minimum between our check and its own.
+            Err(PayError::Return { msg }) if msg.contains(TIME_EXPIRE_FIELD) => {
+                return Err(PaymentError::PaymentExpired);
+            }
             Err(e) => return Err(e.into()),
         };
         let expires = (now + chrono::Duration::hours(2)).min(deadline).naive_utc();
         let pid = prepay_id.clone();
+        let first_made = o.prepay_at;
         let stored = self
             .db
             .write(move |c| {
-                q::set_prepay(c, id, &pid, expires, time::now()).map_err(PaymentError::from)
+                let now = time::now();
+                q::set_prepay(c, id, &pid, expires, first_made.unwrap_or(now), now)
+                    .map_err(PaymentError::from)
             })
             .await?;
         if stored != 1 {
@@ -344,43 +376,90 @@ impl Payments {
     }
 
     /// Closes an unpaid order: first asks WeChat (a payment that just landed is kept),
-    /// then `closeorder`, then the local compare-and-set.
+    /// then closes it here at once. WeChat's order is closed now when WeChat allows it
+    /// (5 minutes after `unifiedorder`), else later by the payment job; a payment that
+    /// lands meanwhile is refunded in full ([`Applied::LateOnClosed`]).
     pub(crate) async fn close_unpaid(
         &self,
         o: &Order,
         why: &'static str,
     ) -> Result<(), PaymentError> {
-        let paid_meanwhile = || InvalidTransition {
-            from: OrderStatus::Paid,
-            action: OrderMove::Close.verb(),
-        };
+        if o.prepay_id.is_some() && self.reconcile_order(o).await? {
+            return Err(paid_meanwhile().into());
+        }
+        self.close_known_unpaid(o, why).await
+    }
+
+    /// [`Self::close_unpaid`] once `orderquery` has said the order is not paid.
+    async fn close_known_unpaid(&self, o: &Order, why: &'static str) -> Result<(), PaymentError> {
+        let mut wechat_close_at = None;
         if o.prepay_id.is_some() {
-            if self.reconcile_order(o).await? {
-                return Err(paid_meanwhile().into());
-            }
-            match self.pay.close_order(&o.out_trade_no).await {
-                Ok(()) => {}
-                Err(PayError::OrderPaid) => {
-                    self.reconcile_order(o).await?;
-                    return Err(paid_meanwhile().into());
+            let now = time::now();
+            let due = o.prepay_at.map_or(now, |at| at + self.closeorder_min_age);
+            if due > now {
+                wechat_close_at = Some(due);
+            } else {
+                match self.pay.close_order(&o.out_trade_no).await {
+                    Ok(()) | Err(PayError::OrderNotExist) => {}
+                    Err(PayError::OrderPaid) => {
+                        self.reconcile_order(o).await?;
+                        return Err(paid_meanwhile().into());
+                    }
+                    Err(e) => {
+                        tracing::warn!(order = %o.id, error = %e, "closeorder failed; retried later");
+                        wechat_close_at = Some(now + self.retry_after);
+                    }
                 }
-                Err(e) => return Err(e.into()),
             }
         }
         let id = o.id;
         let closed = self
             .db
             .write(move |c| {
-                q::transition(c, id, OrderMove::Close, time::now()).map_err(PaymentError::from)
+                q::close(c, id, wechat_close_at, time::now()).map_err(PaymentError::from)
             })
             .await?;
         if closed == 1 {
-            tracing::info!(order = %id, why, "order closed");
+            tracing::info!(order = %id, why, wechat_close_pending = wechat_close_at.is_some(), "order closed");
             Ok(())
         } else {
             Err(lost_race(&self.db, id, OrderMove::Close.verb()).await)
         }
     }
+
+    /// Closes WeChat's order of an order closed here. A payment WeChat took meanwhile
+    /// is applied, which refunds it.
+    pub(crate) async fn close_at_wechat(&self, o: &Order) -> Result<(), PaymentError> {
+        match self.pay.close_order(&o.out_trade_no).await {
+            Ok(()) | Err(PayError::OrderNotExist) => {}
+            Err(PayError::OrderPaid) => {
+                self.reconcile_order(o).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let id = o.id;
+        self.db
+            .write(move |c| q::wechat_closed(c, id).map_err(PaymentError::from))
+            .await?;
+        Ok(())
+    }
+}
+
+fn paid_meanwhile() -> InvalidTransition {
+    InvalidTransition {
+        from: OrderStatus::Paid,
+        action: OrderMove::Close.verb(),
+    }
+}
+
+/// The unifiedorder `body` in WeChat's recommended form, `商家名称-销售商品类目`.
+fn pay_body(kind: OrderKind) -> String {
+    let category = match kind {
+        OrderKind::Express => "快递代取",
+        OrderKind::Takeout => "外卖代送",
+        OrderKind::Errand => "跑腿代办",
+    };
+    format!("校园跑腿-{category}")
 }
 
 /// Records a raw WeChat Pay callback; a failure to record is logged, never fatal.

@@ -24,6 +24,12 @@ pub enum WechatError {
     InvalidCode(i64),
     #[error("WeChat rate limit hit (errcode {0})")]
     RateLimited(i64),
+    /// 40226: WeChat blocks this user's login (a high-risk account); a new code will not help.
+    #[error("WeChat blocked this user's login (errcode {0})")]
+    LoginBlocked(i64),
+    /// -1: WeChat is busy; the same request may succeed shortly.
+    #[error("WeChat is busy (errcode {0})")]
+    Busy(i64),
     #[error("access token rejected (errcode {0})")]
     TokenRejected(i64),
     #[error("WeChat rejected the app credentials (errcode {0})")]
@@ -50,7 +56,9 @@ impl From<reqwest::Error> for WechatError {
 impl WechatError {
     fn from_code(code: i64, msg: String) -> Self {
         match code {
-            40029 | 40163 | 40226 => WechatError::InvalidCode(code),
+            40029 | 40163 => WechatError::InvalidCode(code),
+            40226 => WechatError::LoginBlocked(code),
+            -1 => WechatError::Busy(code),
             45009 | 45011 => WechatError::RateLimited(code),
             40001 | 42001 | 40014 => WechatError::TokenRejected(code),
             40013 | 40125 | 40164 | 41002 | 41004 => WechatError::Credentials(code),
@@ -62,6 +70,8 @@ impl WechatError {
         match self {
             WechatError::InvalidCode(_) => "invalid_code",
             WechatError::RateLimited(_) => "rate_limited",
+            WechatError::LoginBlocked(_) => "login_blocked",
+            WechatError::Busy(_) => "busy",
             WechatError::TokenRejected(_) => "token_rejected",
             WechatError::Credentials(_) => "credentials",
             WechatError::Api { .. } => "api",

@@ -25,7 +25,7 @@ pub enum WxaCodeError {
     /// Input that WeChat would refuse; no call was made.
     #[error("{0}")]
     Invalid(String),
-    #[error("WeChat rejected the scene (errcode 40169)")]
+    #[error("WeChat rejected the scene (errcode 40129 or 40169)")]
     SceneRejected,
     #[error(
         "the page is not in the published mini-program (errcode 41030); publish it, or pass check_path=false"
@@ -40,7 +40,11 @@ pub enum WxaCodeError {
 impl From<WechatError> for WxaCodeError {
     fn from(e: WechatError) -> Self {
         match e {
-            WechatError::Api { code: 40169, .. } => WxaCodeError::SceneRejected,
+            // 40129: "invalid scene"; 40169: "invalid length for scene".
+            WechatError::Api {
+                code: 40129 | 40169,
+                ..
+            } => WxaCodeError::SceneRejected,
             WechatError::Api { code: 41030, .. } => WxaCodeError::PageNotPublished,
             WechatError::RateLimited(code) => WxaCodeError::RateLimited(code),
             other => WxaCodeError::Wechat(other),
@@ -362,10 +366,12 @@ mod tests {
             code,
             msg: String::new(),
         };
-        assert!(matches!(
-            WxaCodeError::from(api(40169)),
-            WxaCodeError::SceneRejected
-        ));
+        for code in [40129, 40169] {
+            assert!(matches!(
+                WxaCodeError::from(api(code)),
+                WxaCodeError::SceneRejected
+            ));
+        }
         assert!(matches!(
             WxaCodeError::from(api(41030)),
             WxaCodeError::PageNotPublished

@@ -282,20 +282,21 @@ impl Vu {
                 .body(""),
         )
         .await;
-        let Some(prepay) = ok(&r)
-            .and_then(|v| v.get("package"))
-            .and_then(Value::as_str)
-            .and_then(|p| p.strip_prefix("prepay_id="))
-            .filter(|p| !p.is_empty())
-        else {
+        // The mini-program hands these parameters to wx.requestPayment as they are; the
+        // simulator checks them (paySign, signType, timeStamp, prepay id) the way WeChat does.
+        let Some(params) = ok(&r).filter(|v| {
+            v.get("package")
+                .and_then(Value::as_str)
+                .and_then(|p| p.strip_prefix("prepay_id="))
+                .is_some_and(|p| !p.is_empty())
+        }) else {
             return FlowEnd::Failed("pay");
         };
+        let params = params.clone();
         let r = call(
             log,
             "sim_pay",
-            self.sim
-                .post(format!("{}/sim/pay", cfg.sim))
-                .json(&json!({ "prepay_id": prepay })),
+            self.sim.post(format!("{}/sim/pay", cfg.sim)).json(&params),
         )
         .await;
         if ok(&r).is_none() {

@@ -6,12 +6,21 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::NotifyFaultsJson;
-use super::pay::simulate_payment;
-use super::state::{Shared, SimOrder};
+use super::bill::BillRowEdit;
+use super::pay::{JsapiParams, request_payment, simulate_payment};
+use super::state::{LoginFault, Shared, SimOrder};
+use super::transfers::TransferFault;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/sim/code", web::post().to(code))
         .route("/sim/pay", web::post().to(pay))
+        .route("/sim/pay-unchecked", web::post().to(pay_unchecked))
+        .route("/sim/subscribe/accept", web::post().to(subscribe_accept))
+        .route("/sim/rules", web::post().to(rules))
+        .route("/sim/transfer-faults", web::post().to(transfer_faults))
+        .route("/sim/bill", web::post().to(bill))
+        .route("/sim/mp/follow", web::post().to(mp_follow))
+        .route("/sim/mp/templates", web::post().to(mp_templates))
         .route("/sim/calls", web::get().to(calls))
         .route("/sim/notify-faults", web::post().to(notify_faults))
         .route("/sim/orders/{key}", web::get().to(order))
@@ -36,6 +45,9 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Box<HttpRespons
 #[derive(Deserialize)]
 struct CodeReq {
     openid: String,
+    /// `"high_risk"` (40226) or `"busy"` (-1 once).
+    #[serde(default)]
+    fault: Option<LoginFault>,
 }
 
 async fn code(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
@@ -49,20 +61,52 @@ async fn code(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
             "openid must be 1-128 characters",
         );
     }
-    let code = sh.lock().issue_code(&r.openid);
+    let code = sh.lock().issue_code_with(&r.openid, r.fault);
     HttpResponse::Ok().json(json!({"code": code}))
 }
 
+/// `POST /sim/pay`: the user pays with what `wx.requestPayment` received (the server's
+/// JSAPI parameters, as returned), plus an optional `coupon_fee`.
 #[derive(Deserialize)]
 struct PayReq {
+    #[serde(flatten)]
+    params: JsapiParams,
+    #[serde(default)]
+    coupon_fee: u64,
+}
+
+async fn pay(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
+    let r: PayReq = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return bad(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                format!(
+                    "send the wx.requestPayment parameters {{appId, timeStamp, nonceStr, package, \
+                     signType, paySign}} ({e}); /sim/pay-unchecked pays by prepay_id without \
+                     the client-side checks"
+                ),
+            );
+        }
+    };
+    match request_payment(&sh.clone().into_inner(), &r.params, r.coupon_fee) {
+        Ok(()) => HttpResponse::Ok().json(json!({"ok": true})),
+        Err(e) => bad(actix_web::http::StatusCode::CONFLICT, e.to_string()),
+    }
+}
+
+/// `POST /sim/pay-unchecked`: NOT what WeChat allows; pays by `prepay_id` or `out_trade_no`
+/// skipping `wx.requestPayment`'s checks.
+#[derive(Deserialize)]
+struct PayUncheckedReq {
     prepay_id: Option<String>,
     out_trade_no: Option<String>,
     #[serde(default)]
     coupon_fee: u64,
 }
 
-async fn pay(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
-    let r: PayReq = match parse(&body) {
+async fn pay_unchecked(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
+    let r: PayUncheckedReq = match parse(&body) {
         Ok(r) => r,
         Err(e) => return *e,
     };
@@ -81,8 +125,67 @@ async fn pay(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
     }
     match simulate_payment(&sh.clone().into_inner(), &key, r.coupon_fee) {
         Ok(()) => HttpResponse::Ok().json(json!({"ok": true})),
-        Err(e) => bad(actix_web::http::StatusCode::CONFLICT, e),
+        Err(e) => bad(actix_web::http::StatusCode::CONFLICT, e.to_string()),
     }
+}
+
+/// `POST /sim/subscribe/accept`: the user taps "allow" in `wx.requestSubscribeMessage`.
+#[derive(Deserialize)]
+struct AcceptReq {
+    openid: String,
+    template_ids: Vec<String>,
+}
+
+async fn subscribe_accept(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
+    let r: AcceptReq = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    if r.openid.is_empty() || r.template_ids.iter().any(String::is_empty) {
+        return bad(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "openid and template ids must not be empty",
+        );
+    }
+    sh.lock().accept_subscribe(&r.openid, &r.template_ids);
+    HttpResponse::Ok().json(json!({"ok": true}))
+}
+
+/// `POST /sim/rules`: the timing rules (seconds) and the non-WeChat subscribe switch.
+#[derive(Deserialize)]
+struct RulesReq {
+    closeorder_min_age_secs: Option<f64>,
+    refund_min_gap_secs: Option<f64>,
+    subscribe_auto_accept: Option<bool>,
+}
+
+async fn rules(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
+    let r: RulesReq = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    let secs = |v: f64| std::time::Duration::try_from_secs_f64(v).ok();
+    let mut st = sh.lock();
+    if let Some(v) = r.closeorder_min_age_secs {
+        let Some(d) = secs(v) else {
+            return bad(actix_web::http::StatusCode::BAD_REQUEST, "bad seconds");
+        };
+        st.closeorder_min_age = d;
+    }
+    if let Some(v) = r.refund_min_gap_secs {
+        let Some(d) = secs(v) else {
+            return bad(actix_web::http::StatusCode::BAD_REQUEST, "bad seconds");
+        };
+        st.refund_min_gap = d;
+    }
+    if let Some(on) = r.subscribe_auto_accept {
+        st.subscribe_auto_accept = on;
+    }
+    HttpResponse::Ok().json(json!({
+        "closeorder_min_age_secs": st.closeorder_min_age.as_secs_f64(),
+        "refund_min_gap_secs": st.refund_min_gap.as_secs_f64(),
+        "subscribe_auto_accept": st.subscribe_auto_accept,
+    }))
 }
 
 async fn calls(sh: web::Data<Shared>) -> HttpResponse {
@@ -112,6 +215,7 @@ async fn messages(sh: web::Data<Shared>) -> HttpResponse {
     let v: Value = json!({
         "subscribe": st.subscribe_messages,
         "custom": st.custom_messages,
+        "template": st.template_messages,
     });
     drop(st);
     HttpResponse::Ok().json(v)
@@ -128,5 +232,74 @@ async fn refuse_subscribe(body: web::Bytes, sh: web::Data<Shared>) -> HttpRespon
         Err(e) => return *e,
     };
     sh.lock().refused_subscribe.insert(r.openid);
+    HttpResponse::Ok().json(json!({"ok": true}))
+}
+
+/// `POST /sim/transfer-faults {"faults": ["system_error_but_paid", {"refuse": "NOTENOUGH"}]}`:
+/// outcomes for the next transfers requests.
+#[derive(Deserialize)]
+struct TransferFaultsReq {
+    faults: Vec<TransferFault>,
+}
+
+async fn transfer_faults(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
+    let r: TransferFaultsReq = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    let mut st = sh.lock();
+    st.transfer_faults.extend(r.faults);
+    HttpResponse::Ok().json(json!({"ok": true, "queued": st.transfer_faults.len()}))
+}
+
+/// `POST /sim/bill {"same_day": true, "edits": {"<out_trade_no>": {"amount": 250} | "drop"}}`.
+#[derive(Deserialize)]
+struct BillReq {
+    same_day: Option<bool>,
+    #[serde(default)]
+    edits: std::collections::HashMap<String, BillRowEdit>,
+}
+
+async fn bill(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
+    let r: BillReq = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    let mut st = sh.lock();
+    if let Some(on) = r.same_day {
+        st.bill_same_day = on;
+    }
+    st.bill_edits.extend(r.edits);
+    HttpResponse::Ok().json(json!({"ok": true}))
+}
+
+/// `POST /sim/mp/follow {"openid", "following": true|false}`.
+#[derive(Deserialize)]
+struct FollowReq {
+    openid: String,
+    following: bool,
+}
+
+async fn mp_follow(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
+    let r: FollowReq = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    sh.lock().mp_followers.insert(r.openid, r.following);
+    HttpResponse::Ok().json(json!({"ok": true}))
+}
+
+/// `POST /sim/mp/templates {"template_ids": [...]}`: the official account adds templates.
+#[derive(Deserialize)]
+struct TemplatesReq {
+    template_ids: Vec<String>,
+}
+
+async fn mp_templates(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
+    let r: TemplatesReq = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    sh.lock().mp_templates.extend(r.template_ids);
     HttpResponse::Ok().json(json!({"ok": true}))
 }

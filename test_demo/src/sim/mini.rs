@@ -10,7 +10,8 @@ use rand::RngCore;
 use serde_json::{Value, json};
 
 use super::qr;
-use super::state::{CodeError, Shared, random_alnum};
+use super::state::{App, CodeError, Shared, TokenError, random_alnum};
+use super::subscribe;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/sns/jscode2session", web::get().to(jscode2session))
@@ -52,17 +53,24 @@ fn query(req: &HttpRequest) -> HashMap<String, String> {
 /// An early answer (boxed: responses are large).
 type Early = Box<HttpResponse>;
 
-/// Checks appid and secret as WeChat does for login and token calls.
-fn check_app(sh: &Shared, appid: Option<&str>, secret: Option<&str>) -> Result<(), Early> {
-    match appid {
+/// Checks appid and secret as WeChat does for login and token calls; tells which app it is.
+/// The official account's credentials are accepted only where `allow_mp`.
+fn check_app(
+    sh: &Shared,
+    appid: Option<&str>,
+    secret: Option<&str>,
+    allow_mp: bool,
+) -> Result<App, Early> {
+    let (app, want_secret) = match appid {
         None | Some("") => return Err(Box::new(err(41002, "appid missing,"))),
-        Some(a) if a != sh.cfg.appid => return Err(Box::new(err(40013, "invalid appid,"))),
-        Some(_) => {}
-    }
+        Some(a) if a == sh.cfg.appid => (App::Mini, &sh.cfg.secret),
+        Some(a) if allow_mp && a == sh.cfg.mp_appid => (App::Mp, &sh.cfg.mp_secret),
+        Some(_) => return Err(Box::new(err(40013, "invalid appid,"))),
+    };
     match secret {
         None | Some("") => Err(Box::new(err(41004, "appsecret missing,"))),
-        Some(s) if s != sh.cfg.secret => Err(Box::new(err(40125, "invalid appsecret,"))),
-        Some(_) => Ok(()),
+        Some(s) if s != want_secret => Err(Box::new(err(40125, "invalid appsecret,"))),
+        Some(_) => Ok(app),
     }
 }
 
@@ -73,6 +81,7 @@ async fn jscode2session(req: HttpRequest, sh: web::Data<Shared>) -> HttpResponse
         &sh,
         q.get("appid").map(String::as_str),
         q.get("secret").map(String::as_str),
+        false,
     ) {
         return *r;
     }
@@ -95,6 +104,8 @@ async fn jscode2session(req: HttpRequest, sh: web::Data<Shared>) -> HttpResponse
         }
         Err(CodeError::Invalid) => err(40029, "invalid code,"),
         Err(CodeError::Used) => err(40163, "code been used,"),
+        Err(CodeError::HighRisk) => err(40226, "code blocked, high risk user"),
+        Err(CodeError::Busy) => err(-1, "system error"),
     }
 }
 
@@ -104,14 +115,16 @@ async fn token(req: HttpRequest, sh: web::Data<Shared>) -> HttpResponse {
     if q.get("grant_type").map(String::as_str) != Some("client_credential") {
         return err(40002, "invalid grant_type");
     }
-    if let Err(r) = check_app(
+    let app = match check_app(
         &sh,
         q.get("appid").map(String::as_str),
         q.get("secret").map(String::as_str),
+        true,
     ) {
-        return *r;
-    }
-    let (t, exp) = sh.lock().issue_legacy_token(sh.cfg.token_ttl);
+        Ok(app) => app,
+        Err(r) => return *r,
+    };
+    let (t, exp) = sh.lock().book(app).issue_legacy_token(sh.cfg.token_ttl);
     ok(json!({"access_token": t, "expires_in": exp}))
 }
 
@@ -123,19 +136,21 @@ async fn stable_token(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
     if v.get("grant_type").and_then(Value::as_str) != Some("client_credential") {
         return err(40002, "invalid grant_type");
     }
-    if let Err(r) = check_app(
+    let app = match check_app(
         &sh,
         v.get("appid").and_then(Value::as_str),
         v.get("secret").and_then(Value::as_str),
+        true,
     ) {
-        return *r;
-    }
+        Ok(app) => app,
+        Err(r) => return *r,
+    };
     let force = match v.get("force_refresh") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => return err(40097, "invalid args, force_refresh must be a boolean"),
     };
-    let res = sh.lock().stable_token(sh.cfg.token_ttl, force);
+    let res = sh.lock().book(app).stable_token(sh.cfg.token_ttl, force);
     match res {
         Ok((t, exp)) => ok(json!({"access_token": t, "expires_in": exp})),
         Err(code) => err(
@@ -145,16 +160,30 @@ async fn stable_token(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
     }
 }
 
-/// The access-token check of every token-taking API.
-fn check_token(req: &HttpRequest, sh: &Shared) -> Result<(), Early> {
+/// The access-token check of every token-taking API: the token says which app calls. An
+/// app without the API gets 48001 (the official account's token on a mini-program API, and
+/// the other way round).
+pub fn check_token_for(req: &HttpRequest, sh: &Shared, allowed: &[App]) -> Result<App, Early> {
     let q = query(req);
-    let res = sh
-        .lock()
-        .check_token(q.get("access_token").map(String::as_str));
-    res.map_err(|e| {
-        let (code, msg) = e.errcode();
-        Box::new(err(code, msg))
-    })
+    let token = q.get("access_token").map(String::as_str);
+    let mut st = sh.lock();
+    let mut first_err = None;
+    for app in [App::Mini, App::Mp] {
+        match st.book(app).check_token(token) {
+            Ok(()) if allowed.contains(&app) => return Ok(app),
+            Ok(()) => return Err(Box::new(err(48001, "api unauthorized"))),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    let (code, msg) = first_err.unwrap_or(TokenError::Missing).errcode();
+    Err(Box::new(err(code, msg)))
+}
+
+/// A mini-program API.
+fn check_token(req: &HttpRequest, sh: &Shared) -> Result<(), Early> {
+    check_token_for(req, sh, &[App::Mini]).map(|_| ())
 }
 
 fn json_body(body: &[u8]) -> Result<Value, Early> {
@@ -253,8 +282,10 @@ async fn subscribe_send(req: HttpRequest, body: web::Bytes, sh: web::Data<Shared
     if template.is_empty() {
         return err(40037, "invalid template_id");
     }
-    if v.get("data").is_some_and(|d| !d.is_object()) {
-        return err(47003, "argument invalid! data.format invalid");
+    if let Some(data) = v.get("data")
+        && let Err(msg) = subscribe::check_data(data)
+    {
+        return err(47003, &msg);
     }
     if let Some(state) = v.get("miniprogram_state")
         && !matches!(state.as_str(), Some("developer" | "trial" | "formal"))
@@ -262,7 +293,8 @@ async fn subscribe_send(req: HttpRequest, body: web::Bytes, sh: web::Data<Shared
         return err(40097, "invalid args, miniprogram_state");
     }
     let mut st = sh.lock();
-    if st.refused_subscribe.contains(touser) {
+    // One send per acceptance of this template by this user (`wx.requestSubscribeMessage`).
+    if st.refused_subscribe.contains(touser) || !st.take_subscribe_credit(touser, template) {
         return err(43101, "user refuse to accept the msg");
     }
     st.msgid_seq += 1;
@@ -273,7 +305,8 @@ async fn subscribe_send(req: HttpRequest, body: web::Bytes, sh: web::Data<Shared
 
 async fn custom_send(req: HttpRequest, body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
     sh.count("custom_send");
-    if let Err(r) = check_token(&req, &sh) {
+    // The customer-message API of both the mini-program and the official account.
+    if let Err(r) = check_token_for(&req, &sh, &[App::Mini, App::Mp]) {
         return *r;
     }
     let v = match json_body(&body) {

@@ -3,9 +3,9 @@
 //!
 //! It implements the protocols as WeChat documents them, independently of the app's client
 //! code: Pay v2 signatures (MD5 / HMAC-SHA256) and XML, signed responses, error shapes
-//! (`return_code`/`result_code`/`err_code`, `{"errcode","errmsg"}`), mutual TLS on `/secapi/`,
-//! pay and refund notifies with WeChat's retry schedule, encrypted refund notifies, and
-//! official-account pushes in plain and safe (AES) mode.
+//! (`return_code`/`result_code`/`err_code`, `{"errcode","errmsg"}`), mutual TLS on `/secapi/`
+//! and the transfer APIs, pay and refund notifies with WeChat's retry schedule, encrypted
+//! refund notifies, and official-account pushes in plain and safe (AES) mode.
 //!
 //! One HTTPS server (one port) serves both API hosts' paths plus `/sim/...` control endpoints.
 //! It runs on its own thread with its own actix System, so [`start`] works from any async
@@ -26,13 +26,35 @@
 //!   `req_info` encryption key; `tamper_amount` changes `refund_fee`).
 //! * A delivery is acknowledged by HTTP 200 within 5 s with an XML body whose `return_code`
 //!   is `SUCCESS`; anything else is retried per `notify_retry_delays`, then given up.
-//! * The same access tokens serve the mini-program APIs and `message/custom/send` (which is
-//!   also the mini-program's customer-message API).
-//! * `closeorder` is allowed right after `unifiedorder` (real WeChat asks for 5 minutes).
+//! * The mini-program and the official account have their own appid, secret and access
+//!   tokens (`cgi-bin/token`, `stable_token`); a token used on the other app's API answers
+//!   48001. `message/custom/send` takes both (it is both apps' customer-message API);
+//!   `message/template/send` is the official account's (`template.rs`).
+//! * `closeorder` within 5 minutes of `unifiedorder` (WeChat documents the rule, not its
+//!   answer): `result_code FAIL`, `err_code SYSTEMERROR` (retry later), the order stays
+//!   payable. [`SimConfig::closeorder_min_age`] / [`SimHandle::set_closeorder_min_age`].
+//! * `unifiedorder` accepts only openids that `jscode2session` gave out (else `PARAM_ERROR`
+//!   "appid和openid不匹配"), a valid IP literal as `spbill_create_ip`, and `time_expire` at
+//!   least 5 minutes ahead (`return_code FAIL` "time_expire时间过短，刷卡至少1分钟，其他5分钟").
+//! * Refunds: `refund_desc` over 80 bytes → `PARAM_ERROR`; a new refund of an order less than
+//!   a minute after the previous one → `FREQUENCY_LIMITED` (a retry of the same
+//!   `out_refund_no` is not a new refund).
+//! * The user's payment is [`SimHandle::request_payment`] with what `wx.requestPayment`
+//!   receives; the client-side checks WeChat makes there (paySign, signType, timeStamp in
+//!   seconds within 2 h before and 5 min after now, appId, prepay id alive) refuse it.
+//! * `subscribe/send`: values are checked by WeChat's parameter rules (47003 naming the key,
+//!   see `subscribe.rs`), and each send spends one acceptance of the template by the user
+//!   ([`SimHandle::accept_subscribe`]); without one, 43101.
+//! * Transfers to users' balances (`mmpaymkttransfers/promotion/transfers`,
+//!   `gettransferinfo`, mutual TLS, MD5): see `transfers.rs` for the rules and the injected
+//!   outcomes ([`SimHandle::push_transfer_faults`]).
+//! * `pay/downloadbill` builds WeChat's text bill from the recorded payments and refunds
+//!   (`bill.rs`); today's bill only with [`SimHandle::set_bill_same_day`].
 //! * Keys are ECDSA P-256 (ring cannot generate RSA); `client_p12` is PBES2/AES-256-CBC +
 //!   HMAC-SHA256 MAC, as OpenSSL 3 writes by default (`p12::Profile::Legacy` writes the
 //!   RC2-40 profile of WeChat's own files).
 
+mod bill;
 mod control;
 pub mod crypto;
 mod mini;
@@ -44,7 +66,10 @@ mod qr;
 pub mod refund_faults;
 pub mod sign;
 mod state;
+mod subscribe;
+mod template;
 mod tls;
+mod transfers;
 pub mod xml;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -58,7 +83,10 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-pub use state::{SimOrder, SimRefund};
+pub use bill::BillRowEdit;
+pub use pay::{JsapiParams, PaymentRefused};
+pub use state::{LoginFault, SimOrder, SimRefund};
+pub use transfers::{SimTransfer, TransferFault};
 
 use state::Shared;
 
@@ -73,8 +101,10 @@ pub struct SimConfig {
     /// Merchant id and the Pay v2 API key (32 characters).
     pub mch_id: String,
     pub pay_key: String,
-    /// Official account: appid, token and the 43-character EncodingAESKey.
+    /// Official account: appid, secret (its own access tokens), token and the 43-character
+    /// EncodingAESKey.
     pub mp_appid: String,
+    pub mp_secret: String,
     pub mp_token: String,
     pub mp_aes_key: String,
     /// Delays between notify attempts; after the last one fails, delivery stops.
@@ -83,7 +113,18 @@ pub struct SimConfig {
     pub token_ttl: Duration,
     /// Time from a refund being accepted to its SUCCESS (and refund notify).
     pub refund_settle_delay: Duration,
+    /// `closeorder` is refused until this long after the order's first `unifiedorder`
+    /// (WeChat: 5 minutes; [`SimHandle::set_closeorder_min_age`] shortens it for a test).
+    pub closeorder_min_age: Duration,
+    /// A new refund of an order is refused (FREQUENCY_LIMITED) this soon after the previous
+    /// one (WeChat: 1 minute; [`SimHandle::set_refund_min_gap`]).
+    pub refund_min_gap: Duration,
 }
+
+/// WeChat: "订单生成后不能马上调用关单接口，最短调用时间间隔为5分钟".
+pub const CLOSEORDER_MIN_AGE: Duration = Duration::from_secs(300);
+/// WeChat: "单笔订单请求频率过高，请于1分钟后重试" (FREQUENCY_LIMITED).
+pub const REFUND_MIN_GAP: Duration = Duration::from_secs(60);
 
 /// WeChat's documented notify retry schedule (about 24 hours).
 pub fn wechat_retry_schedule() -> Vec<Duration> {
@@ -105,11 +146,14 @@ impl SimConfig {
             mch_id: "1900012345".into(),
             pay_key: "CampusErrandDemoPayKey0123456789".into(),
             mp_appid: "wx8d2b4f6a1c3e5079".into(),
+            mp_secret: "7b1d3f5a9c2e4b6d8f0a1c3e5b7d9f2a".into(),
             mp_token: "campuserranddemo".into(),
             mp_aes_key: "Q2FtcHVzRXJyYW5kRGVtb0FFU0tleTAxMjM0NTY3ODk".into(),
             notify_retry_delays: wechat_retry_schedule(),
             token_ttl: Duration::from_secs(7200),
             refund_settle_delay: Duration::from_secs(3),
+            closeorder_min_age: CLOSEORDER_MIN_AGE,
+            refund_min_gap: REFUND_MIN_GAP,
         }
     }
 
@@ -123,6 +167,7 @@ impl SimConfig {
             mch_id: "1230000109".into(),
             pay_key: "TestPayKey0123456789abcdefghijkl".into(),
             mp_appid: "wxfedcba0987654321".into(),
+            mp_secret: "fedcba9876543210fedcba9876543210".into(),
             mp_token: "testtoken".into(),
             mp_aes_key: "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG".into(),
             notify_retry_delays: [50, 100, 150, 200, 200]
@@ -131,6 +176,9 @@ impl SimConfig {
                 .collect(),
             token_ttl: Duration::from_secs(7200),
             refund_settle_delay: Duration::from_millis(100),
+            // WeChat's rules here too: a test that needs less sets it.
+            closeorder_min_age: CLOSEORDER_MIN_AGE,
+            refund_min_gap: REFUND_MIN_GAP,
         }
     }
 
@@ -319,6 +367,9 @@ fn routes(cfg: &mut web::ServiceConfig) {
     refund_faults::routes(cfg);
     mini::routes(cfg);
     pay::routes(cfg);
+    transfers::routes(cfg);
+    bill::routes(cfg);
+    template::routes(cfg);
     control::routes(cfg);
 }
 
@@ -396,22 +447,180 @@ impl SimHandle {
         self.inner.shared.lock().counters.clone()
     }
 
-    /// The user pays in `wx.requestPayment`: the order becomes SUCCESS with a transaction id,
-    /// and the pay notify goes to its notify_url (with retries).
-    pub fn pay(&self, prepay_id_or_out_trade_no: &str) -> anyhow::Result<()> {
+    /// A code whose `jscode2session` answers a refusal instead of a session: 40226 for a
+    /// high-risk user (every time), or -1 "system error" (once; the retry succeeds).
+    pub fn issue_code_with_fault(&self, openid: &str, fault: LoginFault) -> String {
+        self.inner
+            .shared
+            .lock()
+            .issue_code_with(openid, Some(fault))
+    }
+
+    /// The user pays in the mini-program: `wx.requestPayment` with the parameters the server
+    /// returned (checked as WeChat does: prepay id alive, appId, signType as in unifiedorder,
+    /// timeStamp, paySign), then the order becomes SUCCESS with a transaction id and the pay
+    /// notify goes to its notify_url (with retries).
+    pub fn request_payment(&self, params: &JsapiParams) -> Result<(), PaymentRefused> {
+        pay::request_payment(&self.inner.shared, params, 0)
+    }
+
+    /// Like [`SimHandle::request_payment`], with a coupon of `coupon_fee` fen: `cash_fee` is
+    /// lower than `total_fee`, and the notify carries `coupon_fee`, `coupon_count`,
+    /// `coupon_id_0`, ...
+    pub fn request_payment_with_coupon(
+        &self,
+        params: &JsapiParams,
+        coupon_fee: u64,
+    ) -> Result<(), PaymentRefused> {
+        pay::request_payment(&self.inner.shared, params, coupon_fee)
+    }
+
+    /// NOT what WeChat allows: the order is paid by prepay id or out_trade_no, skipping every
+    /// client-side check of `wx.requestPayment` (paySign, signType, timeStamp, appId). For
+    /// tests of the notify machinery only; product tests use [`SimHandle::request_payment`]
+    /// with the parameters the server returned.
+    pub fn pay_skipping_client_checks(
+        &self,
+        prepay_id_or_out_trade_no: &str,
+    ) -> anyhow::Result<()> {
         pay::simulate_payment(&self.inner.shared, prepay_id_or_out_trade_no, 0)
             .map_err(|e| anyhow::anyhow!(e))
     }
 
-    /// Like [`SimHandle::pay`], with a coupon of `coupon_fee` fen: `cash_fee` is lower than
-    /// `total_fee`, and the notify carries `coupon_fee`, `coupon_count`, `coupon_id_0`, ...
-    pub fn pay_with_coupon(
+    /// [`SimHandle::pay_skipping_client_checks`] with a coupon of `coupon_fee` fen.
+    pub fn pay_with_coupon_skipping_client_checks(
         &self,
         prepay_id_or_out_trade_no: &str,
         coupon_fee: u64,
     ) -> anyhow::Result<()> {
         pay::simulate_payment(&self.inner.shared, prepay_id_or_out_trade_no, coupon_fee)
             .map_err(|e| anyhow::anyhow!(e))
+    }
+
+    /// The order's prepay id reaches the end of its 2 hours now (for tests that cannot wait).
+    /// False when the order is unknown.
+    pub fn expire_prepay_id(&self, prepay_id_or_out_trade_no: &str) -> bool {
+        let mut st = self.inner.shared.lock();
+        let Some(no) = st.order_no_by_key(prepay_id_or_out_trade_no) else {
+            return false;
+        };
+        st.orders
+            .get_mut(&no)
+            .map(|o| o.prepay_expires = std::time::Instant::now())
+            .is_some()
+    }
+
+    /// NOT WeChat (whose bill for a day exists from about 10:00 the next day): when on,
+    /// `downloadbill` serves today's bill too, so a test can reconcile what it just paid.
+    pub fn set_bill_same_day(&self, on: bool) {
+        self.inner.shared.lock().bill_same_day = on;
+    }
+
+    /// Alters an order's rows in `downloadbill` (an amount that differs, a missing row).
+    pub fn edit_bill_row(&self, out_trade_no: &str, edit: BillRowEdit) {
+        self.inner
+            .shared
+            .lock()
+            .bill_edits
+            .insert(out_trade_no.to_string(), edit);
+    }
+
+    /// `openid` follows the official account (an official-account openid, not the
+    /// mini-program's).
+    pub fn mp_follow(&self, openid: &str) {
+        self.inner
+            .shared
+            .lock()
+            .mp_followers
+            .insert(openid.to_string(), true);
+    }
+
+    /// `openid` unfollowed the official account: template messages to it answer 43004.
+    pub fn mp_unfollow(&self, openid: &str) {
+        self.inner
+            .shared
+            .lock()
+            .mp_followers
+            .insert(openid.to_string(), false);
+    }
+
+    /// The official account added this template (from the library) to its templates.
+    pub fn mp_add_template(&self, template_id: &str) {
+        self.inner
+            .shared
+            .lock()
+            .mp_templates
+            .insert(template_id.to_string());
+    }
+
+    /// Bodies accepted by `message/template/send`.
+    pub fn template_messages(&self) -> Vec<serde_json::Value> {
+        self.inner.shared.lock().template_messages.clone()
+    }
+
+    /// Outcomes for the next `promotion/transfers` requests, one per request, in order.
+    pub fn push_transfer_faults(&self, faults: &[TransferFault]) {
+        self.inner
+            .shared
+            .lock()
+            .transfer_faults
+            .extend(faults.iter().cloned());
+    }
+
+    /// A transfer the simulator made (money moved), by partner_trade_no.
+    pub fn transfer(&self, partner_trade_no: &str) -> Option<SimTransfer> {
+        self.inner
+            .shared
+            .lock()
+            .transfers
+            .get(partner_trade_no)
+            .cloned()
+    }
+
+    /// Every transfer made.
+    pub fn transfers(&self) -> Vec<SimTransfer> {
+        let mut v: Vec<SimTransfer> = self
+            .inner
+            .shared
+            .lock()
+            .transfers
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.payment_no.cmp(&b.payment_no));
+        v
+    }
+
+    /// The user taps "allow" for these templates in `wx.requestSubscribeMessage`: one
+    /// `subscribe/send` of each template to this openid (more taps, more sends).
+    pub fn accept_subscribe(&self, openid: &str, template_ids: &[&str]) {
+        let ids: Vec<String> = template_ids.iter().map(|t| t.to_string()).collect();
+        self.inner.shared.lock().accept_subscribe(openid, &ids);
+    }
+
+    /// Sends of `template_id` to `openid` still allowed by acceptances.
+    pub fn subscribe_credits(&self, openid: &str, template_id: &str) -> u32 {
+        self.inner
+            .shared
+            .lock()
+            .subscribe_credits_left(openid, template_id)
+    }
+
+    /// NOT WeChat: when on, `subscribe/send` needs no acceptance (only the parameter rules
+    /// and [`SimHandle::refuse_subscribe_for`] apply). Off by default.
+    pub fn set_subscribe_auto_accept(&self, on: bool) {
+        self.inner.shared.lock().subscribe_auto_accept = on;
+    }
+
+    /// How old an order must be before `closeorder` accepts it (WeChat: 5 minutes, the
+    /// default). For tests that cannot wait.
+    pub fn set_closeorder_min_age(&self, d: Duration) {
+        self.inner.shared.lock().closeorder_min_age = d;
+    }
+
+    /// How far apart two refunds of one order must be (WeChat: 1 minute, the default).
+    pub fn set_refund_min_gap(&self, d: Duration) {
+        self.inner.shared.lock().refund_min_gap = d;
     }
 
     pub fn set_notify_faults(&self, f: NotifyFaults) {
@@ -442,7 +651,8 @@ impl SimHandle {
         self.inner.shared.lock().custom_messages.clone()
     }
 
-    /// `subscribe/send` to this openid answers 43101.
+    /// `subscribe/send` to this openid answers 43101 (the user refused; acceptances do not
+    /// help).
     pub fn refuse_subscribe_for(&self, openid: &str) {
         self.inner
             .shared

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{NaiveDateTime, TimeZone as _};
+use serde::{Deserialize, Serialize};
 
 use super::notify::{self, PayNotice, RefundNotice};
 use super::sign::{self, SignType};
@@ -48,13 +49,13 @@ fn early(msg: &str) -> Early {
 }
 
 /// A verified request.
-struct PayReq {
-    params: Params,
-    sign_type: SignType,
+pub(super) struct PayReq {
+    pub(super) params: Params,
+    pub(super) sign_type: SignType,
 }
 
 impl PayReq {
-    fn get(&self, k: &str) -> Option<&str> {
+    pub(super) fn get(&self, k: &str) -> Option<&str> {
         self.params
             .get(k)
             .map(String::as_str)
@@ -63,7 +64,7 @@ impl PayReq {
 }
 
 /// Parses and authenticates a Pay v2 request.
-fn verify(sh: &Shared, body: &[u8]) -> Result<PayReq, Early> {
+pub(super) fn verify(sh: &Shared, body: &[u8]) -> Result<PayReq, Early> {
     let doc = xml::parse(body).map_err(|e| {
         tracing::info!(target: "wechat_sim", error = %e, "pay request: bad XML");
         early("XML格式错误")
@@ -185,6 +186,12 @@ fn new_refund_id() -> String {
     format!("503{}{}", beijing_now().format("%Y%m%d"), random_digits(18))
 }
 
+/// `time_expire` must be at least this far ahead (JSAPI, NATIVE, APP, MWEB).
+const TIME_EXPIRE_MIN_SECS: i64 = 300;
+
+/// `refund_desc` is at most 80 bytes.
+const REFUND_DESC_MAX_BYTES: usize = 80;
+
 /// The fields that must be identical when unifiedorder is repeated for an out_trade_no.
 const FINGERPRINT: [&str; 11] = [
     "body",
@@ -240,9 +247,18 @@ async fn unifiedorder(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
     if !matches!(trade_type.as_str(), "JSAPI" | "NATIVE" | "APP" | "MWEB") {
         return return_fail("trade_type参数格式错误");
     }
+    if get("spbill_create_ip").parse::<std::net::IpAddr>().is_err() {
+        return return_fail("spbill_create_ip参数格式错误");
+    }
     let openid = r.get("openid").map(str::to_string);
     if trade_type == "JSAPI" && openid.is_none() {
         return return_fail("JSAPI支付必须传openid");
+    }
+    // An openid belongs to one appid: only those jscode2session gave out for ours exist.
+    if let Some(id) = &openid
+        && !sh.lock().issued_openids.contains(id)
+    {
+        return result_err(&sh, r.sign_type, "PARAM_ERROR", "appid和openid不匹配");
     }
     if trade_type == "NATIVE" && r.get("product_id").is_none() {
         return return_fail("NATIVE支付必须传product_id");
@@ -296,16 +312,12 @@ async fn unifiedorder(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
             o.prepay_id.clone()
         }
     } else {
+        // WeChat's answer (return_code level): 1 minute for MICROPAY, 5 for every other type.
         if let Some(t) = time_expire
-            && t < beijing_now() + chrono::Duration::seconds(60)
+            && t < beijing_now() + chrono::Duration::seconds(TIME_EXPIRE_MIN_SECS)
         {
             drop(st);
-            return result_err(
-                &sh,
-                r.sign_type,
-                "INVALID_REQUEST",
-                "time_expire时间过短，最短失效时间间隔必须大于1分钟",
-            );
+            return return_fail("time_expire时间过短，刷卡至少1分钟，其他5分钟");
         }
         let prepay_id = new_prepay_id();
         let order = Order {
@@ -327,6 +339,8 @@ async fn unifiedorder(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
             cash_fee: 0,
             coupon_fee: 0,
             refunds: Vec::new(),
+            created_at: now,
+            last_refund_at: None,
         };
         st.orders.insert(out_trade_no.clone(), order);
         st.by_prepay.insert(prepay_id.clone(), out_trade_no.clone());
@@ -435,12 +449,19 @@ async fn closeorder(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
         return return_fail("缺少参数out_trade_no");
     };
     let mut st = sh.lock();
+    let min_age = st.closeorder_min_age;
     let outcome = match st.orders.get_mut(&no) {
         None => Err(("ORDERNOTEXIST", "订单不存在")),
         Some(o) if o.state.is_paid() => Err(("ORDERPAID", "订单已支付，不能发起关单")),
         Some(o) if o.state == TradeState::Closed => {
             Err(("ORDERCLOSED", "订单已关闭，无法重复关闭"))
         }
+        // WeChat documents the 5 minutes but no error code for them: SYSTEMERROR (the order
+        // stays NOTPAY and payable; call again later) is this simulator's choice.
+        Some(o) if o.created_at.elapsed() < min_age => Err((
+            "SYSTEMERROR",
+            "订单生成后不能马上调用关单接口，最短调用时间间隔为5分钟",
+        )),
         Some(o) => {
             o.state = TradeState::Closed;
             Ok(())
@@ -459,7 +480,7 @@ async fn closeorder(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
 }
 
 /// `/secapi/` requires the merchant certificate.
-fn require_cert(req: &HttpRequest, sh: &Shared) -> Result<(), Early> {
+pub(super) fn require_cert(req: &HttpRequest, sh: &Shared) -> Result<(), Early> {
     let cert = req.conn_data::<PeerCert>().and_then(|p| p.0.clone());
     match cert {
         None => {
@@ -520,8 +541,19 @@ pub(super) async fn refund(
     {
         return return_fail("notify_url参数格式错误：须为不带参数的http(s)地址");
     }
+    if r.get("refund_desc")
+        .is_some_and(|d| d.len() > REFUND_DESC_MAX_BYTES)
+    {
+        return result_err(
+            &sh,
+            r.sign_type,
+            "PARAM_ERROR",
+            "refund_desc参数长度有误，最长80字节",
+        );
+    }
 
     let mut st = sh.lock();
+    let min_gap = st.refund_min_gap;
     let Some(no) = find_order(&st, &r) else {
         drop(st);
         return result_err(&sh, r.sign_type, "ORDERNOTEXIST", "订单号不存在");
@@ -572,6 +604,17 @@ pub(super) async fn refund(
                 drop(st);
                 return result_err(&sh, r.sign_type, "ERROR", "累计退款金额大于支付金额");
             }
+            // A new refund of the same order less than a minute after the previous one.
+            if o.last_refund_at.is_some_and(|t| t.elapsed() < min_gap) {
+                drop(st);
+                return result_err(
+                    &sh,
+                    r.sign_type,
+                    "FREQUENCY_LIMITED",
+                    "单笔订单请求频率过高，请于1分钟后重试",
+                );
+            }
+            o.last_refund_at = Some(std::time::Instant::now());
             let refund = Refund {
                 out_refund_no: out_refund_no.clone(),
                 refund_id: new_refund_id(),
@@ -579,6 +622,7 @@ pub(super) async fn refund(
                 success: false,
                 success_time: None,
                 notify_url,
+                requested_time: beijing_now().format("%Y-%m-%d %H:%M:%S").to_string(),
             };
             o.refunds.push(refund.clone());
             (refund, true)
@@ -728,37 +772,168 @@ pub(super) async fn refundquery(body: web::Bytes, sh: web::Data<Shared>) -> Http
     result_ok(&sh, r.sign_type, f)
 }
 
-/// The user pays: NOTPAY → SUCCESS, then the pay notify is delivered.
+/// What `wx.requestPayment` receives: the JSON the server hands the mini-program, with
+/// WeChat's field names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JsapiParams {
+    #[serde(rename = "appId")]
+    pub app_id: String,
+    #[serde(rename = "timeStamp")]
+    pub time_stamp: String,
+    #[serde(rename = "nonceStr")]
+    pub nonce_str: String,
+    /// `prepay_id=<prepay id>`.
+    pub package: String,
+    #[serde(rename = "signType")]
+    pub sign_type: String,
+    #[serde(rename = "paySign")]
+    pub pay_sign: String,
+}
+
+/// Why the payment did not happen: `wx.requestPayment` fails (its `errMsg`), or the order
+/// could not be paid.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PaymentRefused {
+    #[error("requestPayment:fail parameter {0} is missing or empty")]
+    MissingParam(&'static str),
+    #[error("requestPayment:fail package must be prepay_id=<prepay id>")]
+    BadPackage,
+    #[error("requestPayment:fail prepay_id does not exist")]
+    UnknownPrepayId,
+    #[error("requestPayment:fail prepay_id expired (2 hours), call unifiedorder again")]
+    PrepayExpired,
+    #[error("requestPayment:fail appId is not the appid of the order")]
+    WrongAppId,
+    #[error("requestPayment:fail signType is not the one unifiedorder used")]
+    SignTypeMismatch,
+    #[error("requestPayment:fail timeStamp must be the Unix time in seconds, near now")]
+    BadTimestamp,
+    #[error("requestPayment:fail nonceStr longer than 32 characters")]
+    BadNonce,
+    #[error("requestPayment:fail 支付验证签名失败 (paySign)")]
+    BadSign,
+    #[error("the order is closed")]
+    OrderClosed,
+    #[error("the order is already paid")]
+    AlreadyPaid,
+    #[error("the order expired (time_expire)")]
+    OrderExpired,
+    #[error("coupon_fee must be below total_fee")]
+    BadCoupon,
+}
+
+/// How far `timeStamp` may be ahead of the simulator's clock (the phone's clock may run fast).
+const TIMESTAMP_AHEAD_SECS: i64 = 300;
+
+/// `wx.requestPayment` in the mini-program, then the user pays: the client-side checks
+/// WeChat makes on the parameters (prepay id alive, appId, signType as in unifiedorder,
+/// timeStamp in seconds, paySign recomputed with the merchant key over appId, timeStamp,
+/// nonceStr, package and signType), then [`simulate_payment`].
+pub fn request_payment(
+    sh: &std::sync::Arc<Shared>,
+    p: &JsapiParams,
+    coupon_fee: u64,
+) -> Result<(), PaymentRefused> {
+    for (name, v) in [
+        ("appId", &p.app_id),
+        ("timeStamp", &p.time_stamp),
+        ("nonceStr", &p.nonce_str),
+        ("package", &p.package),
+        ("signType", &p.sign_type),
+        ("paySign", &p.pay_sign),
+    ] {
+        if v.is_empty() {
+            return Err(PaymentRefused::MissingParam(name));
+        }
+    }
+    let prepay_id = p
+        .package
+        .strip_prefix("prepay_id=")
+        .filter(|id| !id.is_empty())
+        .ok_or(PaymentRefused::BadPackage)?;
+    {
+        let st = sh.lock();
+        let o = st
+            .by_prepay
+            .get(prepay_id)
+            .and_then(|no| st.orders.get(no))
+            .ok_or(PaymentRefused::UnknownPrepayId)?;
+        if o.prepay_expires <= std::time::Instant::now() {
+            return Err(PaymentRefused::PrepayExpired);
+        }
+        if p.app_id != o.appid {
+            return Err(PaymentRefused::WrongAppId);
+        }
+        let st_used = match p.sign_type.as_str() {
+            "MD5" => SignType::Md5,
+            "HMAC-SHA256" => SignType::HmacSha256,
+            _ => return Err(PaymentRefused::SignTypeMismatch),
+        };
+        if st_used != o.sign_type {
+            return Err(PaymentRefused::SignTypeMismatch);
+        }
+        let ts_ok = p.time_stamp.len() <= 10
+            && p.time_stamp.bytes().all(|b| b.is_ascii_digit())
+            && p.time_stamp.parse::<i64>().is_ok_and(|ts| {
+                let now = chrono::Utc::now().timestamp();
+                ts <= now + TIMESTAMP_AHEAD_SECS && ts >= now - PREPAY_TTL.as_secs() as i64
+            });
+        if !ts_ok {
+            return Err(PaymentRefused::BadTimestamp);
+        }
+        if p.nonce_str.chars().count() > 32 {
+            return Err(PaymentRefused::BadNonce);
+        }
+        let expected = sign::pay_sign(
+            [
+                ("appId", p.app_id.as_str()),
+                ("timeStamp", p.time_stamp.as_str()),
+                ("nonceStr", p.nonce_str.as_str()),
+                ("package", p.package.as_str()),
+                ("signType", p.sign_type.as_str()),
+            ],
+            &sh.cfg.pay_key,
+            st_used,
+        );
+        if !sign::ct_eq(&p.pay_sign, &expected) {
+            return Err(PaymentRefused::BadSign);
+        }
+    }
+    simulate_payment(sh, prepay_id, coupon_fee)
+}
+
+/// The user pays, without the client-side checks of [`request_payment`]: NOTPAY → SUCCESS,
+/// then the pay notify is delivered. `key` is a prepay id or an out_trade_no.
 pub fn simulate_payment(
     sh: &std::sync::Arc<Shared>,
     key: &str,
     coupon_fee: u64,
-) -> Result<(), String> {
+) -> Result<(), PaymentRefused> {
     let notice = {
         let mut st = sh.lock();
         let Some(no) = st.order_no_by_key(key) else {
-            return Err(format!("unknown order or prepay id: {key}"));
+            return Err(PaymentRefused::UnknownPrepayId);
         };
         let by_prepay = st.by_prepay.contains_key(key);
         let Some(o) = st.orders.get_mut(&no) else {
-            return Err(format!("unknown order: {no}"));
+            return Err(PaymentRefused::UnknownPrepayId);
         };
         match o.state {
             TradeState::NotPay => {}
-            TradeState::Closed => return Err(format!("order {no} is closed")),
-            _ => return Err(format!("order {no} is already paid")),
+            TradeState::Closed => return Err(PaymentRefused::OrderClosed),
+            _ => return Err(PaymentRefused::AlreadyPaid),
         }
         if by_prepay && o.prepay_id != key {
-            return Err(format!("prepay id {key} was replaced"));
+            return Err(PaymentRefused::PrepayExpired);
         }
         if o.prepay_expires <= std::time::Instant::now() {
-            return Err(format!("prepay id of {no} expired"));
+            return Err(PaymentRefused::PrepayExpired);
         }
         if o.time_expire.is_some_and(|t| t <= beijing_now()) {
-            return Err(format!("order {no} expired (time_expire)"));
+            return Err(PaymentRefused::OrderExpired);
         }
         if coupon_fee >= o.total_fee {
-            return Err("coupon_fee must be below total_fee".into());
+            return Err(PaymentRefused::BadCoupon);
         }
         let txn = new_transaction_id();
         o.state = TradeState::Success;

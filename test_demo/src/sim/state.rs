@@ -99,6 +99,8 @@ pub struct Refund {
     pub success: bool,
     pub success_time: Option<String>,
     pub notify_url: Option<String>,
+    /// When it was accepted, `yyyy-MM-dd HH:mm:ss` Beijing (the bill's 退款申请时间).
+    pub requested_time: String,
 }
 
 impl Refund {
@@ -132,6 +134,10 @@ pub struct Order {
     pub cash_fee: u64,
     pub coupon_fee: u64,
     pub refunds: Vec<Refund>,
+    /// When the first unifiedorder created it (closeorder's 5 minutes count from here).
+    pub created_at: Instant,
+    /// When the last refund of it was accepted (refunds must be a minute apart).
+    pub last_refund_at: Option<Instant>,
 }
 
 impl Order {
@@ -199,6 +205,20 @@ struct CodeEntry {
     openid: String,
     used: bool,
     expires: Instant,
+    fault: Option<LoginFault>,
+}
+
+/// What a wx.login code answers at `jscode2session` instead of a session (a control for
+/// testing the server's handling of WeChat's refusals).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginFault {
+    /// errcode 40226: the user is high-risk and WeChat blocks the login. Every redeem of the
+    /// code answers it.
+    HighRisk,
+    /// errcode -1: system busy. The first redeem answers it without consuming the code; a
+    /// retry with the same code succeeds.
+    Busy,
 }
 
 struct TokenEntry {
@@ -232,76 +252,28 @@ impl TokenError {
 pub enum CodeError {
     Invalid,
     Used,
+    HighRisk,
+    Busy,
 }
 
+/// The two apps the simulator serves: the mini-program and the official account, each
+/// with its own appid, secret and access tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum App {
+    Mini,
+    Mp,
+}
+
+/// One app's access tokens.
 #[derive(Default)]
-pub struct State {
-    codes: HashMap<String, CodeEntry>,
+pub struct TokenBook {
     tokens: HashMap<String, TokenEntry>,
     legacy_current: Option<String>,
     stable_current: Option<String>,
     force_refreshes: VecDeque<Instant>,
-    pub orders: HashMap<String, Order>,
-    /// prepay_id → out_trade_no
-    pub by_prepay: HashMap<String, String>,
-    /// transaction_id → out_trade_no
-    pub by_transaction: HashMap<String, String>,
-    /// out_refund_no → out_trade_no, refund_id → out_trade_no
-    pub by_out_refund_no: HashMap<String, String>,
-    pub by_refund_id: HashMap<String, String>,
-    pub counters: BTreeMap<String, u64>,
-    pub subscribe_messages: Vec<serde_json::Value>,
-    pub custom_messages: Vec<serde_json::Value>,
-    pub refused_subscribe: HashSet<String>,
-    pub faults: NotifyFaults,
-    pub msgid_seq: u64,
-    /// Scripted answers of the next refund calls.
-    pub refund_faults: VecDeque<super::refund_faults::RefundFault>,
-    /// out_refund_no → how refundquery reports that refund.
-    pub refund_outcomes: HashMap<String, super::refund_faults::RefundOutcome>,
 }
 
-impl State {
-    pub fn count(&mut self, name: &str) {
-        *self.counters.entry(name.to_string()).or_insert(0) += 1;
-    }
-
-    // ---- wx.login codes ----
-
-    pub fn issue_code(&mut self, openid: &str) -> String {
-        let now = Instant::now();
-        if self.codes.len() > 10_000 {
-            self.codes.retain(|_, c| c.expires > now && !c.used);
-        }
-        // Real codes are 32 characters of letters and digits.
-        let code = random_alnum(32);
-        self.codes.insert(
-            code.clone(),
-            CodeEntry {
-                openid: openid.to_string(),
-                used: false,
-                expires: now + CODE_TTL,
-            },
-        );
-        code
-    }
-
-    /// Consumes a code; returns its openid.
-    pub fn redeem_code(&mut self, code: &str) -> Result<String, CodeError> {
-        let now = Instant::now();
-        match self.codes.get_mut(code) {
-            None => Err(CodeError::Invalid),
-            Some(c) if c.expires <= now => Err(CodeError::Invalid),
-            Some(c) if c.used => Err(CodeError::Used),
-            Some(c) => {
-                c.used = true;
-                Ok(c.openid.clone())
-            }
-        }
-    }
-
-    // ---- access tokens ----
-
+impl TokenBook {
     fn new_token(&mut self, ttl: Duration) -> String {
         if self.tokens.len() > 10_000 {
             // Forget long-expired tokens (they would answer 40001 instead of 42001).
@@ -401,6 +373,164 @@ impl State {
         self.legacy_current = None;
         self.stable_current = None;
     }
+}
+
+#[derive(Default)]
+pub struct State {
+    codes: HashMap<String, CodeEntry>,
+    /// The mini-program's access tokens.
+    pub tokens: TokenBook,
+    /// The official account's access tokens.
+    pub mp_tokens: TokenBook,
+    pub orders: HashMap<String, Order>,
+    /// prepay_id → out_trade_no
+    pub by_prepay: HashMap<String, String>,
+    /// transaction_id → out_trade_no
+    pub by_transaction: HashMap<String, String>,
+    /// out_refund_no → out_trade_no, refund_id → out_trade_no
+    pub by_out_refund_no: HashMap<String, String>,
+    pub by_refund_id: HashMap<String, String>,
+    pub counters: BTreeMap<String, u64>,
+    pub subscribe_messages: Vec<serde_json::Value>,
+    pub custom_messages: Vec<serde_json::Value>,
+    pub refused_subscribe: HashSet<String>,
+    /// One-time subscribe acceptances left, by (openid, template_id).
+    pub subscribe_credits: HashMap<(String, String), u32>,
+    /// Not WeChat: every `subscribe/send` is accepted without an acceptance (tests of
+    /// products that do not track acceptances yet).
+    pub subscribe_auto_accept: bool,
+    /// Openids handed out by `jscode2session` (the only ones `unifiedorder` accepts).
+    pub issued_openids: HashSet<String>,
+    /// `closeorder` is refused until an order is this old (WeChat: 5 minutes).
+    pub closeorder_min_age: Duration,
+    /// Two refunds of one order must be this far apart (WeChat: 1 minute).
+    pub refund_min_gap: Duration,
+    /// Transfers to users' balances, by partner_trade_no.
+    pub transfers: HashMap<String, super::transfers::SimTransfer>,
+    /// Outcomes for the next transfers requests, one each.
+    pub transfer_faults: VecDeque<super::transfers::TransferFault>,
+    /// Edits of bill rows, by out_trade_no (see `bill.rs`).
+    pub bill_edits: HashMap<String, super::bill::BillRowEdit>,
+    /// Not WeChat: today's bill can be downloaded (WeChat has it from about 10:00 the next
+    /// day).
+    pub bill_same_day: bool,
+    /// The official account's users: openid → following now.
+    pub mp_followers: HashMap<String, bool>,
+    /// Template ids the official account added.
+    pub mp_templates: HashSet<String>,
+    /// Bodies accepted by `message/template/send`.
+    pub template_messages: Vec<serde_json::Value>,
+    pub faults: NotifyFaults,
+    pub msgid_seq: u64,
+    /// Scripted answers of the next refund calls.
+    pub refund_faults: VecDeque<super::refund_faults::RefundFault>,
+    /// out_refund_no → how refundquery reports that refund.
+    pub refund_outcomes: HashMap<String, super::refund_faults::RefundOutcome>,
+}
+
+impl State {
+    pub fn count(&mut self, name: &str) {
+        *self.counters.entry(name.to_string()).or_insert(0) += 1;
+    }
+
+    // ---- wx.login codes ----
+
+    pub fn issue_code(&mut self, openid: &str) -> String {
+        self.issue_code_with(openid, None)
+    }
+
+    pub fn issue_code_with(&mut self, openid: &str, fault: Option<LoginFault>) -> String {
+        let now = Instant::now();
+        if self.codes.len() > 10_000 {
+            self.codes.retain(|_, c| c.expires > now && !c.used);
+        }
+        // Real codes are 32 characters of letters and digits.
+        let code = random_alnum(32);
+        self.codes.insert(
+            code.clone(),
+            CodeEntry {
+                openid: openid.to_string(),
+                used: false,
+                expires: now + CODE_TTL,
+                fault,
+            },
+        );
+        code
+    }
+
+    /// Consumes a code; returns its openid.
+    pub fn redeem_code(&mut self, code: &str) -> Result<String, CodeError> {
+        let now = Instant::now();
+        match self.codes.get_mut(code) {
+            None => Err(CodeError::Invalid),
+            Some(c) if c.expires <= now => Err(CodeError::Invalid),
+            Some(c) if c.used => Err(CodeError::Used),
+            Some(c) if c.fault == Some(LoginFault::HighRisk) => Err(CodeError::HighRisk),
+            Some(c) if c.fault == Some(LoginFault::Busy) => {
+                c.fault = None;
+                Err(CodeError::Busy)
+            }
+            Some(c) => {
+                c.used = true;
+                let openid = c.openid.clone();
+                self.issued_openids.insert(openid.clone());
+                Ok(openid)
+            }
+        }
+    }
+
+    // ---- one-time subscribe acceptances ----
+
+    /// The user tapped "allow" for these templates in `wx.requestSubscribeMessage`: one send
+    /// each.
+    pub fn accept_subscribe(&mut self, openid: &str, template_ids: &[String]) {
+        for t in template_ids {
+            *self
+                .subscribe_credits
+                .entry((openid.to_string(), t.clone()))
+                .or_insert(0) += 1;
+        }
+    }
+
+    /// Spends one acceptance of `template_id` by `openid`; false when there is none.
+    pub fn take_subscribe_credit(&mut self, openid: &str, template_id: &str) -> bool {
+        if self.subscribe_auto_accept {
+            return true;
+        }
+        let key = (openid.to_string(), template_id.to_string());
+        match self.subscribe_credits.get_mut(&key) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                if *n == 0 {
+                    self.subscribe_credits.remove(&key);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn subscribe_credits_left(&self, openid: &str, template_id: &str) -> u32 {
+        self.subscribe_credits
+            .get(&(openid.to_string(), template_id.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    // ---- access tokens (the mini-program's; the official account's are `mp_tokens`) ----
+
+    /// Every token of both apps stops working.
+    pub fn invalidate_tokens(&mut self) {
+        self.tokens.invalidate_tokens();
+        self.mp_tokens.invalidate_tokens();
+    }
+
+    pub fn book(&mut self, app: App) -> &mut TokenBook {
+        match app {
+            App::Mini => &mut self.tokens,
+            App::Mp => &mut self.mp_tokens,
+        }
+    }
 
     // ---- orders ----
 
@@ -433,9 +563,14 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(cfg: SimConfig, http: reqwest::Client, merchant_cert_der: Vec<u8>) -> Self {
+        let state = State {
+            closeorder_min_age: cfg.closeorder_min_age,
+            refund_min_gap: cfg.refund_min_gap,
+            ..State::default()
+        };
         Shared {
             cfg,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
             rt: OnceLock::new(),
             http,
             merchant_cert_der,
@@ -484,41 +619,41 @@ mod tests {
     fn legacy_token_revokes_previous() {
         let mut s = State::default();
         let ttl = Duration::from_secs(7200);
-        let (a, _) = s.issue_legacy_token(ttl);
-        assert_eq!(s.check_token(Some(&a)), Ok(()));
-        let (b, _) = s.issue_legacy_token(ttl);
-        assert_eq!(s.check_token(Some(&a)), Err(TokenError::Invalid));
-        assert_eq!(s.check_token(Some(&b)), Ok(()));
-        assert_eq!(s.check_token(None), Err(TokenError::Missing));
+        let (a, _) = s.tokens.issue_legacy_token(ttl);
+        assert_eq!(s.tokens.check_token(Some(&a)), Ok(()));
+        let (b, _) = s.tokens.issue_legacy_token(ttl);
+        assert_eq!(s.tokens.check_token(Some(&a)), Err(TokenError::Invalid));
+        assert_eq!(s.tokens.check_token(Some(&b)), Ok(()));
+        assert_eq!(s.tokens.check_token(None), Err(TokenError::Missing));
     }
 
     #[test]
     fn stable_token_semantics() {
         let mut s = State::default();
         let ttl = Duration::from_secs(7200);
-        let (a, ea) = s.stable_token(ttl, false).expect("token");
+        let (a, ea) = s.tokens.stable_token(ttl, false).expect("token");
         assert_eq!(ea, 7200);
-        let (b, eb) = s.stable_token(ttl, false).expect("token");
+        let (b, eb) = s.tokens.stable_token(ttl, false).expect("token");
         assert_eq!(a, b);
         assert!(eb <= 7200);
-        let (c, _) = s.stable_token(ttl, true).expect("forced");
+        let (c, _) = s.tokens.stable_token(ttl, true).expect("forced");
         assert_ne!(a, c);
-        assert_eq!(s.check_token(Some(&a)), Err(TokenError::Invalid));
-        assert_eq!(s.stable_token(ttl, true), Err(45009));
+        assert_eq!(s.tokens.check_token(Some(&a)), Err(TokenError::Invalid));
+        assert_eq!(s.tokens.stable_token(ttl, true), Err(45009));
         // A legacy refresh does not touch the stable token.
-        s.issue_legacy_token(ttl);
-        assert_eq!(s.check_token(Some(&c)), Ok(()));
+        s.tokens.issue_legacy_token(ttl);
+        assert_eq!(s.tokens.check_token(Some(&c)), Ok(()));
         s.invalidate_tokens();
-        assert_eq!(s.check_token(Some(&c)), Err(TokenError::Invalid));
-        let (d, _) = s.stable_token(ttl, false).expect("token");
+        assert_eq!(s.tokens.check_token(Some(&c)), Err(TokenError::Invalid));
+        let (d, _) = s.tokens.stable_token(ttl, false).expect("token");
         assert_ne!(c, d);
     }
 
     #[test]
     fn expired_token() {
         let mut s = State::default();
-        let (a, _) = s.issue_legacy_token(Duration::from_millis(1));
+        let (a, _) = s.tokens.issue_legacy_token(Duration::from_millis(1));
         std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(s.check_token(Some(&a)), Err(TokenError::Expired));
+        assert_eq!(s.tokens.check_token(Some(&a)), Err(TokenError::Expired));
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use test_demo::sim::sign::{self, SignType};
-use test_demo::sim::{self, SimConfig, SimHandle, xml};
+use test_demo::sim::{self, JsapiParams, PaymentRefused, SimConfig, SimHandle, xml};
 
 pub async fn start_sim() -> SimHandle {
     sim::start(SimConfig::for_tests())
@@ -103,6 +103,72 @@ pub fn unique_no(prefix: &str) -> String {
     )
 }
 
+/// The openid every helper order is for.
+pub const OPENID: &str = "oUser_test_1";
+
+/// The user logs in: `jscode2session` gives `openid` out, so unifiedorder accepts it.
+pub async fn login_openid(sim: &SimHandle, c: &reqwest::Client, openid: &str) {
+    let cfg = sim.config();
+    let code = sim.issue_code(openid);
+    let v: serde_json::Value = c
+        .get(format!("{}/sns/jscode2session", sim.base_url()))
+        .query(&[
+            ("appid", cfg.appid.as_str()),
+            ("secret", cfg.secret.as_str()),
+            ("js_code", code.as_str()),
+            ("grant_type", "authorization_code"),
+        ])
+        .send()
+        .await
+        .expect("jscode2session")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["openid"], openid, "{v}");
+}
+
+/// The `wx.requestPayment` parameters a correct server builds for `prepay_id`.
+pub fn jsapi_params(sim: &SimHandle, prepay_id: &str, st: SignType) -> JsapiParams {
+    let cfg = sim.config();
+    let mut p = JsapiParams {
+        app_id: cfg.appid.clone(),
+        time_stamp: chrono::Utc::now().timestamp().to_string(),
+        nonce_str: uuid::Uuid::new_v4().simple().to_string(),
+        package: format!("prepay_id={prepay_id}"),
+        sign_type: st.as_str().to_string(),
+        pay_sign: String::new(),
+    };
+    p.pay_sign = sign_jsapi(&p, &cfg.pay_key, st);
+    p
+}
+
+/// paySign over appId, timeStamp, nonceStr, package and signType.
+pub fn sign_jsapi(p: &JsapiParams, key: &str, st: SignType) -> String {
+    sign::pay_sign(
+        [
+            ("appId", p.app_id.as_str()),
+            ("timeStamp", p.time_stamp.as_str()),
+            ("nonceStr", p.nonce_str.as_str()),
+            ("package", p.package.as_str()),
+            ("signType", p.sign_type.as_str()),
+        ],
+        key,
+        st,
+    )
+}
+
+/// The user pays an order (by prepay id or out_trade_no) through `wx.requestPayment` with
+/// correctly built parameters.
+pub fn pay(sim: &SimHandle, key: &str) -> Result<(), PaymentRefused> {
+    pay_with_coupon(sim, key, 0)
+}
+
+pub fn pay_with_coupon(sim: &SimHandle, key: &str, coupon_fee: u64) -> Result<(), PaymentRefused> {
+    let o = sim.order(key).ok_or(PaymentRefused::UnknownPrepayId)?;
+    let st = SignType::parse(Some(&o.sign_type)).expect("sign type");
+    sim.request_payment_with_coupon(&jsapi_params(sim, &o.prepay_id, st), coupon_fee)
+}
+
 /// Creates a JSAPI order and returns its prepay id.
 pub async fn create_order(
     sim: &SimHandle,
@@ -112,6 +178,7 @@ pub async fn create_order(
     notify_url: &str,
     st: SignType,
 ) -> String {
+    login_openid(sim, c, OPENID).await;
     let m = pay_call(
         sim,
         c,

@@ -366,8 +366,18 @@ impl PayClient {
         p.insert("refund_fee".to_string(), req.refund_fee.to_string());
         p.insert("refund_fee_type".to_string(), "CNY".to_string());
         p.insert("notify_url".to_string(), req.notify_url.clone());
-        if let Some(reason) = req.reason.as_ref().filter(|r| !r.is_empty()) {
-            p.insert("refund_desc".to_string(), reason.clone());
+        if let Some(reason) = req
+            .reason
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+        {
+            // WeChat refuses a longer refund_desc (PARAM_ERROR) for good; the whole reason
+            // stays with the refund here.
+            p.insert(
+                "refund_desc".to_string(),
+                cut_to_bytes(reason, REFUND_DESC_MAX_BYTES).to_string(),
+            );
         }
         let r = self
             .call("pay_refund", "/secapi/pay/refund", p, true)
@@ -469,6 +479,21 @@ impl PayClient {
         let fields = parse_flat(&body)?;
         check_response(fields, cfg, self.key())
     }
+}
+
+/// `refund_desc` takes at most 80 bytes (UTF-8).
+const REFUND_DESC_MAX_BYTES: usize = 80;
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn cut_to_bytes(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let end = (0..=max)
+        .rev()
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0);
+    &s[..end]
 }
 
 /// Reads a response body, refusing more than [`MAX_BODY_BYTES`].

@@ -806,3 +806,14 @@ async fn refund_presents_the_merchant_certificate() {
     }
     server.stop(false).await;
 }
+
+#[test]
+fn refund_desc_is_cut_on_a_character_boundary_to_80_bytes() {
+    let reason = "顾客取消".repeat(10); // 40 characters, 120 bytes
+    let cut = cut_to_bytes(&reason, REFUND_DESC_MAX_BYTES);
+    assert_eq!(cut.len(), 78, "26 three-byte characters");
+    assert!(reason.starts_with(cut));
+    assert_eq!(cut_to_bytes("short", REFUND_DESC_MAX_BYTES), "short");
+    let ascii = "x".repeat(200);
+    assert_eq!(cut_to_bytes(&ascii, REFUND_DESC_MAX_BYTES).len(), 80);
+}

@@ -1,6 +1,9 @@
 //! Subscribe messages: users grant sending credits (the templates they accepted in
 //! `wx.requestSubscribeMessage`), order events spend them. Every send attempt is
-//! recorded. Sending never blocks the request that caused it.
+//! recorded. Sending never blocks the request that caused it. Message data is built
+//! from typed values that obey WeChat's rules ([`message`]).
+
+pub mod message;
 
 use std::time::Duration;
 
@@ -21,8 +24,7 @@ use crate::text::{id_cursor, into_page, page_limit_text};
 use crate::users::{CurrentUser, Forbidden, Role};
 use crate::wechat::mini::{MiniClient, WechatError};
 
-/// A legacy form_id may be used once within 7 days of the form submission.
-const FORM_ID_LIFE_DAYS: i64 = 7;
+use message::{MessageData, Phrase, Value};
 
 /// The subscribe-message service.
 #[derive(Clone)]
@@ -48,16 +50,22 @@ pub struct Templates {
 pub enum SubscriptionError {
     #[error(transparent)]
     Invalid(#[from] InvalidInput),
+    /// WeChat retired form_id template messages for mini-programs on 2020-01-10, and
+    /// `subscribe/send` takes no form_id: such a credit could never be spent.
+    #[error("form_id messages were retired by WeChat; send the accepted template_ids")]
+    FormIdRetired,
     #[error(transparent)]
     Forbidden(#[from] Forbidden),
     #[error(transparent)]
     Db(#[from] DbError),
 }
 
-/// `POST /notify/credits`: either a legacy `form_id` or accepted subscribe `template_ids`.
+/// `POST /notify/credits`: accepted subscribe `template_ids` (a legacy `form_id` is
+/// refused).
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreditGrant {
+    /// Legacy: refused with `form_id_retired`.
     pub form_id: Option<String>,
     pub template_ids: Option<Vec<String>>,
 }
@@ -90,13 +98,13 @@ impl OrderEvent {
         }
     }
 
-    fn label(self) -> &'static str {
+    fn phrase(self) -> Phrase {
         match self {
-            OrderEvent::Paid => "已支付 Paid",
-            OrderEvent::Accepted => "已接单 Accepted",
-            OrderEvent::Delivered => "已送达 Delivered",
-            OrderEvent::Refunded => "已退款 Refunded",
-            OrderEvent::Reassigned => "已改派 Reassigned",
+            OrderEvent::Paid => Phrase::Paid,
+            OrderEvent::Accepted => Phrase::Accepted,
+            OrderEvent::Delivered => Phrase::Delivered,
+            OrderEvent::Refunded => Phrase::Refunded,
+            OrderEvent::Reassigned => Phrase::Reassigned,
         }
     }
 }
@@ -131,51 +139,36 @@ impl Subscriptions {
         user: &CurrentUser,
         g: CreditGrant,
     ) -> Result<CreditsView, SubscriptionError> {
-        let credits: Vec<(CreditKind, Option<String>, Option<String>)> =
-            match (g.form_id, g.template_ids) {
-                (Some(f), None) => {
-                    // The developer tools hand out this placeholder; WeChat rejects it.
-                    if f.contains("mock") {
-                        return Err(InvalidInput::new("form_id is a mock one").into());
-                    }
-                    vec![(CreditKind::FormId, None, Some(valid_id("form_id", &f)?))]
-                }
-                (None, Some(ids)) if (1..=10).contains(&ids.len()) => ids
-                    .iter()
-                    .map(|t| {
-                        Ok((
-                            CreditKind::Subscribe,
-                            Some(valid_id("template_id", t)?),
-                            None,
-                        ))
-                    })
-                    .collect::<Result<_, SubscriptionError>>()?,
-                _ => {
-                    return Err(
-                        InvalidInput::new("send either form_id or 1 to 10 template_ids").into(),
-                    );
-                }
-            };
+        if g.form_id.is_some() {
+            return Err(SubscriptionError::FormIdRetired);
+        }
+        let ids: Vec<String> = match g.template_ids {
+            Some(ids) if (1..=10).contains(&ids.len()) => ids
+                .iter()
+                .map(|t| valid_id("template_id", t))
+                .collect::<Result<_, InvalidInput>>()?,
+            _ => return Err(InvalidInput::new("send 1 to 10 template_ids").into()),
+        };
         let uid = user.id;
         self.db
             .write_tx(move |c| -> Result<CreditsView, SubscriptionError> {
                 let now = time::now();
-                for (kind, template_id, form_id) in &credits {
+                for template_id in &ids {
                     q::grant(
                         c,
                         &NewCredit {
                             user: uid,
-                            kind: *kind,
-                            template_id: template_id.as_deref(),
-                            form_id: form_id.as_deref(),
-                            expires_at: (*kind == CreditKind::FormId)
-                                .then(|| now + chrono::Duration::days(FORM_ID_LIFE_DAYS)),
+                            kind: CreditKind::Subscribe,
+                            template_id: Some(template_id),
+                            form_id: None,
+                            // An acceptance does not expire (a form_id lasted 7 days).
+                            expires_at: None,
                             at: now,
                         },
                     )?;
                 }
                 Ok(CreditsView {
-                    granted: credits.len(),
+                    granted: ids.len(),
                     available: q::unused_count(c, uid, now)?,
                 })
             })
@@ -195,13 +188,14 @@ impl Subscriptions {
         };
         let s = self.clone();
         let order = order.clone();
+        let data = match order_message(&order, event) {
+            Ok(d) => d.to_json(),
+            Err(e) => {
+                tracing::warn!(order = %order.id, error = %e, "order message not sent");
+                return;
+            }
+        };
         tokio::spawn(async move {
-            let data = serde_json::json!({
-                "character_string1": {"value": order.out_trade_no},
-                "phrase2": {"value": event.label()},
-                "amount3": {"value": format!("{}.{:02}", order.amount_fen / 100, order.amount_fen % 100)},
-                "thing4": {"value": order.dropoff.chars().take(20).collect::<String>()},
-            });
             let page = format!("pages/order/detail?id={}", order.id);
             s.send_subscribe(
                 recipient,
@@ -235,16 +229,13 @@ impl Subscriptions {
             })
             .await;
         let outcome = match credit {
-            Ok((Some(openid), Some(form_id))) => {
-                let mut body = serde_json::json!({
+            Ok((Some(openid), true)) => {
+                let body = serde_json::json!({
                     "touser": openid,
                     "template_id": template,
                     "page": page,
                     "data": data,
                 });
-                if let Some(f) = form_id {
-                    body["form_id"] = serde_json::Value::String(f);
-                }
                 match self.mini.send_subscribe(&body).await {
                     Ok(()) => MessageOutcome::Sent,
                     Err(WechatError::Api { code: 43101, .. }) => MessageOutcome::Refused,
@@ -255,7 +246,7 @@ impl Subscriptions {
                 }
             }
             Ok((None, _)) => MessageOutcome::UnknownUser,
-            Ok((_, None)) => MessageOutcome::NoCredit,
+            Ok((_, false)) => MessageOutcome::NoCredit,
             Err(e) => {
                 tracing::warn!(error = %e, "could not take a credit");
                 MessageOutcome::Error
@@ -301,10 +292,17 @@ impl Subscriptions {
             .await?;
         let mut n = 0;
         for o in rows {
-            let data = serde_json::json!({
-                "character_string1": {"value": o.out_trade_no},
-                "thing2": {"value": "请确认收货 Please confirm delivery"},
-            });
+            let data = match Value::character_string(&o.out_trade_no) {
+                Ok(no) => MessageData::new()
+                    .with(1, no)
+                    .with(2, Value::thing("订单已送达，请确认收货"))
+                    .with(3, Value::Phrase(Phrase::ToConfirm))
+                    .to_json(),
+                Err(e) => {
+                    tracing::warn!(order = %o.id, error = %e, "reminder not sent");
+                    continue;
+                }
+            };
             let page = format!("pages/order/detail?id={}", o.id);
             if self
                 .send_subscribe(
@@ -382,6 +380,15 @@ impl Subscriptions {
         }
         self.send_reminders().await.map_err(|e| e.to_string())
     }
+}
+
+/// The order message: number, state, amount, where it goes.
+fn order_message(o: &Order, event: OrderEvent) -> Result<MessageData, message::ValueError> {
+    Ok(MessageData::new()
+        .with(1, Value::character_string(&o.out_trade_no)?)
+        .with(2, Value::Phrase(event.phrase()))
+        .with(3, Value::amount(o.amount_fen)?)
+        .with(4, Value::thing(&o.dropoff)))
 }
 
 /// One send attempt, as the admin list shows it.
