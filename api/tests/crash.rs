@@ -114,11 +114,7 @@ async fn create_and_pay(
         .json()
         .await
         .ok()?;
-    let prepay = p["package"]
-        .as_str()?
-        .strip_prefix("prepay_id=")?
-        .to_string();
-    sim.pay(&prepay).ok()?;
+    sim.request_payment(&serde_json::from_value(p).ok()?).ok()?;
     Some(otn)
 }
 

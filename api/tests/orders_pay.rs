@@ -70,7 +70,9 @@ async fn full_flow_create_pay_accept_pickup_deliver_confirm() {
         .as_str()
         .and_then(|s| s.strip_prefix("prepay_id="))
         .expect("pkg");
-    app.sim.pay(prepay).expect("pay");
+    app.sim
+        .request_payment(&serde_json::from_value(p.clone()).expect("params"))
+        .expect("pay");
     let paid = app.wait_status(&customer, id, "paid").await;
     assert!(paid["paid_at"].is_string());
 
@@ -211,8 +213,10 @@ async fn lost_notify_is_paid_by_reconcile_and_unpaid_orders_close() {
     });
     let o = app.create_order(&customer, 250).await;
     let id = o["id"].as_i64().expect("id");
-    let prepay = app.prepay(&customer, id).await;
-    app.sim.pay(&prepay).expect("pay");
+    let p = app.pay_params(&customer, id).await;
+    app.sim
+        .request_payment(&serde_json::from_value(p).expect("params"))
+        .expect("pay");
     let paid = app.wait_status(&customer, id, "paid").await;
     assert_eq!(paid["amount_fen"], 250);
     assert!(app.sim.calls("orderquery") >= 1, "paid through orderquery");
@@ -559,7 +563,9 @@ async fn hmac_sha256_merchants_pay_and_refund() {
         .as_str()
         .and_then(|s| s.strip_prefix("prepay_id="))
         .expect("pkg");
-    app.sim.pay(prepay).expect("pay");
+    app.sim
+        .request_payment(&serde_json::from_value(p.clone()).expect("params"))
+        .expect("pay");
     app.wait_status(&customer, id, "paid").await;
     let (s, _) = app
         .post(&format!("/api/v1/orders/{id}/cancel"), &customer, json!({}))
@@ -577,8 +583,10 @@ async fn coupon_notify_fields_are_verified_too() {
     let customer = app.login("coupon-customer").await;
     let o = app.create_order(&customer, 1000).await;
     let id = o["id"].as_i64().expect("id");
-    let prepay = app.prepay(&customer, id).await;
-    app.sim.pay_with_coupon(&prepay, 200).expect("pay");
+    let p = app.pay_params(&customer, id).await;
+    app.sim
+        .request_payment_with_coupon(&serde_json::from_value(p).expect("params"), 200)
+        .expect("pay");
     let paid = app.wait_status(&customer, id, "paid").await;
     assert_eq!(
         paid["amount_fen"], 1000,

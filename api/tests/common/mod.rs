@@ -266,9 +266,20 @@ impl TestApp {
     pub async fn paid_order(&self, token: &str, fee: i64) -> Value {
         let o = self.create_order(token, fee).await;
         let id = o["id"].as_i64().expect("id");
-        let prepay = self.prepay(token, id).await;
-        self.sim.pay(&prepay).expect("sim pays");
+        let params = self.pay_params(token, id).await;
+        self.sim
+            .request_payment(&serde_json::from_value(params).expect("JSAPI parameters"))
+            .expect("sim pays");
         self.wait_status(token, id, "paid").await
+    }
+
+    /// The JSAPI parameters `POST /orders/{id}/pay` returns for `wx.requestPayment`.
+    pub async fn pay_params(&self, token: &str, id: i64) -> Value {
+        let (s, p) = self
+            .post(&format!("/api/v1/orders/{id}/pay"), token, json!({}))
+            .await;
+        assert_eq!(s, 200, "{p}");
+        p
     }
 
     pub async fn prepay(&self, token: &str, id: i64) -> String {
