@@ -4,8 +4,10 @@
 //! Query functions are plain `fn(&mut Conn, ...) -> QueryResult<T>` so that callers
 //! compose them inside one transaction.
 
+pub mod bills;
 pub mod conn;
 pub mod domain;
+pub mod earnings;
 pub mod health;
 pub mod idempotency;
 pub mod ids;
@@ -17,15 +19,17 @@ pub mod schema;
 pub mod subscriptions;
 pub mod time;
 pub mod users;
+pub mod withdrawals;
 
 pub use conn::{Backend, Conn, DbConn, Pool, PooledConn, Pools};
 pub use diesel::result::{DatabaseErrorKind, Error as DieselError, QueryResult};
 pub use domain::{
-    CallbackKind, CallbackOutcome, CreditKind, LedgerEvent, LedgerSource, MessageChannel,
-    MessageEvent, MessageOutcome, OrderKind, OrderMove, OrderStatus, RefundCause, RefundStatus,
-    Role,
+    BillTradeState, CallbackKind, CallbackOutcome, CreditKind, EarningKind, LedgerEvent,
+    LedgerSource, MessageChannel, MessageEvent, MessageOutcome, MismatchKind, OrderKind, OrderMove,
+    OrderStatus, ReconciliationStatus, RefundCause, RefundStatus, Role, WithdrawApproval,
+    WithdrawalStatus,
 };
-pub use ids::{OrderId, RefundId, UserId};
+pub use ids::{EarningId, OrderId, RefundId, UserId, WithdrawalId};
 
 /// Failures of the data layer that are not a query's own result.
 #[derive(Debug, thiserror::Error)]
