@@ -7,12 +7,14 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 
 use crate::auth::TokenIssuer;
+use crate::bills::Bills;
 use crate::cache::{Cache, CacheError};
 use crate::db::Db;
 use crate::jobs::Jobs;
 use crate::official_account::{AccountKeys, OfficialAccount};
 use crate::orders::{OrderTimes, Orders};
 use crate::payments::Payments;
+use crate::payouts::{Earnings, Payouts, WithdrawCaps};
 use crate::qrcodes::QrCodes;
 use crate::refunds::Refunds;
 use crate::settings::{Settings, SettingsError};
@@ -52,6 +54,8 @@ pub struct AppContext {
     pub subscriptions: Subscriptions,
     pub official_account: OfficialAccount,
     pub qrcodes: QrCodes,
+    pub payouts: Payouts,
+    pub bills: Bills,
     /// Infrastructure, for readiness, metrics and the tests' look inside.
     pub db: Db,
     pub cache: Cache,
@@ -110,11 +114,29 @@ impl AppContext {
                 reminder_hour_beijing: settings.reminder_hour_beijing,
             },
         );
+        let earnings = Earnings::new(settings.runner_share_percent);
         let refunds = Refunds::new(
             db.clone(),
             pay.clone(),
             subscriptions.clone(),
             format!("{base}/api/v1/pay/refund-notify"),
+        )
+        .with_earnings(earnings);
+        let payouts = Payouts::new(
+            db.clone(),
+            std::sync::Arc::new(pay.clone()),
+            settings.withdraw_approval,
+            WithdrawCaps {
+                daily_max_fen: settings.withdraw_daily_max_fen,
+                daily_max_count: settings.withdraw_daily_max_count,
+            },
+            Duration::from_secs(settings.wechat_timeout_secs.max(1)),
+        );
+        let bills = Bills::new(
+            db.clone(),
+            pay.clone(),
+            cache.clone(),
+            settings.bill_hour_beijing,
         );
         let payments = Payments::new(
             db.clone(),
@@ -133,7 +155,8 @@ impl AppContext {
                 pay_timeout: chrono::Duration::seconds(settings.order_pay_timeout_secs),
                 auto_complete_after: chrono::Duration::seconds(settings.order_auto_complete_secs),
             },
-        );
+        )
+        .with_earnings(earnings);
         let account = settings.wechat_mp_token.clone().map(|token| AccountKeys {
             token,
             crypto: resolved.official_account_crypto,
@@ -148,6 +171,8 @@ impl AppContext {
             subscriptions,
             official_account,
             qrcodes,
+            payouts,
+            bills,
             db,
             cache,
             mini,
@@ -167,6 +192,8 @@ impl AppContext {
         handles.extend(self.payments.jobs(period));
         handles.extend(self.refunds.jobs(period));
         handles.extend(self.subscriptions.jobs());
+        handles.extend(self.payouts.jobs(period));
+        handles.extend(self.bills.jobs());
         Jobs::new(handles)
     }
 

@@ -426,4 +426,6 @@ from_diesel!(
     crate::refunds::RefundError,
     crate::subscriptions::SubscriptionError,
     crate::official_account::OfficialAccountError,
+    crate::payouts::PayoutError,
+    crate::bills::BillError,
 );

@@ -6,6 +6,7 @@
 //! call `campus_dal` for SQL.
 
 pub mod auth;
+pub mod bills;
 pub mod cache;
 pub mod context;
 pub mod crypto;
@@ -14,6 +15,7 @@ pub mod jobs;
 pub mod official_account;
 pub mod orders;
 pub mod payments;
+pub mod payouts;
 pub mod qrcodes;
 pub mod refunds;
 pub mod settings;
@@ -24,6 +26,6 @@ pub mod text;
 pub mod users;
 pub mod wechat;
 
-pub use campus_dal::{OrderId, UserId};
+pub use campus_dal::{OrderId, UserId, WithdrawalId};
 pub use context::{AppContext, BuildError};
 pub use settings::Settings;

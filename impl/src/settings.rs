@@ -58,6 +58,11 @@ const ENV_KEYS: &[&str] = &[
     "PAY_RECONCILE_SECS",
     "ORDER_AUTO_COMPLETE_SECS",
     "IDEMPOTENCY_TTL_SECS",
+    "RUNNER_SHARE_PERCENT",
+    "WITHDRAW_APPROVAL",
+    "WITHDRAW_DAILY_MAX_FEN",
+    "WITHDRAW_DAILY_MAX_COUNT",
+    "BILL_HOUR_BEIJING",
 ];
 
 #[derive(Clone, Debug, Deserialize)]
@@ -121,6 +126,14 @@ pub struct Settings {
     pub pay_reconcile_secs: u64,
     pub order_auto_complete_secs: i64,
     pub idempotency_ttl_secs: i64,
+
+    /// Share of `fee_fen` credited to the runner when an order completes, 0 to 100.
+    pub runner_share_percent: u32,
+    pub withdraw_approval: campus_dal::WithdrawApproval,
+    /// Per runner and Beijing day, as WeChat's defaults for transfers to balance.
+    pub withdraw_daily_max_fen: i64,
+    pub withdraw_daily_max_count: i64,
+    pub bill_hour_beijing: u32,
 }
 
 /// Environment values that look like numbers (a merchant id is all digits) reach serde
@@ -290,6 +303,18 @@ impl Settings {
                 missing.push("WECHAT_PAY_KEY (must be 32 characters)".to_string())
             }
             Some(_) => {}
+        }
+        if self.runner_share_percent > 100 {
+            missing.push("RUNNER_SHARE_PERCENT (0 to 100)".to_string());
+        }
+        if self.bill_hour_beijing > 23 {
+            missing.push("BILL_HOUR_BEIJING (0 to 23)".to_string());
+        }
+        if self.withdraw_daily_max_fen < 100 || self.withdraw_daily_max_count < 1 {
+            missing.push(
+                "WITHDRAW_DAILY_MAX_FEN (at least 100) / WITHDRAW_DAILY_MAX_COUNT (at least 1)"
+                    .to_string(),
+            );
         }
         let sign_type = SignType::parse(&self.wechat_pay_sign_type);
         if sign_type.is_none() {
