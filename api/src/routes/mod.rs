@@ -3,11 +3,13 @@
 //! `#[utoipa::path]` description into the OpenAPI document as it registers it: a route
 //! cannot be served without being documented.
 
+pub mod admin;
 pub mod auth;
 pub mod health;
 pub mod official_account;
 pub mod orders;
 pub mod qrcodes;
+pub mod runner_earnings;
 pub mod runners;
 pub mod subscriptions;
 pub mod users;
@@ -31,6 +33,8 @@ pub fn config(cfg: &mut ServiceConfig) {
             .configure(wechat_pay::config)
             .configure(qrcodes::config)
             .configure(subscriptions::config)
+            .configure(runner_earnings::config)
+            .configure(admin::config)
             .configure(health::openapi_config),
     );
 }
