@@ -281,9 +281,22 @@ async fn every_served_route_is_documented() {
         .collect();
 
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/routes");
+    // Handler modules, including those in subfolders (routes/admin/).
+    let mut files = Vec::new();
+    let mut dirs = vec![dir];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).expect("routes dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
     let mut served = Vec::new();
-    for entry in std::fs::read_dir(&dir).expect("routes dir") {
-        let src = std::fs::read_to_string(entry.expect("entry").path()).expect("source");
+    for file in files {
+        let src = std::fs::read_to_string(file).expect("source");
         for line in src.lines().map(str::trim) {
             for method in ["get", "post", "patch", "put", "delete"] {
                 if let Some(rest) = line.strip_prefix(&format!("#[{method}(\""))
@@ -312,10 +325,14 @@ async fn every_served_route_is_documented() {
 
     for (method, path) in &documented {
         let url = app.url(
-            &path.replace("{id}", "1").replace("{user_id}", "1").replace(
-                "{key}",
-                "0000000000000000000000000000000000000000000000000000000000000000.png",
-            ),
+            &path
+                .replace("{id}", "1")
+                .replace("{user_id}", "1")
+                .replace("{date}", "2026-01-02")
+                .replace(
+                    "{key}",
+                    "0000000000000000000000000000000000000000000000000000000000000000.png",
+                ),
         );
         let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
         let r = app.client.request(m, &url).send().await.expect("request");
