@@ -512,7 +512,7 @@ async fn unclear_answers_are_settled_by_the_query_and_never_paid_twice() {
     let mut paid = 0;
     for (fault, amount, want, requests) in cases {
         let before = app.sim.calls("transfers");
-        app.sim.push_transfer_faults(&[fault.clone()]);
+        app.sim.push_transfer_faults(std::slice::from_ref(&fault));
         let (s, w) = app
             .post(
                 "/api/v1/runner/withdrawals",
