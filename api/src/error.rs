@@ -11,12 +11,14 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use campus_impl::auth::AuthError;
+use campus_impl::bills::BillError;
 use campus_impl::cache::CacheError;
 use campus_impl::console::ConsoleError;
 use campus_impl::db::DbError;
 use campus_impl::official_account::OfficialAccountError;
 use campus_impl::orders::{InvalidTransition, OrderError, OrderNotFound};
 use campus_impl::payments::PaymentError;
+use campus_impl::payouts::PayoutError;
 use campus_impl::refunds::RefundError;
 use campus_impl::stats::StatsError;
 use campus_impl::subscriptions::SubscriptionError;
@@ -449,6 +451,47 @@ impl From<OfficialAccountError> for ApiError {
             E::Malformed(m) => ApiError::bad_request("invalid_message", m),
             E::Db(d) => d.into(),
             E::Cache(c) => c.into(),
+        }
+    }
+}
+
+impl From<PayoutError> for ApiError {
+    fn from(e: PayoutError) -> Self {
+        use PayoutError as E;
+        match e {
+            E::Invalid(m) => m.into(),
+            E::Forbidden(f) => f.into(),
+            E::NotFound => ApiError::not_found(e.to_string()),
+            E::InsufficientBalance { .. } => {
+                ApiError::conflict("insufficient_balance", e.to_string())
+            }
+            E::DailyLimit(_) => ApiError::conflict("withdraw_limit_reached", e.to_string()),
+            E::NotPending(_) => ApiError::conflict("withdrawal_not_pending", e.to_string()),
+            E::IdempotencyConflict => ApiError::conflict("idempotency_conflict", e.to_string()),
+            E::Db(d) => d.into(),
+        }
+    }
+}
+
+impl From<BillError> for ApiError {
+    fn from(e: BillError) -> Self {
+        use BillError as E;
+        match e {
+            E::Invalid(m) => m.into(),
+            E::Forbidden(f) => f.into(),
+            E::NotFound => ApiError::not_found(e.to_string()),
+            E::Pay(p) => p.into(),
+            E::Unreadable(_) => ApiError {
+                cause: Some(chain(&e)),
+                ..ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "bill_unreadable",
+                    "WeChat's bill could not be read",
+                )
+            },
+            E::Stored(_) => ApiError::internal(chain(&e)),
+            E::Cache(c) => c.into(),
+            E::Db(d) => d.into(),
         }
     }
 }

@@ -423,6 +423,9 @@ backup_tables! {
     pay_notifications,
     subscription_credits,
     message_log,
+    earnings,
+    withdrawals,
+    reconciliations,
 }
 
 /// The table of that name in [`TABLES`].

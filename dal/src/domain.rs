@@ -249,6 +249,20 @@ text_enum!(
 );
 
 text_enum!(
+    /// Rows of a runner's earnings ledger: credits (+) and debits (-).
+    EarningKind, "earning kind" {
+        /// An order the runner delivered completed: goods plus the runner's share of the fee.
+        OrderCompleted = "order_completed",
+        /// A refund of a completed order took back the same share.
+        RefundDebit = "refund_debit",
+        /// Reserved for a withdrawal when it was asked for.
+        Withdrawal = "withdrawal",
+        /// A withdrawal failed or was rejected: its amount came back.
+        WithdrawalReturned = "withdrawal_returned",
+    }
+);
+
+text_enum!(
     /// An on/off setting.
     Switch, "switch" {
         On = "on",
@@ -263,6 +277,58 @@ text_enum!(
         Pending = "pending",
         Approved = "approved",
         Expired = "expired",
+    }
+);
+
+text_enum!(
+    /// A withdrawal: `pending` until an admin approves it (manual mode), `processing` while
+    /// the transfer's outcome is not known, then `succeeded` or `failed`.
+    WithdrawalStatus, "withdrawal status" {
+        Pending = "pending",
+        Processing = "processing",
+        Succeeded = "succeeded",
+        Failed = "failed",
+    }
+);
+
+text_enum!(
+    /// The outcome of one day's bill reconciliation.
+    ReconciliationStatus, "reconciliation status" {
+        Matched = "matched",
+        Mismatched = "mismatched",
+        /// WeChat has no bill for the day (no trades): a result, not an error.
+        NoBill = "no_bill",
+    }
+);
+
+text_enum!(
+    /// How a bill line and the local ledger disagree.
+    MismatchKind, "mismatch kind" {
+        /// In WeChat's bill, not here.
+        MissingLocal = "missing_local",
+        /// Here, not in WeChat's bill.
+        MissingWechat = "missing_wechat",
+        AmountDiffers = "amount_differs",
+        StatusDiffers = "status_differs",
+    }
+);
+
+text_enum!(
+    /// The trade states a bill line can have (交易状态), as WeChat writes them.
+    BillTradeState, "bill trade state" {
+        Success = "SUCCESS",
+        Refund = "REFUND",
+        Revoked = "REVOKED",
+    }
+);
+
+text_enum!(
+    /// How withdrawals are approved (`WITHDRAW_APPROVAL`).
+    WithdrawApproval, "withdraw approval" {
+        /// An admin approves each withdrawal before it is paid.
+        Manual = "manual",
+        /// Paid at once.
+        Auto = "auto",
     }
 );
 

@@ -67,3 +67,5 @@ macro_rules! id_type {
 id_type!(UserId);
 id_type!(OrderId);
 id_type!(RefundId);
+id_type!(WithdrawalId);
+id_type!(EarningId);

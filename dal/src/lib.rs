@@ -5,8 +5,10 @@
 //! compose them inside one transaction.
 
 pub mod backup;
+pub mod bills;
 pub mod conn;
 pub mod domain;
+pub mod earnings;
 pub mod health;
 pub mod idempotency;
 pub mod ids;
@@ -18,15 +20,17 @@ pub mod schema;
 pub mod subscriptions;
 pub mod time;
 pub mod users;
+pub mod withdrawals;
 
 pub use conn::{Backend, Conn, DbConn, Pool, PooledConn, Pools};
 pub use diesel::result::{DatabaseErrorKind, Error as DieselError, QueryResult};
 pub use domain::{
-    CallbackKind, CallbackOutcome, ConsoleSessionStatus, CreditKind, LedgerEvent, LedgerSource,
-    MessageChannel, MessageEvent, MessageOutcome, MpMode, OrderKind, OrderMove, OrderStatus,
-    RefundCause, RefundStatus, Role, Switch,
+    BillTradeState, CallbackKind, CallbackOutcome, ConsoleSessionStatus, CreditKind, EarningKind,
+    LedgerEvent, LedgerSource, MessageChannel, MessageEvent, MessageOutcome, MismatchKind, MpMode,
+    OrderKind, OrderMove, OrderStatus, ReconciliationStatus, RefundCause, RefundStatus, Role,
+    Switch, WithdrawApproval, WithdrawalStatus,
 };
-pub use ids::{OrderId, RefundId, UserId};
+pub use ids::{EarningId, OrderId, RefundId, UserId, WithdrawalId};
 
 /// Failures of the data layer that are not a query's own result.
 #[derive(Debug, thiserror::Error)]

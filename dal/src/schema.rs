@@ -148,3 +148,51 @@ diesel::table! {
         created_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    earnings (id) {
+        id -> BigInt,
+        runner_id -> BigInt,
+        kind -> Text,
+        amount_fen -> BigInt,
+        basis_fen -> BigInt,
+        order_id -> Nullable<BigInt>,
+        withdrawal_id -> Nullable<BigInt>,
+        reference -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    withdrawals (id) {
+        id -> BigInt,
+        runner_id -> BigInt,
+        partner_trade_no -> Text,
+        amount_fen -> BigInt,
+        openid -> Text,
+        description -> Text,
+        client_ip -> Text,
+        status -> Text,
+        reason -> Nullable<Text>,
+        payment_no -> Nullable<Text>,
+        paid_at -> Nullable<Timestamp>,
+        unclear -> Bool,
+        attempts -> Integer,
+        last_error -> Nullable<Text>,
+        beijing_day -> Text,
+        decided_by -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        lease_until -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    reconciliations (bill_date) {
+        bill_date -> Text,
+        status -> Text,
+        report -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}

@@ -8,6 +8,7 @@ use secrecy::ExposeSecret;
 
 use crate::auth::TokenIssuer;
 use crate::backups::Backups;
+use crate::bills::Bills;
 use crate::cache::{Cache, CacheError};
 use crate::console::ConsoleSessions;
 use crate::db::Db;
@@ -15,6 +16,7 @@ use crate::jobs::Jobs;
 use crate::official_account::{AccountKeys, OfficialAccount};
 use crate::orders::{OrderTimes, Orders};
 use crate::payments::{PayTimes, Payments};
+use crate::payouts::{Earnings, Payouts, WithdrawCaps};
 use crate::qrcodes::QrCodes;
 use crate::refunds::Refunds;
 use crate::settings::{Settings, SettingsError};
@@ -69,6 +71,8 @@ pub struct AppContext {
     pub stats: Stats,
     pub console: ConsoleSessions,
     pub backups: Backups,
+    pub payouts: Payouts,
+    pub bills: Bills,
     /// Infrastructure, for readiness, metrics and the tests' look inside.
     pub db: Db,
     pub cache: Cache,
@@ -153,11 +157,29 @@ impl AppContext {
                 reminder_hour_beijing: settings.reminder_hour_beijing,
             },
         );
+        let earnings = Earnings::new(settings.runner_share_percent);
         let refunds = Refunds::new(
             db.clone(),
             pay.clone(),
             subscriptions.clone(),
             format!("{base}/api/v1/pay/refund-notify"),
+        )
+        .with_earnings(earnings);
+        let payouts = Payouts::new(
+            db.clone(),
+            std::sync::Arc::new(pay.clone()),
+            settings.withdraw_approval,
+            WithdrawCaps {
+                daily_max_fen: settings.withdraw_daily_max_fen,
+                daily_max_count: settings.withdraw_daily_max_count,
+            },
+            Duration::from_secs(settings.wechat_timeout_secs.max(1)),
+        );
+        let bills = Bills::new(
+            db.clone(),
+            pay.clone(),
+            cache.clone(),
+            settings.bill_hour_beijing,
         );
         let payments = Payments::new(
             db.clone(),
@@ -182,7 +204,8 @@ impl AppContext {
                 pay_timeout: chrono::Duration::seconds(settings.order_pay_timeout_secs),
                 auto_complete_after: chrono::Duration::seconds(settings.order_auto_complete_secs),
             },
-        );
+        )
+        .with_earnings(earnings);
         let account = settings.wechat_mp_token.clone().map(|token| AccountKeys {
             token,
             crypto: resolved.official_account_crypto,
@@ -215,6 +238,8 @@ impl AppContext {
             stats: Stats::new(db.clone()),
             console,
             backups,
+            payouts,
+            bills,
             db,
             cache,
             mini,
@@ -236,6 +261,8 @@ impl AppContext {
         handles.extend(self.refunds.jobs(m, period));
         handles.extend(self.subscriptions.jobs(m));
         handles.extend(self.backups.jobs(m));
+        handles.extend(self.payouts.jobs(m, period));
+        handles.extend(self.bills.jobs(m));
         Jobs::new(handles)
     }
 

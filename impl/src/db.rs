@@ -459,4 +459,6 @@ from_diesel!(
     crate::subscriptions::SubscriptionError,
     crate::official_account::OfficialAccountError,
     crate::stats::StatsError,
+    crate::payouts::PayoutError,
+    crate::bills::BillError,
 );

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod backups;
+pub mod bills;
 pub mod cache;
 pub mod console;
 pub mod context;
@@ -17,6 +18,7 @@ pub mod jobs;
 pub mod official_account;
 pub mod orders;
 pub mod payments;
+pub mod payouts;
 pub mod qrcodes;
 pub mod refunds;
 pub mod settings;
@@ -28,6 +30,6 @@ pub mod text;
 pub mod users;
 pub mod wechat;
 
-pub use campus_dal::{MpMode, OrderId, Switch, UserId};
+pub use campus_dal::{MpMode, OrderId, Switch, UserId, WithdrawalId};
 pub use context::{AppContext, BuildError, Migrations};
 pub use settings::Settings;

@@ -117,6 +117,11 @@ const ENV_KEYS: &[&str] = &[
     "LOG_FORMAT",
     "LOG_KEEP_DAYS",
     "CONSOLE_SESSION_SECS",
+    "RUNNER_SHARE_PERCENT",
+    "WITHDRAW_APPROVAL",
+    "WITHDRAW_DAILY_MAX_FEN",
+    "WITHDRAW_DAILY_MAX_COUNT",
+    "BILL_HOUR_BEIJING",
 ];
 
 /// The secret settings (the `SecretString` fields): each may instead be read from the file
@@ -227,6 +232,13 @@ pub struct Settings {
     pub log_keep_days: usize,
     /// How long a console sign-in code may wait for an admin's approval.
     pub console_session_secs: i64,
+    /// Share of `fee_fen` credited to the runner when an order completes, 0 to 100.
+    pub runner_share_percent: u32,
+    pub withdraw_approval: campus_dal::WithdrawApproval,
+    /// Per runner and Beijing day, as WeChat's defaults for transfers to balance.
+    pub withdraw_daily_max_fen: i64,
+    pub withdraw_daily_max_count: i64,
+    pub bill_hour_beijing: u32,
 }
 
 /// The secrets given as `<NAME>_FILE` (lower-cased keys, values read from the files, a
@@ -441,6 +453,18 @@ impl Settings {
                 missing.push("WECHAT_PAY_KEY (must be 32 characters)".to_string())
             }
             Some(_) => {}
+        }
+        if self.runner_share_percent > 100 {
+            missing.push("RUNNER_SHARE_PERCENT (0 to 100)".to_string());
+        }
+        if self.bill_hour_beijing > 23 {
+            missing.push("BILL_HOUR_BEIJING (0 to 23)".to_string());
+        }
+        if self.withdraw_daily_max_fen < 100 || self.withdraw_daily_max_count < 1 {
+            missing.push(
+                "WITHDRAW_DAILY_MAX_FEN (at least 100) / WITHDRAW_DAILY_MAX_COUNT (at least 1)"
+                    .to_string(),
+            );
         }
         let sign_type = SignType::parse(&self.wechat_pay_sign_type);
         if sign_type.is_none() {

@@ -9,6 +9,7 @@ pub mod health;
 pub mod official_account;
 pub mod orders;
 pub mod qrcodes;
+pub mod runner_earnings;
 pub mod runners;
 pub mod subscriptions;
 pub mod users;
@@ -33,6 +34,7 @@ pub fn config(cfg: &mut ServiceConfig) {
             .configure(wechat_pay::config)
             .configure(qrcodes::config)
             .configure(subscriptions::config)
+            .configure(runner_earnings::config)
             .configure(admin::config)
             .configure(health::openapi_config),
     );

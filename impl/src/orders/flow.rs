@@ -363,11 +363,15 @@ impl Orders {
         if o.customer_id != user.id {
             return Err(OrderNotFound.into());
         }
+        let earnings = self.earnings;
         let moved = self
             .db
-            .write(move |c| -> Result<Option<Order>, OrderError> {
+            .write_tx(move |c| -> Result<Option<Order>, OrderError> {
                 if q::transition(c, id, OrderMove::Complete, time::now())? == 1 {
-                    return Ok(q::find(c, id)?);
+                    let o = q::find(c, id)?.ok_or(OrderNotFound)?;
+                    // The runner's credit commits with the move, or neither does.
+                    earnings.credit_completion(c, &o)?;
+                    return Ok(Some(o));
                 }
                 Ok(None)
             })

@@ -53,11 +53,21 @@ impl Orders {
 
     async fn auto_complete(&self) -> Result<usize, OrderError> {
         let before = time::now() - self.auto_complete_after;
+        let earnings = self.earnings;
         self.db
             .write(move |c| -> Result<usize, OrderError> {
                 let mut n = 0;
                 for o in q::delivered_before(c, before, 100)? {
-                    n += q::transition(c, o.id, OrderMove::Complete, time::now())?;
+                    // One transaction per order: its move and the runner's credit.
+                    n += campus_dal::transaction(c, |c| -> Result<usize, OrderError> {
+                        if q::transition(c, o.id, OrderMove::Complete, time::now())? != 1 {
+                            return Ok(0);
+                        }
+                        if let Some(done) = q::find(c, o.id)? {
+                            earnings.credit_completion(c, &done)?;
+                        }
+                        Ok(1)
+                    })?;
                 }
                 Ok(n)
             })

@@ -18,6 +18,7 @@ use campus_dal::{OrderId, OrderStatus};
 use crate::cache::{Cache, CacheError};
 use crate::db::{Db, DbError};
 use crate::payments::{PaymentError, Payments};
+use crate::payouts::Earnings;
 use crate::refunds::{RefundError, Refunds};
 use crate::subscriptions::Subscriptions;
 use crate::text::InvalidInput;
@@ -33,6 +34,8 @@ pub struct Orders {
     subscriptions: Subscriptions,
     pay_timeout: chrono::Duration,
     auto_complete_after: chrono::Duration,
+    /// Credits the runner in the transaction that completes an order.
+    earnings: Earnings,
 }
 
 /// How long an unpaid order waits, and when a delivered one completes by itself.
@@ -59,7 +62,14 @@ impl Orders {
             subscriptions,
             pay_timeout: times.pay_timeout,
             auto_complete_after: times.auto_complete_after,
+            earnings: Earnings::default(),
         }
+    }
+
+    /// The runner's share credited when orders complete (`RUNNER_SHARE_PERCENT`).
+    pub fn with_earnings(mut self, earnings: Earnings) -> Self {
+        self.earnings = earnings;
+        self
     }
 }
 

@@ -28,6 +28,7 @@ use campus_dal::{
 use crate::db::{Db, DbError};
 use crate::orders::{InvalidTransition, OrderNotFound};
 use crate::payments::log_callback;
+use crate::payouts::Earnings;
 use crate::subscriptions::{OrderEvent, Subscriptions};
 use crate::text::InvalidInput;
 use crate::users::{CurrentUser, Forbidden, Role};
@@ -46,6 +47,8 @@ pub struct Refunds {
     subscriptions: Subscriptions,
     /// Where WeChat sends refund notifies: `{PUBLIC_BASE_URL}/api/v1/pay/refund-notify`.
     notify_url: String,
+    /// Debits the runner when a completed order's refund succeeds.
+    earnings: Earnings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +86,14 @@ impl Refunds {
             pay,
             subscriptions,
             notify_url,
+            earnings: Earnings::default(),
         }
+    }
+
+    /// The runner's share taken back when a completed order is refunded.
+    pub fn with_earnings(mut self, earnings: Earnings) -> Self {
+        self.earnings = earnings;
+        self
     }
 
     /// Cancel after payment: paid|accepted → refunding, and a refund of all that is left.
@@ -396,6 +406,7 @@ impl Refunds {
         source: LedgerSource,
     ) -> Result<bool, RefundError> {
         let no = out_refund_no.to_string();
+        let earnings = self.earnings;
         let settled = self
             .db
             .write_tx(move |c| -> Result<Option<Settled>, RefundError> {
@@ -430,6 +441,8 @@ impl Refunds {
                         }
                         q::add_refunded(c, o.id, counted, now)?;
                         ledger::append(c, &event(LedgerEvent::Refunded))?;
+                        // A completed order's runner gives back the same share (payouts).
+                        earnings.debit_refund(c, &o, &r.out_refund_no, counted)?;
                         let finished = q::finish_refunding(c, o.id, now)? == 1;
                         Ok(Some(Settled {
                             order: finished.then_some(o.clone()),

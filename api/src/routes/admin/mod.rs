@@ -6,9 +6,11 @@
 pub mod console;
 pub mod messages;
 pub mod orders;
+pub mod reconciliations;
 pub mod refunds;
 pub mod stats;
 pub mod users;
+pub mod withdrawals;
 
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -20,4 +22,6 @@ pub fn config(cfg: &mut ServiceConfig) {
     messages::config(cfg);
     stats::config(cfg);
     console::config(cfg);
+    withdrawals::config(cfg);
+    reconciliations::config(cfg);
 }

@@ -496,6 +496,84 @@ fn cut_to_bytes(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// How a raw call is signed and sent (transfers and bills do not follow the usual rules).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RawCall {
+    /// Transfers: the caller names the merchant fields itself, MD5 without `sign_type`,
+    /// over the merchant certificate.
+    MutualTlsMd5,
+    /// `appid`, `mch_id`, `nonce_str`, `sign_type` added as usual, plain TLS.
+    Plain,
+}
+
+impl PayClient {
+    /// One signed request whose answer the caller reads itself (transfers answer without
+    /// a signature, bills answer in text); `max_bytes` caps the body.
+    pub(crate) async fn call_raw(
+        &self,
+        api: &'static str,
+        path: &str,
+        mut params: BTreeMap<String, String>,
+        how: RawCall,
+        max_bytes: usize,
+    ) -> Result<Vec<u8>, PayError> {
+        let started = std::time::Instant::now();
+        let result = async {
+            let cfg = &self.inner.cfg;
+            let client = match how {
+                RawCall::MutualTlsMd5 => self
+                    .inner
+                    .mtls
+                    .as_ref()
+                    .map_err(|reason| PayError::NoClientCertificate(reason.clone()))?,
+                RawCall::Plain => &self.inner.plain,
+            };
+            params.insert("nonce_str".to_string(), nonce_str());
+            params.remove("sign");
+            let sign_type = match how {
+                RawCall::MutualTlsMd5 => SignType::Md5,
+                RawCall::Plain => {
+                    params.insert("appid".to_string(), cfg.appid.clone());
+                    params.insert("mch_id".to_string(), cfg.mch_id.clone());
+                    params.insert("sign_type".to_string(), cfg.sign_type.as_str().to_string());
+                    cfg.sign_type
+                }
+            };
+            let signature = sign(&params, self.key(), sign_type);
+            params.insert("sign".to_string(), signature);
+            let mut resp = client
+                .post(format!("{}{}", cfg.api_base, path))
+                .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
+                .body(to_xml(&params))
+                .send()
+                .await
+                .map_err(PayError::Transport)?;
+            let status = resp.status();
+            if !status.is_success() {
+                return Err(PayError::HttpStatus(status.as_u16()));
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(PayError::Transport)? {
+                if body.len() + chunk.len() > max_bytes {
+                    return Err(PayError::Xml(XmlError::TooLarge));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(body)
+        }
+        .await;
+        self.inner.metrics.wechat_call(
+            api,
+            started.elapsed(),
+            result.as_ref().err().map(PayError::kind),
+        );
+        if let Err(e) = &result {
+            tracing::warn!(api, error = %e, "WeChat Pay call failed");
+        }
+        result
+    }
+}
+
 /// Reads a response body, refusing more than [`MAX_BODY_BYTES`].
 async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, PayError> {
     if resp

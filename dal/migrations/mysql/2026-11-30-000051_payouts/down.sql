@@ -1,0 +1,3 @@
+DROP TABLE reconciliations;
+DROP TABLE withdrawals;
+DROP TABLE earnings;
