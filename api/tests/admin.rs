@@ -439,6 +439,10 @@ async fn orders_are_filtered_and_a_held_order_goes_back_to_the_pool() {
     let runner = app.runner("adm-orders-runner").await;
     let other = app.runner("adm-orders-other").await;
     let runner_id = app.user_id(&runner).await;
+    // The runner taps "allow" in wx.requestSubscribeMessage (WeChat's side), and the
+    // mini-program tells the server which templates were accepted.
+    app.sim
+        .accept_subscribe("adm-orders-runner", &["TPL-ORDER"]);
     let (s, _) = app
         .post(
             "/api/v1/notify/credits",

@@ -316,8 +316,13 @@ async fn sigkill_mid_withdrawals_pays_each_once() {
     let mut env: BTreeMap<String, String> = [
         ("BIND", format!("127.0.0.1:{port}")),
         ("PUBLIC_BASE_URL", base.clone()),
+        // The simulator calls back over loopback http.
+        ("PUBLIC_BASE_URL_CHECK", "off".into()),
         ("DATABASE_URL", database_url.clone()),
-        ("JWT_SECRET", "crash-test-secret".into()),
+        (
+            "JWT_SECRET",
+            "crash-test-secret-0123456789abcdefghij".into(),
+        ),
         ("FIELD_ENCRYPTION_KEY", "cd".repeat(32)),
         ("ADMIN_OPENIDS", "crash-admin".into()),
         ("WECHAT_API_BASE", sim.base_url()),

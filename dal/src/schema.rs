@@ -13,6 +13,7 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         banned_at -> Nullable<Timestamp>,
+        role_granted_by -> Nullable<BigInt>,
     }
 }
 

@@ -23,6 +23,9 @@ pub struct User {
     pub updated_at: NaiveDateTime,
     /// Set while the user is banned: every authenticated call is refused.
     pub banned_at: Option<NaiveDateTime>,
+    /// The admin who granted `role` through the admin API; `None` when it came from
+    /// `ADMIN_OPENIDS`, a runner approval or the default.
+    pub role_granted_by: Option<UserId>,
 }
 
 #[derive(Insertable)]
@@ -97,7 +100,28 @@ pub fn upsert_by_openid(
 
 pub fn set_role(conn: &mut Conn, id: UserId, role: Role, now: NaiveDateTime) -> QueryResult<usize> {
     diesel::update(users::table.find(id.0))
-        .set((users::role.eq(role.as_str()), users::updated_at.eq(now)))
+        .set((
+            users::role.eq(role.as_str()),
+            users::role_granted_by.eq(None::<i64>),
+            users::updated_at.eq(now),
+        ))
+        .execute(conn)
+}
+
+/// A role an admin gives through the admin API, recorded with who gave it.
+pub fn grant_role(
+    conn: &mut Conn,
+    id: UserId,
+    role: Role,
+    by: UserId,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(users::table.find(id.0))
+        .set((
+            users::role.eq(role.as_str()),
+            users::role_granted_by.eq(Some(by.0)),
+            users::updated_at.eq(now),
+        ))
         .execute(conn)
 }
 

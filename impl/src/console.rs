@@ -172,10 +172,13 @@ impl ConsoleSessions {
         }
         let left = self.remaining(id).await?.ok_or(ConsoleError::NotFound)?;
         let (token, _) = self.tokens.issue(caller.id);
-        // The approval and the token are one key: set once, by the first approver.
+        // The approval and the token are one key: set once, by the first approver. Two
+        // approvals by one admin in one second would issue the same token, so the claim's
+        // value leads with a part of this call's own (see `Cache::set_nx_ex`).
+        let claim = format!("{}.{token}", random_alnum(16));
         if !self
             .cache
-            .set_nx_ex(&self.approval_key(id), &token, left)
+            .set_nx_ex(&self.approval_key(id), &claim, left)
             .await?
         {
             return Err(ConsoleError::AlreadyApproved);
@@ -198,9 +201,12 @@ impl ConsoleSessions {
         if self.cache.get(&self.delivered_key(id)).await?.is_some() {
             return answer(ConsoleSessionStatus::Approved, None);
         }
-        let Some(token) = self.cache.get(&self.approval_key(id)).await? else {
+        let Some(claim) = self.cache.get(&self.approval_key(id)).await? else {
             return answer(ConsoleSessionStatus::Pending, None);
         };
+        let token = claim
+            .split_once('.')
+            .map_or_else(|| claim.clone(), |(_, t)| t.to_string());
         // The token goes to one poll only: the claim's value is this poll's own, so a
         // second poll (this instance or another) cannot take it too.
         if !self
@@ -212,7 +218,7 @@ impl ConsoleSessions {
         }
         // Handed over: the cache need not keep it.
         self.cache
-            .delete_if_equals(&self.approval_key(id), &token)
+            .delete_if_equals(&self.approval_key(id), &claim)
             .await?;
         answer(ConsoleSessionStatus::Approved, Some(token))
     }

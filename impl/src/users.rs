@@ -217,16 +217,17 @@ impl Users {
                 if u.banned_at.is_some() {
                     return Err(UserError::Banned);
                 }
-                // ADMIN_OPENIDS is the only source of the admin role, so it is derived
-                // again at every login: added openids are promoted, removed ones demoted
-                // to customer. Whether a demoted admin was also approved as a runner is not
+                // An admin role from ADMIN_OPENIDS is derived again at every login: added
+                // openids are promoted, removed ones demoted to customer. One an admin
+                // granted through the admin API (`role_granted_by`) is not the config's to
+                // take back. Whether a demoted admin was also approved as a runner is not
                 // recorded (approval sets the role), so they apply again like anyone else.
                 let derived = match (is_admin, u.role) {
                     (true, _) => Role::Admin,
-                    (false, Role::Admin) => Role::Customer,
+                    (false, Role::Admin) if u.role_granted_by.is_none() => Role::Customer,
                     (false, other) => other,
                 };
-                if derived != u.role {
+                if derived != u.role || (is_admin && u.role_granted_by.is_some()) {
                     q::set_role(c, u.id, derived, now)?;
                     u.role = derived;
                 }
@@ -253,8 +254,12 @@ impl Users {
         if row.banned_at.is_some() {
             return Err(UserError::Banned);
         }
-        // A token issued before the openid left ADMIN_OPENIDS carries no admin rights.
-        let role = if row.role == Role::Admin && !self.admin_openids.contains(&row.openid) {
+        // A token issued before the openid left ADMIN_OPENIDS carries no admin rights
+        // (an admin role granted through the admin API is not the config's).
+        let role = if row.role == Role::Admin
+            && row.role_granted_by.is_none()
+            && !self.admin_openids.contains(&row.openid)
+        {
             Role::Customer
         } else {
             row.role
@@ -499,11 +504,12 @@ impl Users {
                 "you cannot change your own role".into(),
             ));
         }
+        let caller_id = caller.id;
         let row = self
             .db
             .write(move |c| -> Result<User, UserError> {
                 q::find(c, target)?.ok_or(UserError::NotFound)?;
-                q::set_role(c, target, role, time::now())?;
+                q::grant_role(c, target, role, caller_id, time::now())?;
                 q::find(c, target)?.ok_or(UserError::NotFound)
             })
             .await?;
