@@ -202,6 +202,10 @@ impl ConsoleSessions {
             return answer(ConsoleSessionStatus::Approved, None);
         }
         let Some(claim) = self.cache.get(&self.approval_key(id)).await? else {
+            // A concurrent poll may have just taken the token and dropped the approval.
+            if self.cache.get(&self.delivered_key(id)).await?.is_some() {
+                return answer(ConsoleSessionStatus::Approved, None);
+            }
             return answer(ConsoleSessionStatus::Pending, None);
         };
         let token = claim

@@ -102,6 +102,14 @@ async fn safe_mode_takes_only_encrypted_pushes() {
 #[actix_web::test]
 async fn bind_is_limited_per_sender_and_a_user_has_one_live_code() {
     let app = TestApp::spawn().await;
+    // Senders unique to this run: the attempt counters live in the cache, which test runs
+    // on MariaDB + Redis share.
+    let run = campus_impl::crypto::random_alnum(8);
+    let (owner, attacker, parallel) = (
+        format!("mp-owner-{run}"),
+        format!("mp-attacker-{run}"),
+        format!("mp-parallel-{run}"),
+    );
     let endpoint = app.url("/wechat/mp");
     let user = app.login("bind-owner").await;
 
@@ -127,7 +135,7 @@ async fn bind_is_limited_per_sender_and_a_user_has_one_live_code() {
             .sim
             .push_mp_message(
                 &endpoint,
-                &text_msg("mp-owner", &format!("bind {first}")),
+                &text_msg(&owner, &format!("bind {first}")),
                 false,
             )
             .await
@@ -141,7 +149,7 @@ async fn bind_is_limited_per_sender_and_a_user_has_one_live_code() {
             .sim
             .push_mp_message(
                 &endpoint,
-                &text_msg("mp-attacker", &format!("bind {:06}", 900_000 + n)),
+                &text_msg(&attacker, &format!("bind {:06}", 900_000 + n)),
                 false,
             )
             .await
@@ -153,7 +161,7 @@ async fn bind_is_limited_per_sender_and_a_user_has_one_live_code() {
         .sim
         .push_mp_message(
             &endpoint,
-            &text_msg("mp-attacker", &format!("bind {second}")),
+            &text_msg(&attacker, &format!("bind {second}")),
             false,
         )
         .await
@@ -166,15 +174,12 @@ async fn bind_is_limited_per_sender_and_a_user_has_one_live_code() {
     let pushes = (0..8).map(|n| {
         let endpoint = endpoint.clone();
         let sim = app.sim.clone();
+        let msg = text_msg(&parallel, &format!("bind {:06}", 800_000 + n));
         async move {
-            sim.push_mp_message(
-                &endpoint,
-                &text_msg("mp-parallel", &format!("bind {:06}", 800_000 + n)),
-                false,
-            )
-            .await
-            .expect("push")
-            .1
+            sim.push_mp_message(&endpoint, &msg, false)
+                .await
+                .expect("push")
+                .1
         }
     });
     let replies = futures::future::join_all(pushes).await;
@@ -186,7 +191,7 @@ async fn bind_is_limited_per_sender_and_a_user_has_one_live_code() {
         .sim
         .push_mp_message(
             &endpoint,
-            &text_msg("mp-owner", &format!("bind {second}")),
+            &text_msg(&owner, &format!("bind {second}")),
             false,
         )
         .await

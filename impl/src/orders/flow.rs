@@ -311,7 +311,9 @@ impl Orders {
             .into());
         }
         // Six digits are guessable by brute force: a few tries per order, then a pause.
-        let key = format!("pickup_attempts:{}", id.0);
+        // Keyed by out_trade_no, unique across databases, not by the row id: several
+        // deployments (or test databases) may share one Redis.
+        let key = format!("pickup_attempts:{}", o.out_trade_no);
         // Counted before the comparison, atomically: parallel guesses each use one try.
         let tries = self.cache.incr_ex(&key, Duration::from_secs(600)).await?;
         if tries > i64::from(MAX_PICKUP_ATTEMPTS) {
