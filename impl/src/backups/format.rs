@@ -439,6 +439,8 @@ mod tests {
                     Value::Null,
                     Value::Time(t),
                     Value::Time(t),
+                    Value::Null,
+                    Value::Null,
                 ])
                 .expect("row");
             }
