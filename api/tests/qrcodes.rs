@@ -387,10 +387,19 @@ async fn wechat_errors_are_clear_and_never_cached() {
     // Unpublished pages are allowed when the caller opts out of the check.
     url_of(&code(&app, &token, &format!("{q}&check_path=false")).await);
 
-    // A rejected access token is refreshed once and the call retried.
+    // A rejected access token is refreshed once and the call retried: one refused call,
+    // one token fetch, one call that succeeds.
+    let token_fetches = |app: &TestApp| app.sim.calls("token") + app.sim.calls("stable_token");
+    let (fetches, calls) = (token_fetches(&app), wxa_calls(&app));
     app.sim.invalidate_access_tokens();
     let g = code(&app, &token, "scene=after-40001&page=pages/a").await;
     assert_eq!(g.status, 200, "{}", g.body);
+    assert_eq!(g.x_cache, "MISS");
+    assert_eq!(token_fetches(&app), fetches + 1, "refreshed once");
+    assert_eq!(wxa_calls(&app), calls + 2, "the refused call, then one retry");
+    let (s, _, _, bytes) = fetch(&app, &url_of(&g)).await;
+    assert_eq!(s, 200);
+    assert_png(&bytes);
 }
 
 #[test]
@@ -464,37 +473,23 @@ async fn file_storage_down_is_503_and_recovers() {
     );
 }
 
+/// Hits are served from the cache without asking WeChat again; how much faster a hit is
+/// than a cold generation is measured by `bench/run`, not asserted here.
 #[actix_web::test]
-async fn cache_hit_latency_vs_cold_generation() {
+async fn cache_hits_make_no_wechat_call() {
     let app = TestApp::spawn().await;
-    let token = app.login("qr-latency").await;
-    let median = |mut v: Vec<Duration>| {
-        v.sort();
-        v[v.len() / 2]
-    };
-    let mut cold = Vec::new();
+    let token = app.login("qr-hits").await;
+    let mut urls = Vec::new();
     for i in 0..15 {
-        let t = Instant::now();
-        let g = code(&app, &token, &format!("scene=lat{i}&page={PAGE}")).await;
-        cold.push(t.elapsed());
+        let g = code(&app, &token, &format!("scene=hit{i}&page={PAGE}")).await;
         assert_eq!(g.x_cache, "MISS");
+        urls.push(url_of(&g));
     }
-    let mut hot = Vec::new();
     for i in 0..300 {
-        let t = Instant::now();
-        let g = code(&app, &token, &format!("scene=lat{}&page={PAGE}", i % 15)).await;
-        hot.push(t.elapsed());
+        let g = code(&app, &token, &format!("scene=hit{}&page={PAGE}", i % 15)).await;
         assert_eq!(g.x_cache, "HIT");
+        assert_eq!(url_of(&g), urls[i % 15], "the same image each time");
     }
-    let (c, h) = (median(cold), median(hot));
-    println!(
-        "mini-program code latency (debug build, sequential, one client): cold median {c:?}, cache hit median {h:?}, {:.0}x",
-        c.as_secs_f64() / h.as_secs_f64()
-    );
-    assert!(
-        h < c,
-        "a hit ({h:?}) is faster than a cold generation ({c:?})"
-    );
     assert_eq!(wxa_calls(&app), 15);
 }
 

@@ -119,31 +119,44 @@ mod tests {
                 .expect("nx"),
             "the owner's retry is its own"
         );
+        // Live values get TTLs no machine outlives during the test; expiries are checked
+        // after sleeping at least the TTL, so a slow machine cannot fail either side.
         assert_eq!(
-            c.incr_ex("n", Duration::from_millis(30))
+            c.incr_ex("n", Duration::from_secs(60))
                 .await
                 .expect("incr"),
             1
         );
         assert_eq!(
-            c.incr_ex("n", Duration::from_millis(30))
+            c.incr_ex("n", Duration::from_secs(60))
                 .await
                 .expect("incr"),
             2
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(
-            c.incr_ex("n", Duration::from_secs(5)).await.expect("incr"),
+            c.incr_ex("m", Duration::from_millis(1))
+                .await
+                .expect("incr"),
+            1
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(
+            c.incr_ex("m", Duration::from_secs(60))
+                .await
+                .expect("incr"),
             1,
             "expired"
         );
         assert!(!c.delete_if_equals("a", "2").await.expect("del"));
         assert!(c.delete_if_equals("a", "1").await.expect("del"));
-        c.set_ex("b", "x", Duration::from_millis(20))
+        c.set_ex("b", "x", Duration::from_secs(60))
             .await
             .expect("set");
         assert_eq!(c.get("b").await.expect("get").as_deref(), Some("x"));
-        tokio::time::sleep(Duration::from_millis(40)).await;
-        assert!(c.get("b").await.expect("get").is_none(), "expired");
+        c.set_ex("c", "x", Duration::from_millis(1))
+            .await
+            .expect("set");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(c.get("c").await.expect("get").is_none(), "expired");
     }
 }
