@@ -4,13 +4,16 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use campus_dal::{LedgerEvent, LedgerSource, OrderStatus};
 use common::{TempDb, mariadb_mode, redis_url};
 use serde_json::{Value, json};
-use test_demo::sim::{self, SimConfig, SimHandle, TransferFault};
+use test_demo::sim::{self, JsapiParams, NotifyFaults, SimConfig, SimHandle, TransferFault};
 
 struct Server {
     child: Child,
@@ -57,75 +60,70 @@ impl Drop for Server {
     }
 }
 
-async fn wait_ready(client: &reqwest::Client, base: &str, dir: &std::path::Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
-            && r.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// A WeChat simulator and what a server needs to run against it on a database of its own
+/// (a SQLite file in `dir`, or a MariaDB database dropped with this). Servers started from
+/// it share that database, so a restart finds what the killed one left.
+struct Rig {
+    sim: SimHandle,
+    base: String,
+    database_url: String,
+    env: BTreeMap<String, String>,
+    client: reqwest::Client,
+    dir: tempfile::TempDir,
+    _db: Option<TempDb>,
+}
+
+impl Rig {
+    fn start_server(&self) -> Server {
+        Server::start(&self.env, self.dir.path())
     }
-    let err = std::fs::read_to_string(dir.join("server.err")).unwrap_or_default();
-    panic!("server at {base} never became ready: {err}");
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = self
+                .client
+                .get(format!("{}/readyz", self.base))
+                .send()
+                .await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let err = std::fs::read_to_string(self.dir.path().join("server.err")).unwrap_or_default();
+        panic!("server at {} never became ready: {err}", self.base);
+    }
+
+    async fn login(&self, openid: &str) -> String {
+        let code = self.sim.issue_code(openid);
+        let v: Value = self
+            .client
+            .post(format!("{}/api/v1/auth/login", self.base))
+            .json(&json!({"code": code}))
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("json");
+        v["token"].as_str().expect("token").to_string()
+    }
+
+    fn pools(&self) -> campus_dal::Pools {
+        campus_dal::Pools::connect(&self.database_url, 2).expect("pools")
+    }
 }
 
-async fn login(client: &reqwest::Client, base: &str, sim: &SimHandle, openid: &str) -> String {
-    let code = sim.issue_code(openid);
-    let v: Value = client
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"code": code}))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("json");
-    v["token"].as_str().expect("token").to_string()
-}
-
-/// Creates an order and pays it through the simulator; tolerates the server being
-/// down (then the order may never be created or never get a prepay id).
-async fn create_and_pay(
-    client: &reqwest::Client,
-    base: &str,
-    token: &str,
-    sim: &SimHandle,
-) -> Option<String> {
-    let o: Value = client
-        .post(format!("{base}/api/v1/orders"))
-        .bearer_auth(token)
-        .json(&json!({"kind": "express", "pickup": "A", "dropoff": "B", "fee_fen": 300}))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    let id = o["id"].as_i64()?;
-    let otn = o["out_trade_no"].as_str()?.to_string();
-    let p: Value = client
-        .post(format!("{base}/api/v1/orders/{id}/pay"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    sim.request_payment(&serde_json::from_value(p).ok()?).ok()?;
-    Some(otn)
-}
-
-#[actix_web::test]
-async fn sigkill_mid_stream_loses_no_payment() {
+/// Starts the simulator with `sim_cfg` and builds the server's environment, `extra_env`
+/// on top of what every crash test needs.
+async fn rig(sim_cfg: SimConfig, extra_env: &[(&str, &str)]) -> Rig {
     let dir = tempfile::tempdir().expect("dir");
-    // Retries spread over ~6 s so some land while the server is down, some after.
     let cfg = SimConfig {
+        // Tests sharing one Redis must not share the access token cached under the appid.
         appid: format!("wxc{}", campus_impl::crypto::random_alnum(8).to_lowercase()),
-        notify_retry_delays: vec![Duration::from_millis(400); 15],
-        ..SimConfig::for_tests()
+        ..sim_cfg
     };
     let sim = sim::start(cfg).await.expect("sim");
     let files = dir.path().join("sim");
@@ -136,21 +134,18 @@ async fn sigkill_mid_stream_loses_no_payment() {
         .expect("port")
         .port();
     let base = format!("http://127.0.0.1:{port}");
-    let _db;
-    let database_url = if mariadb_mode() {
+    let (database_url, db) = if mariadb_mode() {
         let db = TempDb::create();
-        let u = db.url();
-        _db = Some(db);
-        u
+        (db.url(), Some(db))
     } else {
-        _db = None;
-        format!("sqlite://{}", dir.path().join("crash.db").display())
+        let path = dir.path().join("crash.db");
+        (format!("sqlite://{}", path.display()), None)
     };
     let c = sim.config();
     let mut env: BTreeMap<String, String> = [
         ("BIND", format!("127.0.0.1:{port}")),
         ("PUBLIC_BASE_URL", base.clone()),
-        // The simulator calls back on loopback.
+        // The simulator calls back over loopback http.
         ("PUBLIC_BASE_URL_CHECK", "off".into()),
         ("DATABASE_URL", database_url.clone()),
         (
@@ -181,56 +176,189 @@ async fn sigkill_mid_stream_loses_no_payment() {
     if mariadb_mode() {
         env.insert("REDIS_URL".into(), redis_url());
     }
-
+    env.extend(
+        extra_env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
         .expect("client");
-    let mut server = Server::start(&env, dir.path());
-    wait_ready(&client, &base, dir.path()).await;
-    let token = login(&client, &base, &sim, "crash-customer").await;
+    Rig {
+        sim,
+        base,
+        database_url,
+        env,
+        client,
+        dir,
+        _db: db,
+    }
+}
 
-    // A stream of orders and payments from 8 concurrent users; the kill lands mid-stream.
-    let stream = {
-        let (client, base, token, sim) = (client.clone(), base.clone(), token.clone(), sim.clone());
-        actix_web::rt::spawn(async move {
-            let mut paid = Vec::new();
-            let deadline = Instant::now() + Duration::from_secs(4);
-            while Instant::now() < deadline {
-                let batch = futures::future::join_all(
-                    (0..8).map(|_| create_and_pay(&client, &base, &token, &sim)),
-                )
-                .await;
-                paid.extend(batch.into_iter().flatten());
-            }
-            paid
-        })
+/// Polls `cond` until it holds; panics with `what` after `secs`.
+async fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const FEE_FEN: i64 = 300;
+const USERS: usize = 8;
+/// How long each notify attempt made around the kill waits before it is sent: far longer
+/// than paying at WeChat and killing the server take, so none reaches the dying server.
+const NOTIFY_HOLD: Duration = Duration::from_secs(2);
+
+/// Creates an order and asks for its payment parameters; None when the server is down
+/// or dies on the way (then the order may never be created or never get a prepay id).
+async fn create_order(rig: &Rig, token: &str) -> Option<(String, JsapiParams)> {
+    let o: Value = rig
+        .client
+        .post(format!("{}/api/v1/orders", rig.base))
+        .bearer_auth(token)
+        .json(&json!({"kind": "express", "pickup": "A", "dropoff": "B", "fee_fen": FEE_FEN}))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let id = o["id"].as_i64()?;
+    let otn = o["out_trade_no"].as_str()?.to_string();
+    let p: Value = rig
+        .client
+        .post(format!("{}/api/v1/orders/{id}/pay", rig.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    Some((otn, serde_json::from_value(p).ok()?))
+}
+
+/// One user ordering and paying until `stop`; the out_trade_no of each order paid at
+/// WeChat.
+async fn keep_ordering(
+    rig: Arc<Rig>,
+    token: String,
+    stop: Arc<AtomicBool>,
+    paid: Arc<AtomicUsize>,
+) -> Vec<String> {
+    let mut mine = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        let Some((otn, params)) = create_order(&rig, &token).await else {
+            // The server is down: do not spin on refused connections.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        rig.sim
+            .request_payment(&params)
+            .unwrap_or_else(|e| panic!("{otn} not paid at WeChat: {e}"));
+        mine.push(otn);
+        paid.fetch_add(1, Ordering::SeqCst);
+    }
+    mine
+}
+
+#[actix_web::test]
+async fn sigkill_mid_stream_loses_no_payment() {
+    // Retries 400 ms apart for ~6 s: those that fail while the server is down are retried
+    // after the restart.
+    let sim_cfg = SimConfig {
+        notify_retry_delays: vec![Duration::from_millis(400); 15],
+        ..SimConfig::for_tests()
     };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let rig = Arc::new(rig(sim_cfg, &[]).await);
+    let sim = rig.sim.clone();
+    let mut server = rig.start_server();
+    rig.wait_ready().await;
+    let mut tokens = Vec::new();
+    for i in 0..USERS {
+        tokens.push(rig.login(&format!("crash-customer-{i}")).await);
+    }
+    // A stream of orders and payments from 8 concurrent users; the kill lands mid-stream.
+    let stop = Arc::new(AtomicBool::new(false));
+    let paid = Arc::new(AtomicUsize::new(0));
+    let stream = actix_web::rt::spawn(futures::future::join_all(
+        tokens
+            .iter()
+            .map(|t| keep_ordering(rig.clone(), t.clone(), stop.clone(), paid.clone())),
+    ));
+    wait_for("the stream pays orders", 60, || {
+        paid.load(Ordering::SeqCst) >= 2 * USERS
+    })
+    .await;
+    // An order per user, paid at WeChat right before the kill with its notify held back:
+    // payments the dying server cannot have heard of, whatever the stream's timing. Made
+    // just now, so the reconciler does not ask orderquery about them before the kill.
+    let held: Vec<(String, JsapiParams)> =
+        futures::future::join_all(tokens.iter().map(|t| create_order(&rig, t)))
+            .await
+            .into_iter()
+            .map(|o| o.expect("order with a prepay id"))
+            .collect();
+    sim.set_notify_faults(NotifyFaults {
+        delay: NOTIFY_HOLD,
+        ..NotifyFaults::default()
+    });
+    for (otn, params) in &held {
+        sim.request_payment(params)
+            .unwrap_or_else(|e| panic!("{otn} not paid at WeChat: {e}"));
+    }
     server.kill9();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    let mut server = Server::start(&env, dir.path());
-    wait_ready(&client, &base, dir.path()).await;
-    let submitted = stream.await.expect("stream");
-    assert!(
-        submitted.len() >= 8,
-        "the stream ran ({} orders paid at WeChat)",
-        submitted.len()
-    );
 
-    // Every order WeChat has as SUCCESS must become paid here, exactly once.
-    let pools = campus_dal::Pools::connect(&database_url, 2).expect("pools");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut missing = Vec::new();
+    // What the dead server left: payments WeChat made that it had not recorded.
+    let in_flight: BTreeSet<String> = {
+        let pools = rig.pools();
         let mut conn = pools.read.get().expect("conn");
-        for otn in &submitted {
-            let wechat_paid = sim.order(otn).is_some_and(|o| o.trade_state == "SUCCESS");
-            assert!(wechat_paid, "simulator lost {otn}");
+        sim.paid_out_trade_nos()
+            .into_iter()
+            .filter(|otn| {
+                let o = campus_dal::orders::find_by_out_trade_no(&mut conn, otn)
+                    .expect("query")
+                    .unwrap_or_else(|| panic!("{otn} paid at WeChat, unknown here"));
+                o.status != OrderStatus::Paid
+            })
+            .collect()
+    };
+    for (otn, _) in &held {
+        assert!(
+            in_flight.contains(otn),
+            "{otn} was paid here before its notify was sent"
+        );
+    }
+    sim.set_notify_faults(NotifyFaults::default());
+
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Only the restarted server acknowledges notifies or asks orderquery from here on.
+    let at_restart = sim.all_calls();
+    let mut server = rig.start_server();
+    rig.wait_ready().await;
+    let paid_at_restart = paid.load(Ordering::SeqCst);
+    wait_for("the stream goes on after the restart", 60, || {
+        paid.load(Ordering::SeqCst) >= paid_at_restart + USERS
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    let submitted: usize = stream.await.expect("stream").iter().map(Vec::len).sum();
+
+    // Every order WeChat has as paid must become paid here.
+    let wechat_paid = sim.paid_out_trade_nos();
+    assert_eq!(wechat_paid.len(), submitted + held.len());
+    let pools = rig.pools();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut conn = pools.read.get().expect("conn");
+        let mut missing = Vec::new();
+        for otn in &wechat_paid {
             let o = campus_dal::orders::find_by_out_trade_no(&mut conn, otn)
                 .expect("query")
-                .expect("order exists");
-            if o.status != campus_dal::OrderStatus::Paid {
+                .unwrap_or_else(|| panic!("{otn} paid at WeChat, unknown here"));
+            if o.status != OrderStatus::Paid {
                 missing.push(otn.clone());
             }
         }
@@ -245,23 +373,92 @@ async fn sigkill_mid_stream_loses_no_payment() {
         drop(conn);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // Paid here exactly once with WeChat's amount and transaction, and only what WeChat
+    // has as paid.
     let mut conn = pools.read.get().expect("conn");
-    for otn in &submitted {
-        let o = campus_dal::orders::find_by_out_trade_no(&mut conn, otn)
-            .expect("query")
-            .expect("order");
+    let ours = campus_dal::orders::list(
+        &mut conn,
+        campus_dal::orders::Scope::All,
+        None,
+        None,
+        1_000_000,
+    )
+    .expect("orders");
+    let mut recovered_by: BTreeMap<String, u64> = BTreeMap::new();
+    let mut paid_here = 0;
+    for o in &ours {
+        let at_wechat = sim
+            .order(&o.out_trade_no)
+            .filter(|w| matches!(w.trade_state.as_str(), "SUCCESS" | "REFUND"));
         let events = campus_dal::payments::for_order(&mut conn, o.id).expect("ledger");
         let paid: Vec<_> = events
             .iter()
-            .filter(|e| e.event == campus_dal::LedgerEvent::Paid)
+            .filter(|e| e.event == LedgerEvent::Paid)
             .collect();
-        assert_eq!(paid.len(), 1, "{otn} paid {} times", paid.len());
-        assert_eq!(paid[0].amount_fen, 300);
+        let Some(w) = at_wechat else {
+            assert!(
+                paid.is_empty() && o.status != OrderStatus::Paid,
+                "{} paid here, not at WeChat ({:?}, {} ledger payments)",
+                o.out_trade_no,
+                o.status,
+                paid.len()
+            );
+            continue;
+        };
+        paid_here += 1;
+        assert_eq!(o.status, OrderStatus::Paid, "{}", o.out_trade_no);
+        assert_eq!(
+            paid.len(),
+            1,
+            "{} paid {} times",
+            o.out_trade_no,
+            paid.len()
+        );
+        assert_eq!(paid[0].amount_fen, FEE_FEN);
+        assert_eq!(w.total_fee, FEE_FEN as u64);
+        assert_eq!(o.transaction_id, w.transaction_id, "{}", o.out_trade_no);
+        if in_flight.contains(&o.out_trade_no) {
+            assert!(
+                matches!(
+                    paid[0].source,
+                    LedgerSource::Notify | LedgerSource::OrderQuery
+                ),
+                "{} recovered by {:?}",
+                o.out_trade_no,
+                paid[0].source
+            );
+            *recovered_by
+                .entry(paid[0].source.as_str().to_string())
+                .or_default() += 1;
+        }
     }
+    assert_eq!(paid_here, wechat_paid.len());
+
+    // The orders in flight were recovered by the restarted server: each through a notify it
+    // acknowledged or an orderquery it made.
+    let since_restart = |api: &str| sim.calls(api) - at_restart.get(api).copied().unwrap_or(0);
+    let by_notify = recovered_by.get("notify").copied().unwrap_or(0);
+    let by_query = recovered_by.get("orderquery").copied().unwrap_or(0);
+    assert_eq!(by_notify + by_query, in_flight.len() as u64);
+    // The simulator counts an acknowledgement once it has read the answer, which may come
+    // after the order shows paid here.
+    wait_for("acknowledgements of the recovering notifies", 30, || {
+        since_restart("pay_notify_acked") >= by_notify
+    })
+    .await;
+    assert!(since_restart("orderquery") >= by_query);
     server.kill9();
     println!(
-        "crash test: {} orders paid at WeChat, all paid here once ({} pay notifies sent, {} orderquery calls)",
-        submitted.len(),
+        "crash test: {} orders paid at WeChat, all paid here once; {} in flight at the kill, \
+         recovered by {by_notify} notifies and {by_query} orderqueries; after the restart \
+         {} pay notifies sent, {} acknowledged, {} orderquery calls ({} pay notifies sent, \
+         {} orderquery calls in all)",
+        wechat_paid.len(),
+        in_flight.len(),
+        since_restart("pay_notify_sent"),
+        since_restart("pay_notify_acked"),
+        since_restart("orderquery"),
         sim.calls("pay_notify_sent"),
         sim.calls("orderquery")
     );
@@ -283,89 +480,33 @@ async fn call(
     Some((status, r.json().await.unwrap_or(Value::Null)))
 }
 
-/// Issue 15: SIGKILL the server during a stream of auto withdrawals (some of whose answers
+/// SIGKILL the server during a stream of auto withdrawals (some of whose answers
 /// WeChat loses after paying), restart it, and check that every transfer WeChat made is one
 /// withdrawal recorded as succeeded, none paid twice, and the ledger adds up.
 #[actix_web::test]
 async fn sigkill_mid_withdrawals_pays_each_once() {
-    let dir = tempfile::tempdir().expect("dir");
-    let cfg = SimConfig {
-        appid: format!("wxw{}", campus_impl::crypto::random_alnum(8).to_lowercase()),
-        ..SimConfig::for_tests()
-    };
-    let sim = sim::start(cfg).await.expect("sim");
-    let files = dir.path().join("sim");
-    std::fs::create_dir_all(&files).expect("dir");
-    sim.write_files(&files).expect("files");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
-    let _db;
-    let database_url = if mariadb_mode() {
-        let db = TempDb::create();
-        let u = db.url();
-        _db = Some(db);
-        u
-    } else {
-        _db = None;
-        format!("sqlite://{}", dir.path().join("crash-w.db").display())
-    };
-    let c = sim.config();
-    let mut env: BTreeMap<String, String> = [
-        ("BIND", format!("127.0.0.1:{port}")),
-        ("PUBLIC_BASE_URL", base.clone()),
-        // The simulator calls back over loopback http.
-        ("PUBLIC_BASE_URL_CHECK", "off".into()),
-        ("DATABASE_URL", database_url.clone()),
-        (
-            "JWT_SECRET",
-            "crash-test-secret-0123456789abcdefghij".into(),
-        ),
-        ("FIELD_ENCRYPTION_KEY", "cd".repeat(32)),
-        ("ADMIN_OPENIDS", "crash-admin".into()),
-        ("WECHAT_API_BASE", sim.base_url()),
-        ("WECHAT_PAY_API_BASE", sim.base_url()),
-        ("WECHAT_CA_CERT", files.join("ca.pem").display().to_string()),
-        ("WECHAT_APPID", c.appid.clone()),
-        ("WECHAT_SECRET", c.secret.clone()),
-        ("WECHAT_MCH_ID", c.mch_id.clone()),
-        ("WECHAT_PAY_KEY", c.pay_key.clone()),
-        (
-            "WECHAT_PAY_CLIENT_CERT",
-            files.join("apiclient_cert.pem").display().to_string(),
-        ),
-        (
-            "WECHAT_PAY_CLIENT_KEY",
-            files.join("apiclient_key.pem").display().to_string(),
-        ),
-        ("PAY_RECONCILE_SECS", "1".into()),
-        ("WITHDRAW_APPROVAL", "auto".into()),
-        // This test is about crashes, not WeChat's daily caps.
-        ("WITHDRAW_DAILY_MAX_COUNT", "100000".into()),
-        ("WITHDRAW_DAILY_MAX_FEN", "100000000".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    if mariadb_mode() {
-        env.insert("REDIS_URL".into(), redis_url());
-    }
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("client");
-    let mut server = Server::start(&env, dir.path());
-    wait_ready(&client, &base, dir.path()).await;
+    let rig = rig(
+        SimConfig::for_tests(),
+        &[
+            ("ADMIN_OPENIDS", "crash-admin"),
+            ("WITHDRAW_APPROVAL", "auto"),
+            // This test is about crashes, not WeChat's daily caps.
+            ("WITHDRAW_DAILY_MAX_COUNT", "100000"),
+            ("WITHDRAW_DAILY_MAX_FEN", "100000000"),
+        ],
+    )
+    .await;
+    let (client, base, sim) = (&rig.client, rig.base.as_str(), &rig.sim);
+    let mut server = rig.start_server();
+    rig.wait_ready().await;
 
     // A runner with 1,000 yuan earned: one completed order of goods.
-    let customer = login(&client, &base, &sim, "crash-w-customer").await;
-    let runner = login(&client, &base, &sim, "crash-w-runner").await;
-    let admin = login(&client, &base, &sim, "crash-admin").await;
+    let customer = rig.login("crash-w-customer").await;
+    let runner = rig.login("crash-w-runner").await;
+    let admin = rig.login("crash-admin").await;
     let (_, me) = call(
-        &client,
-        &base,
+        client,
+        base,
         "/api/v1/runners/apply",
         &runner,
         Some(json!({})),
@@ -374,8 +515,8 @@ async fn sigkill_mid_withdrawals_pays_each_once() {
     .expect("apply");
     let rid = me["id"].as_i64().expect("id");
     let (s, _) = call(
-        &client,
-        &base,
+        client,
+        base,
         &format!("/api/v1/admin/runners/{rid}/approve"),
         &admin,
         Some(json!({})),
@@ -383,10 +524,10 @@ async fn sigkill_mid_withdrawals_pays_each_once() {
     .await
     .expect("approve");
     assert_eq!(s, 200);
-    let runner = login(&client, &base, &sim, "crash-w-runner").await;
+    let runner = rig.login("crash-w-runner").await;
     let (_, o) = call(
-        &client,
-        &base,
+        client,
+        base,
         "/api/v1/orders",
         &customer,
         Some(json!({"kind": "errand", "pickup": "A", "dropoff": "B", "fee_fen": 0, "goods_fen": 100_000})),
@@ -396,8 +537,8 @@ async fn sigkill_mid_withdrawals_pays_each_once() {
     let oid = o["id"].as_i64().expect("id");
     let code = o["pickup_code"].as_str().expect("code").to_string();
     let (_, p) = call(
-        &client,
-        &base,
+        client,
+        base,
         &format!("/api/v1/orders/{oid}/pay"),
         &customer,
         Some(json!({})),
@@ -409,8 +550,8 @@ async fn sigkill_mid_withdrawals_pays_each_once() {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let (_, o) = call(
-            &client,
-            &base,
+            client,
+            base,
             &format!("/api/v1/orders/{oid}"),
             &customer,
             None,
@@ -430,8 +571,8 @@ async fn sigkill_mid_withdrawals_pays_each_once() {
         ("confirm", &customer, json!({})),
     ] {
         let (s, b) = call(
-            &client,
-            &base,
+            client,
+            base,
             &format!("/api/v1/orders/{oid}/{path}"),
             tok,
             Some(body),
@@ -449,7 +590,7 @@ async fn sigkill_mid_withdrawals_pays_each_once() {
         TransferFault::SystemError,
     ]);
     let stream = {
-        let (client, base, runner) = (client.clone(), base.clone(), runner.clone());
+        let (client, base, runner) = (client.clone(), base.to_string(), runner.clone());
         actix_web::rt::spawn(async move {
             let deadline = Instant::now() + Duration::from_secs(3);
             let mut accepted = 0;
@@ -475,13 +616,13 @@ async fn sigkill_mid_withdrawals_pays_each_once() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     server.kill9();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut server = Server::start(&env, dir.path());
-    wait_ready(&client, &base, dir.path()).await;
+    let mut server = rig.start_server();
+    rig.wait_ready().await;
     let accepted = stream.await.expect("stream");
     assert!(accepted >= 4, "the stream ran ({accepted} accepted)");
 
     // Wait until no withdrawal is open, then compare with what WeChat paid.
-    let pools = campus_dal::Pools::connect(&database_url, 2).expect("pools");
+    let pools = rig.pools();
     let deadline = Instant::now() + Duration::from_secs(60);
     let all = loop {
         let mut conn = pools.read.get().expect("conn");

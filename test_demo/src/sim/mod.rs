@@ -636,6 +636,21 @@ impl SimHandle {
             .map(SimOrder::from)
     }
 
+    /// The out_trade_no of every order the user paid (trade state SUCCESS or REFUND), sorted.
+    pub fn paid_out_trade_nos(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .inner
+            .shared
+            .lock()
+            .orders
+            .values()
+            .filter(|o| o.state.is_paid())
+            .map(|o| o.out_trade_no.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Every access token stops working (40001 on the next call).
     pub fn invalidate_access_tokens(&self) {
         self.inner.shared.lock().invalidate_tokens();
