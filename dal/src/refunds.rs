@@ -4,7 +4,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::conn::Conn;
+use crate::conn::{Conn, DbConn};
 use crate::domain::{OrderStatus, RefundCause, RefundStatus};
 use crate::ids::{OrderId, RefundId, UserId};
 use crate::schema::{orders, refunds};
@@ -71,6 +71,23 @@ pub fn for_order(conn: &mut Conn, order: OrderId) -> QueryResult<Vec<Refund>> {
         .select(Refund::as_select())
         .order(refunds::id.asc())
         .load(conn)
+}
+
+/// How many refunds the order has, for numbering the next one. Call it after the order
+/// row is locked (by the reservation's update). On MariaDB the count is a locking read:
+/// a plain read answers from the transaction's snapshot, which can predate refunds that
+/// requests holding the row before this one committed, so their numbers would be handed
+/// out again. SQLite has one writer, so its plain read is already current.
+pub fn count_for_numbering(conn: &mut Conn, order: OrderId) -> QueryResult<usize> {
+    let ids = refunds::table
+        .filter(refunds::order_id.eq(order.0))
+        .select(refunds::id);
+    match conn {
+        DbConn::Sqlite(c) => ids.load::<i64>(c),
+        #[cfg(feature = "mysql")]
+        DbConn::Mysql(c) => ids.for_update().load::<i64>(c),
+    }
+    .map(|v| v.len())
 }
 
 /// Refunds not yet settled (requested or processing), oldest first.

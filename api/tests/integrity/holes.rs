@@ -283,7 +283,7 @@ async fn junk_notifies_are_counted_not_stored_and_a_real_one_lands() {
     let o = app.create_order(&customer, 300).await;
     let id = o["id"].as_i64().expect("id");
     let otn = o["out_trade_no"].as_str().expect("otn").to_string();
-    let prepay = app.prepay(&customer, id).await;
+    let params = app.pay_params(&customer, id).await;
     let before = stored_notifications(&app).await;
     let mut forged = pay_notify(&app, &otn, 300, SignType::Md5, false);
     forged = forged.replace("<sign><![CDATA[", "<sign><![CDATA[0");
@@ -328,7 +328,9 @@ async fn junk_notifies_are_counted_not_stored_and_a_real_one_lands() {
         .sum();
     assert_eq!(rejected, 50, "{text}");
     // A real notify still lands.
-    app.sim.pay_skipping_client_checks(&prepay).expect("pay");
+    app.sim
+        .request_payment(&serde_json::from_value(params).expect("JSAPI parameters"))
+        .expect("pay");
     app.wait_status(&customer, id, "paid").await;
     assert!(stored_notifications(&app).await > before);
 }
@@ -343,7 +345,7 @@ async fn a_full_sqlite_writer_queue_fails_fast_with_503() {
     let customer = app.login("busy-customer").await;
     let o = app.create_order(&customer, 300).await;
     let id = o["id"].as_i64().expect("id");
-    let prepay = app.prepay(&customer, id).await;
+    let params = app.pay_params(&customer, id).await;
 
     // Hold the writer inside a write until released.
     let (inside_tx, inside_rx) = std::sync::mpsc::channel::<()>();
@@ -390,6 +392,8 @@ async fn a_full_sqlite_writer_queue_fails_fast_with_503() {
     // Released, the queue drains and WeChat's notify lands.
     release_tx.send(()).expect("release");
     blocker.await.expect("join").expect("blocker");
-    app.sim.pay_skipping_client_checks(&prepay).expect("pay");
+    app.sim
+        .request_payment(&serde_json::from_value(params).expect("JSAPI parameters"))
+        .expect("pay");
     app.wait_status(&customer, id, "paid").await;
 }

@@ -7,5 +7,6 @@
 mod common;
 
 mod holes;
+mod money_races;
 mod official_account;
 mod refunds;

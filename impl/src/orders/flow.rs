@@ -13,6 +13,7 @@ use campus_dal::{OrderId, OrderKind, OrderMove, OrderStatus, time};
 use super::view::OrderView;
 use super::{OrderError, OrderNotFound, Orders, find_visible, lost_race};
 use crate::crypto::{random_alnum, random_digits};
+use crate::db::DbError;
 use crate::subscriptions::OrderEvent;
 use crate::text::{InvalidInput, TextRule, page_limit};
 use crate::users::{CurrentUser, Role};
@@ -111,6 +112,21 @@ fn new_out_trade_no() -> String {
     )
 }
 
+/// The remembered answer to a key, for a request that must be the same one.
+fn replay(
+    prev: campus_dal::idempotency::Remembered,
+    request_hash: &str,
+) -> Result<Created, OrderError> {
+    if prev.request_hash != request_hash {
+        return Err(OrderError::IdempotencyConflict);
+    }
+    Ok(Created {
+        status: u16::try_from(prev.status_code).unwrap_or(201),
+        body: prev.response,
+        replayed: true,
+    })
+}
+
 impl Orders {
     pub async fn create_order(
         &self,
@@ -147,19 +163,14 @@ impl Orders {
         let kind = req.kind;
         let (fee, goods) = (req.fee_fen, req.goods_fen);
         let pay_timeout = self.pay_timeout;
-        self.db
+        let (key, hash) = (idempotency_key.clone(), request_hash.clone());
+        let created = self
+            .db
             .write_tx(move |c| -> Result<Created, OrderError> {
                 if let Some(key) = &idempotency_key
                     && let Some(prev) = campus_dal::idempotency::find(c, uid, key)?
                 {
-                    if prev.request_hash != request_hash {
-                        return Err(OrderError::IdempotencyConflict);
-                    }
-                    return Ok(Created {
-                        status: u16::try_from(prev.status_code).unwrap_or(201),
-                        body: prev.response,
-                        replayed: true,
-                    });
+                    return replay(prev, &request_hash);
                 }
                 let now = time::now();
                 let out_trade_no = new_out_trade_no();
@@ -195,7 +206,27 @@ impl Orders {
                     replayed: false,
                 })
             })
-            .await
+            .await;
+        match (created, key) {
+            // The same key in flight twice: on MariaDB both requests run side by side, and
+            // the one whose key lands second fails on the key's primary key once the first
+            // has committed (its order is rolled back with it). The first answer is its.
+            (Err(OrderError::Db(DbError::Query(e))), Some(key))
+                if campus_dal::is_unique_violation(&e) =>
+            {
+                let prev = self
+                    .db
+                    .read(move |c| {
+                        campus_dal::idempotency::find(c, uid, &key).map_err(OrderError::from)
+                    })
+                    .await?;
+                match prev {
+                    Some(prev) => replay(prev, &hash),
+                    None => Err(DbError::Query(e).into()),
+                }
+            }
+            (created, _) => created,
+        }
     }
 
     pub async fn get_order(

@@ -291,7 +291,12 @@ impl Payments {
                     log(c, CallbackOutcome::Paid)?;
                     return Ok(Applied::Paid);
                 }
-                if o.status == OrderStatus::Closed && q::record_late_payment(c, o.id, &txid, now)? == 1 {
+                // The status read above may be older than the close that made `mark_paid`
+                // miss (on MariaDB it is the transaction's snapshot, taken before a cancel
+                // committed): an order read as still unpaid may be closed by now, and only
+                // `record_late_payment`'s own condition sees that.
+                let may_be_closed = matches!(o.status, OrderStatus::Created | OrderStatus::Closed);
+                if may_be_closed && q::record_late_payment(c, o.id, &txid, now)? == 1 {
                     ledger::append(c, &event(LedgerEvent::Paid))?;
                     let out_refund_no = format!("{}R1", o.out_trade_no);
                     if q::reserve_refund(c, o.id, fee, &[OrderStatus::Closed], now)? == 1 {

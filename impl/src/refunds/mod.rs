@@ -544,7 +544,7 @@ fn new_refund(
     if q::reserve_refund(c, o.id, fen, allowed, now)? != 1 {
         return Err(RefundError::RefundExceedsPaid);
     }
-    let n = rq::for_order(c, o.id)?.len() + 1;
+    let n = rq::count_for_numbering(c, o.id)? + 1;
     let out_refund_no = format!("{}R{n}", o.out_trade_no);
     rq::insert(
         c,
