@@ -15,6 +15,7 @@ use campus_impl::bills::BillError;
 use campus_impl::cache::CacheError;
 use campus_impl::console::ConsoleError;
 use campus_impl::db::DbError;
+use campus_impl::limits::LimitError;
 use campus_impl::official_account::OfficialAccountError;
 use campus_impl::orders::{InvalidTransition, OrderError, OrderNotFound};
 use campus_impl::payments::PaymentError;
@@ -242,7 +243,24 @@ impl From<campus_impl::qrcodes::MiniCodeError> for ApiError {
             E::Code(c) => wxacode_error(&c),
             E::Storage(st) => ApiError::unavailable("object storage", chain(&*st)),
             E::Internal(m) => ApiError::internal(m),
+            E::Limited(l) => limit_error(&l),
         }
+    }
+}
+
+impl From<LimitError> for ApiError {
+    fn from(e: LimitError) -> Self {
+        limit_error(&e)
+    }
+}
+
+fn limit_error(e: &LimitError) -> ApiError {
+    match e {
+        LimitError::Limited { .. } => {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string())
+                .with_retry_after(e.retry_after_secs())
+        }
+        LimitError::Unavailable(c) => ApiError::unavailable("the cache", chain(c)),
     }
 }
 
@@ -350,6 +368,7 @@ impl From<OrderError> for ApiError {
             )
             .with_retry_after(600),
             E::IdempotencyConflict => ApiError::conflict("idempotency_conflict", e.to_string()),
+            E::TooManyUnpaid(_) => ApiError::conflict("too_many_unpaid_orders", e.to_string()),
             E::Payment(p) => p.into(),
             E::Refund(r) => r.into(),
             E::Render(r) => ApiError::internal(chain(&r)),
@@ -554,5 +573,28 @@ mod tests {
         }
         let (s, b) = body_of(OrderError::Forbidden(Forbidden(campus_dal::Role::Admin)).into());
         assert_eq!((s, b["error"]["code"].as_str()), (403, Some("forbidden")));
+        let r = ApiError::from(LimitError::Limited {
+            limit: campus_impl::limits::Limit::OrderUser,
+            retry_after: std::time::Duration::from_millis(1500),
+        })
+        .error_response();
+        assert_eq!(
+            r.headers().get("retry-after").map(|v| v.as_bytes()),
+            Some(&b"2"[..]),
+            "rounded up"
+        );
+        let (s, b) = body_of(ApiError::from(LimitError::Limited {
+            limit: campus_impl::limits::Limit::LoginIp,
+            retry_after: std::time::Duration::from_secs(3),
+        }));
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (429, Some("rate_limited"))
+        );
+        let (s, b) = body_of(OrderError::TooManyUnpaid(5).into());
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (409, Some("too_many_unpaid_orders"))
+        );
     }
 }

@@ -35,6 +35,34 @@ impl FromRequest for Authed {
     }
 }
 
+/// The client's address: the socket peer, or behind `TRUSTED_PROXIES` the address they
+/// forwarded for. What per-address limits count and what WeChat Pay is told.
+pub struct ClientIp(pub std::net::IpAddr);
+
+impl FromRequest for ClientIp {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(client_ip(req).map(ClientIp))
+    }
+}
+
+pub(crate) fn client_ip(req: &HttpRequest) -> Result<std::net::IpAddr, ApiError> {
+    let ctx = req
+        .app_data::<web::Data<AppContext>>()
+        .ok_or_else(|| ApiError::internal("application context not registered"))?;
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok());
+    Ok(ctx.trusted_proxies.client_ip(peer, forwarded))
+}
+
 fn bearer(req: &HttpRequest) -> Option<String> {
     let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;

@@ -146,7 +146,10 @@ impl tracing_actix_web::RootSpanBuilder for RootSpan {
             http.method = method_label(request.method()),
             http.route = %route,
             http.target = %target,
-            http.client_ip = %request.connection_info().realip_remote_addr().unwrap_or(""),
+            // The address limits count, not whatever X-Forwarded-For a caller wrote.
+            http.client_ip = %crate::extract::client_ip(request.request())
+                .map(|ip| ip.to_string())
+                .unwrap_or_default(),
             http.status_code = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
             exception.message = tracing::field::Empty,

@@ -396,7 +396,11 @@ async fn wechat_errors_are_clear_and_never_cached() {
     assert_eq!(g.status, 200, "{}", g.body);
     assert_eq!(g.x_cache, "MISS");
     assert_eq!(token_fetches(&app), fetches + 1, "refreshed once");
-    assert_eq!(wxa_calls(&app), calls + 2, "the refused call, then one retry");
+    assert_eq!(
+        wxa_calls(&app),
+        calls + 2,
+        "the refused call, then one retry"
+    );
     let (s, _, _, bytes) = fetch(&app, &url_of(&g)).await;
     assert_eq!(s, 200);
     assert_png(&bytes);

@@ -685,3 +685,12 @@ enum RunnerStep {
     PickedUp,
     Delivered,
 }
+
+/// The customer's orders still waiting for payment.
+pub fn count_unpaid(conn: &mut Conn, customer: UserId) -> QueryResult<i64> {
+    orders::table
+        .filter(orders::customer_id.eq(customer.0))
+        .filter(orders::status.eq(OrderStatus::Created.as_str()))
+        .count()
+        .get_result(conn)
+}

@@ -304,3 +304,15 @@ pub fn set_banned(
         .set((users::banned_at.eq(banned_at), users::updated_at.eq(now)))
         .execute(conn)
 }
+
+/// Holds the user's row until the transaction ends, so checks on the user's other rows
+/// (how many unpaid orders they have) and the write that follows are one step for that
+/// user. A write that changes nothing: InnoDB locks the row it matched, and on SQLite the
+/// transaction takes the write lock before its first read (a read first could not be
+/// upgraded to a write once another instance has written to the file).
+pub fn lock(conn: &mut Conn, id: UserId) -> QueryResult<()> {
+    diesel::update(users::table.find(id.0))
+        .set(users::id.eq(users::id))
+        .execute(conn)
+        .map(drop)
+}

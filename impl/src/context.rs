@@ -10,9 +10,11 @@ use crate::auth::TokenIssuer;
 use crate::backups::Backups;
 use crate::bills::Bills;
 use crate::cache::{Cache, CacheError};
+use crate::client_addr::TrustedProxies;
 use crate::console::ConsoleSessions;
 use crate::db::Db;
 use crate::jobs::Jobs;
+use crate::limits::Limits;
 use crate::official_account::{AccountKeys, OfficialAccount};
 use crate::orders::{OrderTimes, Orders};
 use crate::payments::{PayTimes, Payments};
@@ -78,6 +80,11 @@ pub struct AppContext {
     pub cache: Cache,
     pub mini: MiniClient,
     pub metrics: Metrics,
+    /// Abuse limits, checked by the HTTP layer per user or address and by the services
+    /// where only they know the key (a QR code that needs WeChat, an official-account sender).
+    pub limits: Limits,
+    /// Whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
     /// The period of the reconcile jobs (`PAY_RECONCILE_SECS`).
     reconcile_every: Duration,
     idempotency_ttl: chrono::Duration,
@@ -135,6 +142,11 @@ impl AppContext {
         .map_err(|e| BuildError::Other(e.to_string()))??;
         let db = Db::new(pools);
         let cache = Cache::connect(settings.redis_url.as_deref()).await?;
+        let limits = Limits::new(
+            resolved.rate_limits,
+            cache.clone(),
+            settings.wechat_appid.as_deref().unwrap_or_default(),
+        );
         let mini = MiniClient::new(resolved.mini, cache.clone(), metrics.clone())?;
         let pay = PayClient::new(resolved.pay, metrics.clone())?;
         let storage = Storage::build(&settings, metrics.clone())?;
@@ -205,13 +217,15 @@ impl AppContext {
                 auto_complete_after: chrono::Duration::seconds(settings.order_auto_complete_secs),
             },
         )
-        .with_earnings(earnings);
+        .with_earnings(earnings)
+        .with_max_unpaid(settings.max_unpaid_orders);
         let account = settings.wechat_mp_token.clone().map(|token| AccountKeys {
             token,
             crypto: resolved.official_account_crypto,
             mode: resolved.official_account_mode,
         });
-        let official_account = OfficialAccount::new(db.clone(), cache.clone(), account);
+        let official_account =
+            OfficialAccount::new(db.clone(), cache.clone(), account).with_limits(limits.clone());
         let backups = Backups::new(
             db.pools().clone(),
             storage.clone(),
@@ -219,7 +233,8 @@ impl AppContext {
             settings.backup_keep_days,
         )
         .with_cache(cache.clone());
-        let qrcodes = QrCodes::new(mini.clone(), storage, &settings.qr_cache_dir);
+        let qrcodes =
+            QrCodes::new(mini.clone(), storage, &settings.qr_cache_dir).with_limits(limits.clone());
         let console = ConsoleSessions::new(
             cache.clone(),
             settings.wechat_appid.as_deref().unwrap_or_default(),
@@ -244,6 +259,8 @@ impl AppContext {
             cache,
             mini,
             metrics,
+            limits,
+            trusted_proxies: resolved.trusted_proxies,
             reconcile_every: Duration::from_secs(settings.pay_reconcile_secs.max(1)),
             idempotency_ttl: chrono::Duration::seconds(settings.idempotency_ttl_secs),
             max_body_bytes: settings.max_body_bytes,

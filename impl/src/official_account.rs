@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cache::Cache;
 use crate::db::{Db, DbError};
+use crate::limits::{Limit, LimitError, Limits};
 use crate::wechat::mp_crypto::{MpCrypto, check_signature};
 use crate::wechat::mp_xml::parse_message;
 
@@ -39,6 +40,8 @@ pub struct OfficialAccount {
     cache: Cache,
     /// `None`: no official account configured (`WECHAT_MP_TOKEN` unset).
     account: Option<AccountKeys>,
+    /// `mp_openid`: messages answered per sender.
+    limits: Option<Limits>,
 }
 
 /// The account's server token, and its AES key when safe mode is set up.
@@ -109,7 +112,30 @@ fn text_reply(to: &str, from: &str, content: &str) -> String {
 
 impl OfficialAccount {
     pub fn new(db: Db, cache: Cache, account: Option<AccountKeys>) -> Self {
-        Self { db, cache, account }
+        Self {
+            db,
+            cache,
+            account,
+            limits: None,
+        }
+    }
+
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
+    /// A sender over `mp_openid` is answered `success` and nothing is done: WeChat takes
+    /// an error reply as a failed push and retries it, which would only add load.
+    async fn within_limit(&self, from: &str) -> Result<bool, OfficialAccountError> {
+        let Some(limits) = &self.limits else {
+            return Ok(true);
+        };
+        match limits.check(Limit::MpOpenid, from).await {
+            Ok(()) => Ok(true),
+            Err(LimitError::Limited { .. }) => Ok(false),
+            Err(LimitError::Unavailable(e)) => Err(e.into()),
+        }
     }
 
     fn account(&self) -> Result<&AccountKeys, OfficialAccountError> {
@@ -212,7 +238,12 @@ impl OfficialAccount {
         // while it is still being made), so `bind` never runs twice.
         let claim = crate::crypto::random_alnum(16);
         let plain_reply = if self.cache.set_nx_ex(&dedup_key, &claim, DEDUP_TTL).await? {
-            let reply = match self.answer(&from, &to, &msg).await? {
+            let answer = if self.within_limit(&from).await? {
+                self.answer(&from, &to, &msg).await?
+            } else {
+                None
+            };
+            let reply = match answer {
                 Some(content) => text_reply(&from, &to, &content),
                 None => SUCCESS.to_string(),
             };

@@ -14,7 +14,9 @@ use serde::Deserialize;
 
 use campus_dal::{MpMode, Switch};
 
+use crate::client_addr::TrustedProxies;
 use crate::crypto::FieldCipher;
+use crate::limits::RateLimits;
 use crate::wechat::mini::MiniConfig;
 use crate::wechat::mp_crypto::MpCrypto;
 use crate::wechat::pay::{ClientIdentity, PayConfig, SignType};
@@ -122,6 +124,9 @@ const ENV_KEYS: &[&str] = &[
     "WITHDRAW_DAILY_MAX_FEN",
     "WITHDRAW_DAILY_MAX_COUNT",
     "BILL_HOUR_BEIJING",
+    "TRUSTED_PROXIES",
+    "RATE_LIMITS",
+    "MAX_UNPAID_ORDERS",
 ];
 
 /// The secret settings (the `SecretString` fields): each may instead be read from the file
@@ -239,6 +244,15 @@ pub struct Settings {
     pub withdraw_daily_max_fen: i64,
     pub withdraw_daily_max_count: i64,
     pub bill_hour_beijing: u32,
+
+    /// CIDRs whose `X-Forwarded-For` is believed; empty: the socket peer is the client.
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub trusted_proxies: String,
+    /// `name=N/SECSs,...` overriding the default limits, or `off`; empty: the defaults.
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub rate_limits: String,
+    /// Unpaid orders a customer may hold open at once.
+    pub max_unpaid_orders: i64,
 }
 
 /// The secrets given as `<NAME>_FILE` (lower-cased keys, values read from the files, a
@@ -324,6 +338,8 @@ pub struct Resolved {
     pub official_account_crypto: Option<MpCrypto>,
     /// Which pushes the official account accepts.
     pub official_account_mode: MpMode,
+    pub rate_limits: RateLimits,
+    pub trusted_proxies: TrustedProxies,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -505,6 +521,15 @@ impl Settings {
         if Switch::parse(self.public_base_url_check.trim()).is_none() {
             missing.push("PUBLIC_BASE_URL_CHECK (on or off)".into());
         }
+        let rate_limits = RateLimits::parse(&self.rate_limits)
+            .map_err(|e| missing.push(format!("RATE_LIMITS ({e})")))
+            .ok();
+        let trusted_proxies = TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|e| missing.push(format!("TRUSTED_PROXIES ({e})")))
+            .ok();
+        if self.max_unpaid_orders < 1 {
+            missing.push("MAX_UNPAID_ORDERS (at least 1)".into());
+        }
         let (
             Some(jwt_secret),
             Some(cipher),
@@ -514,6 +539,8 @@ impl Settings {
             Some(key),
             Some(sign_type),
             Some(mp_mode),
+            Some(rate_limits),
+            Some(trusted_proxies),
         ) = (
             jwt_secret,
             cipher,
@@ -523,6 +550,8 @@ impl Settings {
             self.wechat_pay_key.clone(),
             sign_type,
             mp_mode,
+            rate_limits,
+            trusted_proxies,
         )
         else {
             return Err(SettingsError::Missing(missing));
@@ -555,6 +584,8 @@ impl Settings {
             },
             official_account_crypto: official_account,
             official_account_mode: mp_mode,
+            rate_limits,
+            trusted_proxies,
         })
     }
 
@@ -746,6 +777,41 @@ impl Settings {
                 .into(),
             ),
             ("LOG_KEEP_DAYS", self.log_keep_days.to_string()),
+            ("WECHAT_MP_MODE", opt(&self.wechat_mp_mode)),
+            ("PUBLIC_BASE_URL_CHECK", self.public_base_url_check.clone()),
+            ("METRICS_BIND", opt(&self.metrics_bind)),
+            ("METRICS_TOKEN", secret(&self.metrics_token)),
+            ("BACKUP_HOUR_BEIJING", self.backup_hour_beijing.to_string()),
+            ("BACKUP_KEEP_DAYS", self.backup_keep_days.to_string()),
+            (
+                "WECHAT_CLOSEORDER_MIN_AGE_SECS",
+                self.wechat_closeorder_min_age_secs.to_string(),
+            ),
+            (
+                "CONSOLE_SESSION_SECS",
+                self.console_session_secs.to_string(),
+            ),
+            (
+                "RUNNER_SHARE_PERCENT",
+                self.runner_share_percent.to_string(),
+            ),
+            ("WITHDRAW_APPROVAL", self.withdraw_approval.to_string()),
+            (
+                "WITHDRAW_DAILY_MAX_FEN",
+                self.withdraw_daily_max_fen.to_string(),
+            ),
+            (
+                "WITHDRAW_DAILY_MAX_COUNT",
+                self.withdraw_daily_max_count.to_string(),
+            ),
+            ("BILL_HOUR_BEIJING", self.bill_hour_beijing.to_string()),
+            ("TRUSTED_PROXIES", self.trusted_proxies.clone()),
+            (
+                "RATE_LIMITS",
+                RateLimits::parse(&self.rate_limits)
+                    .map_or_else(|e| format!("invalid: {e}"), |l| l.describe()),
+            ),
+            ("MAX_UNPAID_ORDERS", self.max_unpaid_orders.to_string()),
         ]
     }
 
@@ -1010,10 +1076,12 @@ mod tests {
         s.database_url = "mysql://campus:db-password@db.internal/campus".into();
         let shown = s.effective();
         let names: Vec<&str> = shown.iter().map(|(k, _)| *k).collect();
-        // Every line names a variable this process reads. Not every variable has a line
-        // yet: the settings added with payouts, backups, the console and the pay jobs are
-        // not listed by `config check`.
-        assert!(names.iter().all(|n| ENV_KEYS.contains(n)), "{names:?}");
+        // Every variable this process reads has its line, once.
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        let mut keys = ENV_KEYS.to_vec();
+        keys.sort_unstable();
+        assert_eq!(sorted, keys);
         let text = format!("{shown:?}");
         assert!(!text.contains("very-secret-value"));
         assert!(!text.contains("db-password"));

@@ -625,7 +625,11 @@ async fn stall_shows_in_fixed_rate_p99_only() {
     );
     assert!(fixed.late_sends > 50, "{}", fixed.late_sends);
     assert_eq!(fixed.requests, srv.hits());
-    assert_eq!(fixed.requests + fixed.unsent, 300, "every slot is accounted for");
+    assert_eq!(
+        fixed.requests + fixed.unsent,
+        300,
+        "every slot is accounted for"
+    );
     srv.stop().await;
 }
 

@@ -6,13 +6,14 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
+use campus_impl::limits::Limit;
 use campus_impl::orders::{CreateOrder, ListQuery, OrderView, Page};
 use campus_impl::refunds::AdminRefund;
 use campus_impl::wechat::pay::JsapiParams;
 use campus_impl::{AppContext, OrderId};
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::Authed;
+use crate::extract::{Authed, ClientIp};
 
 pub fn config(cfg: &mut ServiceConfig) {
     cfg.service(create)
@@ -33,7 +34,9 @@ pub fn config(cfg: &mut ServiceConfig) {
     request_body = CreateOrder,
     params(("Idempotency-Key" = Option<String>, Header, description = "same key, same user: the first result again")),
     responses((status = 201, body = OrderView), (status = 422, body = ErrorBody),
-              (status = 409, description = "`idempotency_conflict`", body = ErrorBody), (status = 401, body = ErrorBody)))]
+              (status = 409, description = "`idempotency_conflict`, or `too_many_unpaid_orders` (MAX_UNPAID_ORDERS)", body = ErrorBody),
+              (status = 429, description = "`rate_limited` (`order_user`), with Retry-After", body = ErrorBody),
+              (status = 401, body = ErrorBody)))]
 #[post("/orders")]
 async fn create(
     ctx: web::Data<AppContext>,
@@ -49,6 +52,9 @@ async fn create(
                 .to_string(),
         ),
     };
+    ctx.limits
+        .check(Limit::OrderUser, &user.0.id.to_string())
+        .await?;
     let created = ctx
         .orders
         .create_order(&user.0, body.into_inner(), key)
@@ -127,18 +133,19 @@ struct JsapiParamsDoc {
 #[utoipa::path(tag = "orders", security(("bearer" = [])),
     params(("id" = i64, Path)),
     responses((status = 200, description = "Parameters for wx.requestPayment", body = JsapiParamsDoc),
-              (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
+              (status = 409, body = ErrorBody), (status = 502, body = ErrorBody),
+              (status = 429, description = "`rate_limited` (`pay_user`), with Retry-After", body = ErrorBody)))]
 #[post("/orders/{id}/pay")]
 async fn pay(
     ctx: web::Data<AppContext>,
     user: Authed,
     id: web::Path<i64>,
-    req: HttpRequest,
+    ip: ClientIp,
 ) -> Result<HttpResponse, ApiError> {
-    let ip = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "127.0.0.1".into());
+    ctx.limits
+        .check(Limit::PayUser, &user.0.id.to_string())
+        .await?;
+    let ip = ip.0.to_string();
     let params: JsapiParams = ctx.payments.pay_order(&user.0, OrderId(*id), &ip).await?;
     Ok(HttpResponse::Ok().json(params))
 }

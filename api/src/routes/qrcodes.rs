@@ -52,12 +52,13 @@ pub struct CodeUrl {
         (status = 200, body = CodeUrl, description = "Made once, then served from the cache; `X-Cache: HIT` or `MISS`"),
         (status = 422, body = ErrorBody, description = "`validation_failed` (scene, page, width, ...) or `page_not_published` (WeChat 41030)"),
         (status = 503, body = ErrorBody, description = "`wechat_rate_limited` (with Retry-After) or `service_unavailable` (object storage)"),
+        (status = 429, body = ErrorBody, description = "`rate_limited` (`qrcode_user`: codes not made before), with Retry-After"),
         (status = 502, body = ErrorBody, description = "`wechat_unavailable`"),
         (status = 401, body = ErrorBody)))]
 #[get("/qrcode")]
 async fn mini_program_code(
     ctx: web::Data<AppContext>,
-    _user: Authed,
+    user: Authed,
     q: web::Query<CodeQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let params = WxaCodeParams::parse(
@@ -67,7 +68,7 @@ async fn mini_program_code(
         q.env_version.as_deref(),
         q.check_path.as_deref(),
     )?;
-    let code = ctx.qrcodes.mini_program_code(params).await?;
+    let code = ctx.qrcodes.mini_program_code_for(user.0.id, params).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("X-Cache", if code.source.is_hit() { "HIT" } else { "MISS" }))
         .json(CodeUrl { url: code.url }))

@@ -7,12 +7,13 @@ use utoipa::IntoParams;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use campus_impl::AppContext;
+use campus_impl::limits::Limit;
 use campus_impl::payouts::{
     EarningsView, WithdrawRequest, WithdrawalPage, WithdrawalQuery, WithdrawalView,
 };
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::Authed;
+use crate::extract::{Authed, ClientIp};
 
 pub fn config(cfg: &mut ServiceConfig) {
     cfg.service(earnings).service(withdraw).service(list);
@@ -46,11 +47,13 @@ async fn earnings(
     responses((status = 202, description = "Reserved; `pending` (manual approval) or already transferred / `processing` (auto)", body = WithdrawalView),
               (status = 401, body = ErrorBody), (status = 403, description = "not a runner", body = ErrorBody),
               (status = 409, description = "`insufficient_balance`, `withdraw_limit_reached` (WeChat's daily caps), `idempotency_conflict`", body = ErrorBody),
-              (status = 422, description = "amount below 100 fen", body = ErrorBody)))]
+              (status = 422, description = "amount below 100 fen", body = ErrorBody),
+              (status = 429, description = "`rate_limited` (`withdraw_user`), with Retry-After", body = ErrorBody)))]
 #[post("/runner/withdrawals")]
 async fn withdraw(
     ctx: web::Data<AppContext>,
     user: Authed,
+    ip: ClientIp,
     req: HttpRequest,
     body: web::Json<WithdrawRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -62,11 +65,11 @@ async fn withdraw(
                 .to_string(),
         ),
     };
+    ctx.limits
+        .check(Limit::WithdrawUser, &user.0.id.to_string())
+        .await?;
     // WeChat takes the requesting client's or the server's IP as spbill_create_ip.
-    let ip = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "127.0.0.1".into());
+    let ip = ip.0.to_string();
     let r = ctx
         .payouts
         .request_withdrawal(&user.0, body.into_inner(), ip, key)

@@ -4,6 +4,7 @@ use actix_web::{HttpResponse, get, patch, post, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use campus_impl::AppContext;
+use campus_impl::limits::Limit;
 use campus_impl::users::{BindCode, ProfilePatch, UserView};
 
 use crate::error::{ApiError, ErrorBody};
@@ -33,8 +34,12 @@ async fn patch_me(
 }
 
 #[utoipa::path(tag = "me", security(("bearer" = [])),
-    responses((status = 200, body = BindCode), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = BindCode), (status = 401, body = ErrorBody),
+              (status = 429, description = "`rate_limited` (`bind_code_user`), with Retry-After", body = ErrorBody)))]
 #[post("/me/bind-code")]
 async fn bind_code(ctx: web::Data<AppContext>, user: Authed) -> Result<HttpResponse, ApiError> {
+    ctx.limits
+        .check(Limit::BindCodeUser, &user.0.id.to_string())
+        .await?;
     Ok(HttpResponse::Ok().json(ctx.users.issue_bind_code(&user.0).await?))
 }

@@ -155,6 +155,9 @@ impl TestApp {
         s.qr_cache_dir = dir.path().join("qr");
         s.storage_url = format!("file://{}", dir.path().join("store").display());
         s.pay_reconcile_secs = 1;
+        // Tests drive single users through many orders; the limits' own tests set them.
+        s.rate_limits = "off".into();
+        s.max_unpaid_orders = i64::MAX;
         use_simulator(&mut s, &sim, &dir.path().join("sim")).expect("sim files");
         (opts.tweak)(&mut s);
         let app = Application::build(s.clone()).await.expect("app builds");

@@ -122,15 +122,11 @@ mod tests {
         // Live values get TTLs no machine outlives during the test; expiries are checked
         // after sleeping at least the TTL, so a slow machine cannot fail either side.
         assert_eq!(
-            c.incr_ex("n", Duration::from_secs(60))
-                .await
-                .expect("incr"),
+            c.incr_ex("n", Duration::from_secs(60)).await.expect("incr"),
             1
         );
         assert_eq!(
-            c.incr_ex("n", Duration::from_secs(60))
-                .await
-                .expect("incr"),
+            c.incr_ex("n", Duration::from_secs(60)).await.expect("incr"),
             2
         );
         assert_eq!(
@@ -141,9 +137,7 @@ mod tests {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert_eq!(
-            c.incr_ex("m", Duration::from_secs(60))
-                .await
-                .expect("incr"),
+            c.incr_ex("m", Duration::from_secs(60)).await.expect("incr"),
             1,
             "expired"
         );

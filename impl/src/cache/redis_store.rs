@@ -37,12 +37,35 @@ end
 return n
 "#;
 
+/// One GCRA step (the algorithm `governor` runs in process), on Redis's clock so every
+/// instance agrees: the key holds the bucket's "theoretical arrival time" in ms. A request
+/// is allowed when, after it, the bucket is at most `burst` intervals ahead of now;
+/// otherwise nothing is stored and the reply is how long until it would be allowed.
+const THROTTLE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then
+    tat = now
+end
+local new_tat = tat + interval
+local ahead = new_tat - now
+if ahead > burst * interval then
+    return ahead - burst * interval
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', ahead)
+return 0
+"#;
+
 #[derive(Clone)]
 pub struct RedisCache {
     conn: ConnectionManager,
     delete_if_equals: Script,
     set_nx_or_mine: Script,
     incr_ex: Script,
+    throttle: Script,
 }
 
 fn unavailable(e: redis::RedisError) -> CacheError {
@@ -64,6 +87,7 @@ impl RedisCache {
             delete_if_equals: Script::new(DELETE_IF_EQUALS),
             set_nx_or_mine: Script::new(SET_NX_OR_MINE),
             incr_ex: Script::new(INCR_EX),
+            throttle: Script::new(THROTTLE),
         })
     }
 
@@ -118,6 +142,27 @@ impl RedisCache {
             async move { script.key(key).arg(ms).invoke_async(&mut c).await }
         })
         .await
+    }
+
+    /// Spends one token of the bucket at `key` (a burst of `burst`, one token back every
+    /// `interval`): `None` when allowed, else how long until a token is back. Not retried:
+    /// a lost reply would spend a second token.
+    pub async fn throttle(
+        &self,
+        key: &str,
+        interval: Duration,
+        burst: u32,
+    ) -> Result<Option<Duration>, CacheError> {
+        let ms = interval.as_millis().max(1) as u64;
+        let wait_ms: u64 = self
+            .throttle
+            .key(key)
+            .arg(ms)
+            .arg(burst)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))
     }
 
     pub async fn delete_if_equals(&self, key: &str, value: &str) -> Result<bool, CacheError> {

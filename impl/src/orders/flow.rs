@@ -163,14 +163,23 @@ impl Orders {
         let kind = req.kind;
         let (fee, goods) = (req.fee_fen, req.goods_fen);
         let pay_timeout = self.pay_timeout;
+        let max_unpaid = self.max_unpaid;
         let (key, hash) = (idempotency_key.clone(), request_hash.clone());
         let created = self
             .db
             .write_tx(move |c| -> Result<Created, OrderError> {
+                // First, so that a user's creates (the replay check, the unpaid count and
+                // the insert) are one at a time, whichever instance serves them.
+                campus_dal::users::lock(c, uid)?;
                 if let Some(key) = &idempotency_key
                     && let Some(prev) = campus_dal::idempotency::find(c, uid, key)?
                 {
                     return replay(prev, &request_hash);
+                }
+                // Each unpaid order may hold a prepay at WeChat and costs an orderquery and
+                // a closeorder when it expires: a user holds only a few at once.
+                if campus_dal::orders::count_unpaid(c, uid)? >= max_unpaid {
+                    return Err(OrderError::TooManyUnpaid(max_unpaid));
                 }
                 let now = time::now();
                 let out_trade_no = new_out_trade_no();

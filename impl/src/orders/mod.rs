@@ -36,6 +36,8 @@ pub struct Orders {
     auto_complete_after: chrono::Duration,
     /// Credits the runner in the transaction that completes an order.
     earnings: Earnings,
+    /// Unpaid orders a customer may hold at once (`MAX_UNPAID_ORDERS`).
+    max_unpaid: i64,
 }
 
 /// How long an unpaid order waits, and when a delivered one completes by itself.
@@ -63,12 +65,18 @@ impl Orders {
             pay_timeout: times.pay_timeout,
             auto_complete_after: times.auto_complete_after,
             earnings: Earnings::default(),
+            max_unpaid: i64::MAX,
         }
     }
 
     /// The runner's share credited when orders complete (`RUNNER_SHARE_PERCENT`).
     pub fn with_earnings(mut self, earnings: Earnings) -> Self {
         self.earnings = earnings;
+        self
+    }
+
+    pub fn with_max_unpaid(mut self, max_unpaid: i64) -> Self {
+        self.max_unpaid = max_unpaid;
         self
     }
 }
@@ -105,6 +113,8 @@ pub enum OrderError {
     TooManyAttempts,
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyConflict,
+    #[error("{0} orders are waiting for payment; pay or cancel one first")]
+    TooManyUnpaid(i64),
     #[error(transparent)]
     Payment(#[from] PaymentError),
     #[error(transparent)]

@@ -21,6 +21,9 @@ use futures::FutureExt as _;
 use futures::future::{BoxFuture, Shared};
 use sha2::{Digest, Sha256};
 
+use campus_dal::UserId;
+
+use crate::limits::{Limit, LimitError, Limits};
 use crate::storage::{Storage, StorageError};
 use crate::wechat::mini::MiniClient;
 use crate::wechat::wxacode::{ImageFormat, WxaCodeError, WxaCodeParams, WxaImage};
@@ -39,6 +42,14 @@ pub enum MiniCodeError {
     Storage(Arc<StorageError>),
     #[error("mini-program code task failed: {0}")]
     Internal(String),
+    #[error(transparent)]
+    Limited(Arc<LimitError>),
+}
+
+impl From<LimitError> for MiniCodeError {
+    fn from(e: LimitError) -> Self {
+        MiniCodeError::Limited(Arc::new(e))
+    }
 }
 
 impl From<WxaCodeError> for MiniCodeError {
@@ -181,6 +192,7 @@ pub struct QrCodes {
     mini: MiniClient,
     storage: Storage,
     codes: Arc<MiniCodes>,
+    limits: Option<Limits>,
 }
 
 impl QrCodes {
@@ -190,7 +202,31 @@ impl QrCodes {
             mini,
             storage,
             codes,
+            limits: None,
         }
+    }
+
+    /// Users' requests spend `qrcode_user` when they start a new code.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
+    /// [`QrCodes::mini_program_code`] for a user: a code no request has started on this
+    /// instance yet may need a `getwxacodeunlimit` call from the app's shared quota, so it
+    /// spends one of the user's `qrcode_user` tokens; codes already known cost nothing.
+    pub async fn mini_program_code_for(
+        &self,
+        user: UserId,
+        params: WxaCodeParams,
+    ) -> Result<MiniCode, MiniCodeError> {
+        let hash = content_hash(self.mini.appid(), &params);
+        let started =
+            self.codes.known(&hash).is_some() || lock(&self.codes.flights).contains_key(&hash);
+        if !started && let Some(limits) = &self.limits {
+            limits.check(Limit::QrcodeUser, &user.to_string()).await?;
+        }
+        self.mini_program_code(params).await
     }
 
     /// The public URL of the mini-program code for `params`, made at most once.

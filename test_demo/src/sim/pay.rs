@@ -328,6 +328,7 @@ async fn unifiedorder(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
             trade_type: trade_type.clone(),
             attach: r.get("attach").map(str::to_string),
             notify_url,
+            spbill_create_ip: get("spbill_create_ip"),
             sign_type: r.sign_type,
             fingerprint,
             time_expire,

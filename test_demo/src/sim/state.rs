@@ -122,6 +122,8 @@ pub struct Order {
     pub trade_type: String,
     pub attach: Option<String>,
     pub notify_url: String,
+    /// The payer's address as the merchant reported it.
+    pub spbill_create_ip: String,
     pub sign_type: SignType,
     /// The parameters that must not change between unifiedorder calls for the same number.
     pub fingerprint: BTreeMap<String, String>,
@@ -158,6 +160,7 @@ pub struct SimOrder {
     pub prepay_id: String,
     pub openid: Option<String>,
     pub notify_url: String,
+    pub spbill_create_ip: String,
     /// "MD5" or "HMAC-SHA256", as used by the last unifiedorder.
     pub sign_type: String,
     pub time_end: Option<String>,
@@ -185,6 +188,7 @@ impl From<&Order> for SimOrder {
             prepay_id: o.prepay_id.clone(),
             openid: o.openid.clone(),
             notify_url: o.notify_url.clone(),
+            spbill_create_ip: o.spbill_create_ip.clone(),
             sign_type: o.sign_type.as_str().to_string(),
             time_end: o.time_end.clone(),
             refunds: o

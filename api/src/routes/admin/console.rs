@@ -3,14 +3,14 @@
 //! scanning a mini-program code.
 
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpResponse, get, post, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use campus_impl::AppContext;
 use campus_impl::console::{NewSession, SessionPoll};
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::Authed;
+use crate::extract::{Authed, ClientIp};
 
 const PAGE: &str = include_str!("console.html");
 
@@ -56,11 +56,8 @@ async fn page_without_slash() -> HttpResponse {
               (status = 429, body = ErrorBody, description = "`rate_limited`: too many sessions from this address"),
               (status = 503, body = ErrorBody), (status = 502, body = ErrorBody)))]
 #[post("/console/sessions")]
-async fn open(ctx: web::Data<AppContext>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let client = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
+async fn open(ctx: web::Data<AppContext>, ip: ClientIp) -> Result<HttpResponse, ApiError> {
+    let client = ip.0.to_string();
     Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(ctx.console.open(&client).await?))
