@@ -130,11 +130,13 @@ pub fn app_and_openapi() -> (
     >,
     utoipa::openapi::OpenApi,
 ) {
-    App::new()
+    let (app, mut doc) = App::new()
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
         .configure(routes::config)
-        .split_for_parts()
+        .split_for_parts();
+    crate::openapi::add_common_responses(&mut doc);
+    (app, doc)
 }
 
 /// Only `/metrics`, on its own listener (`METRICS_BIND`).

@@ -25,7 +25,7 @@ macro_rules! text_enum {
         $(#[$meta])*
         #[derive(
             Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
-            diesel::expression::AsExpression, diesel::deserialize::FromSqlRow, utoipa::ToSchema,
+            diesel::expression::AsExpression, diesel::deserialize::FromSqlRow,
         )]
         #[diesel(sql_type = diesel::sql_types::Text)]
         pub enum $name {
@@ -46,6 +46,24 @@ macro_rules! text_enum {
                     $($text => Some($name::$variant),)+
                     _ => None,
                 }
+            }
+        }
+
+        // By hand: the derive does not see `serde(rename)` through this macro's literal
+        // fragments and would document the variant names instead of the texts.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($text),+]))
+                    .description(Some(concat!("A ", $kind, ".")))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed(stringify!($name))
             }
         }
 
@@ -451,6 +469,33 @@ impl OrderStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Clients see the stored texts, in the JSON and in the OpenAPI document alike.
+    #[test]
+    fn documented_values_are_the_serialized_texts() {
+        use utoipa::PartialSchema;
+        fn check<T: serde::Serialize + PartialSchema + Copy>(
+            all: &[T],
+            text: fn(T) -> &'static str,
+        ) {
+            let schema = serde_json::to_value(T::schema()).expect("schema");
+            let documented: Vec<&str> = schema["enum"]
+                .as_array()
+                .expect("enum")
+                .iter()
+                .filter_map(|v| v.as_str())
+                .collect();
+            let texts: Vec<&str> = all.iter().map(|v| text(*v)).collect();
+            assert_eq!(documented, texts);
+            for v in all {
+                assert_eq!(serde_json::to_value(v).expect("json"), text(*v));
+            }
+        }
+        check(Role::ALL, Role::as_str);
+        check(OrderStatus::ALL, OrderStatus::as_str);
+        check(RefundStatus::ALL, RefundStatus::as_str);
+        check(OrderKind::ALL, OrderKind::as_str);
+    }
 
     /// The contract's state diagram, written out by hand: every other pair is refused.
     const CONTRACT: &[(OrderStatus, OrderStatus)] = &[
