@@ -65,6 +65,22 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn a_burst_waits_for_its_turn_per_api() {
+        let b = Bulkhead::default();
+        let mut held = Vec::new();
+        for _ in 0..MAX_IN_FLIGHT_PER_API {
+            held.push(b.enter("orderquery").await);
+        }
+        // Full for orderquery, open for another API.
+        let waiting = b.enter("orderquery");
+        tokio::pin!(waiting);
+        assert!(futures::poll!(&mut waiting).is_pending());
+        let _other = b.enter("refund").await;
+        held.pop();
+        let _turn = waiting.await;
+    }
+
+    #[tokio::test]
     async fn redacted_errors_keep_the_path_and_lose_the_query() {
         let client = reqwest::Client::new();
         // Port 1 on loopback: refused at once.
@@ -81,5 +97,37 @@ mod tests {
         let shown = format!("{r} {r:?}");
         assert!(!shown.contains("TOPSECRET"), "{shown}");
         assert!(shown.contains("/sns/jscode2session"), "{shown}");
+    }
+}
+
+/// Calls in flight to one WeChat API from this instance, at most. A burst of requests
+/// then waits its turn here (each call still bounded by `WECHAT_TIMEOUT_SECS`) instead of
+/// opening a connection per request and spending a quota in one go.
+pub const MAX_IN_FLIGHT_PER_API: usize = 16;
+
+/// One semaphore per WeChat API, made on first use.
+#[derive(Clone, Default)]
+pub struct Bulkhead {
+    apis: std::sync::Arc<
+        std::sync::Mutex<
+            std::collections::HashMap<&'static str, std::sync::Arc<tokio::sync::Semaphore>>,
+        >,
+    >,
+}
+
+impl Bulkhead {
+    /// Waits for a turn at `api`; the turn ends when the permit is dropped.
+    pub async fn enter(&self, api: &'static str) -> tokio::sync::OwnedSemaphorePermit {
+        let sem = {
+            let mut apis = self.apis.lock().unwrap_or_else(|p| p.into_inner());
+            apis.entry(api)
+                .or_insert_with(|| {
+                    std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT_PER_API))
+                })
+                .clone()
+        };
+        sem.acquire_owned()
+            .await
+            .expect("the bulkhead never closes its semaphores")
     }
 }

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::cache::{Cache, CacheError};
 use crate::telemetry::Metrics;
-use crate::wechat::http::{HttpSetupError, client_builder};
+use crate::wechat::http::{Bulkhead, HttpSetupError, client_builder};
 
 /// Refresh this long before WeChat's expiry, so a token is never used in its last minutes.
 const EARLY_REFRESH: Duration = Duration::from_secs(300);
@@ -107,6 +107,7 @@ pub struct MiniClient {
     metrics: Metrics,
     /// One refresh per process at a time; the cache lock does the same across processes.
     refresh: Arc<tokio::sync::Mutex<()>>,
+    bulkhead: Bulkhead,
 }
 
 #[derive(Deserialize)]
@@ -140,11 +141,17 @@ impl MiniClient {
             cache,
             metrics,
             refresh: Arc::new(tokio::sync::Mutex::new(())),
+            bulkhead: Bulkhead::default(),
         })
     }
 
     pub fn appid(&self) -> &str {
         &self.cfg.appid
+    }
+
+    /// A turn at `api` (see [`Bulkhead`]).
+    pub(crate) async fn turn(&self, api: &'static str) -> tokio::sync::OwnedSemaphorePermit {
+        self.bulkhead.enter(api).await
     }
 
     pub(crate) fn http(&self) -> &reqwest::Client {
@@ -179,6 +186,7 @@ impl MiniClient {
 
     /// `jscode2session`: a `wx.login` code for the user's openid.
     pub async fn code_to_session(&self, code: &str) -> Result<Session, WechatError> {
+        let _turn = self.turn("jscode2session").await;
         let started = Instant::now();
         let r = async {
             let resp = self
@@ -269,6 +277,7 @@ impl MiniClient {
     }
 
     async fn stable_token(&self, force_refresh: bool) -> Result<(String, u64), WechatError> {
+        let _turn = self.turn("stable_token").await;
         let started = Instant::now();
         let r = async {
             let resp = self
@@ -318,6 +327,7 @@ impl MiniClient {
 
     /// `subscribeMessage.send`. 43101 (no credit / refused) is an expected answer.
     pub async fn send_subscribe(&self, body: &serde_json::Value) -> Result<(), WechatError> {
+        let _turn = self.turn("subscribe_send").await;
         // From here, a token refresh WeChat asked for is part of the call's latency.
         let started = Instant::now();
         let r = self

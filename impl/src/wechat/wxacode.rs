@@ -249,6 +249,7 @@ impl MiniClient {
         params: &WxaCodeParams,
     ) -> Result<WxaImage, WxaCodeError> {
         let body = params.body();
+        let _turn = self.turn("getwxacodeunlimit").await;
         let started = std::time::Instant::now();
         let r = self
             .with_token(|token| {

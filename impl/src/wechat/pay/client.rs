@@ -216,6 +216,7 @@ struct Inner {
     /// The mutual-TLS client, or why it could not be built.
     mtls: Result<reqwest::Client, String>,
     metrics: Metrics,
+    bulkhead: crate::wechat::http::Bulkhead,
 }
 
 impl std::fmt::Debug for PayClient {
@@ -253,6 +254,7 @@ impl PayClient {
                 plain,
                 mtls,
                 metrics,
+                bulkhead: Default::default(),
             }),
         })
     }
@@ -424,6 +426,9 @@ impl PayClient {
         params: BTreeMap<String, String>,
         mutual_tls: bool,
     ) -> Result<BTreeMap<String, String>, PayError> {
+        // Waiting for a turn happens before anything is sent: it cannot make an answer
+        // unclear.
+        let _turn = self.inner.bulkhead.enter(api).await;
         let started = std::time::Instant::now();
         let result = self.call_inner(path, params, mutual_tls).await;
         let kind = result.as_ref().err().map(PayError::kind);
@@ -517,6 +522,7 @@ impl PayClient {
         how: RawCall,
         max_bytes: usize,
     ) -> Result<Vec<u8>, PayError> {
+        let _turn = self.inner.bulkhead.enter(api).await;
         let started = std::time::Instant::now();
         let result = async {
             let cfg = &self.inner.cfg;
