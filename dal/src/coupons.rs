@@ -235,15 +235,6 @@ pub fn find_claim(conn: &mut Conn, id: UserCouponId) -> QueryResult<Option<(User
         .optional()
 }
 
-/// The coupon an order holds or used, if any.
-pub fn find_by_order(conn: &mut Conn, order: OrderId) -> QueryResult<Option<UserCoupon>> {
-    user_coupons::table
-        .filter(user_coupons::order_id.eq(order.0))
-        .select(UserCoupon::as_select())
-        .first(conn)
-        .optional()
-}
-
 /// A user's coupons as they stand at `now`: an `available` one past its expiry is
 /// listed as expired even before the expiry job marks it.
 pub fn list_claims(
@@ -306,8 +297,12 @@ pub fn lock_for_order(
 /// locked → used: the order holding it was paid. Whether it expired meanwhile does not
 /// matter; it was valid when the order took it.
 pub fn use_for_order(conn: &mut Conn, order: OrderId, now: NaiveDateTime) -> QueryResult<usize> {
+    let Some(held) = held_by(conn, order)? else {
+        return Ok(0);
+    };
     diesel::update(
         user_coupons::table
+            .find(held.0)
             .filter(user_coupons::order_id.eq(order.0))
             .filter(user_coupons::status.eq(UserCouponStatus::Locked.as_str())),
     )
@@ -326,31 +321,42 @@ pub fn release_for_order(
     order: OrderId,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
-    let locked = UserCouponStatus::Locked.as_str();
-    let back = diesel::update(
-        user_coupons::table
-            .filter(user_coupons::order_id.eq(order.0))
-            .filter(user_coupons::status.eq(locked))
-            .filter(user_coupons::expires_at.gt(now)),
-    )
-    .set((
-        user_coupons::status.eq(UserCouponStatus::Available.as_str()),
-        user_coupons::order_id.eq(None::<i64>),
-        user_coupons::locked_at.eq(None::<NaiveDateTime>),
-        user_coupons::updated_at.eq(now),
-    ))
-    .execute(conn)?;
-    let expired = diesel::update(
-        user_coupons::table
-            .filter(user_coupons::order_id.eq(order.0))
-            .filter(user_coupons::status.eq(locked)),
-    )
-    .set((
-        user_coupons::status.eq(UserCouponStatus::Expired.as_str()),
-        user_coupons::updated_at.eq(now),
-    ))
-    .execute(conn)?;
-    Ok(back + expired)
+    let Some(held) = held_by(conn, order)? else {
+        return Ok(0);
+    };
+    let target = user_coupons::table
+        .find(held.0)
+        .filter(user_coupons::order_id.eq(order.0))
+        .filter(user_coupons::status.eq(UserCouponStatus::Locked.as_str()));
+    let back = diesel::update(target.filter(user_coupons::expires_at.gt(now)))
+        .set((
+            user_coupons::status.eq(UserCouponStatus::Available.as_str()),
+            user_coupons::order_id.eq(None::<i64>),
+            user_coupons::locked_at.eq(None::<NaiveDateTime>),
+            user_coupons::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    if back == 1 {
+        return Ok(1);
+    }
+    diesel::update(target)
+        .set((
+            user_coupons::status.eq(UserCouponStatus::Expired.as_str()),
+            user_coupons::updated_at.eq(now),
+        ))
+        .execute(conn)
+}
+
+/// The id of the coupon `order` holds, found by a plain read: the updates that follow
+/// go by primary key, so that on MariaDB an order without a coupon (most of them) takes
+/// no gap lock on the `order_id` index that would hold up orders locking their coupon.
+fn held_by(conn: &mut Conn, order: OrderId) -> QueryResult<Option<UserCouponId>> {
+    user_coupons::table
+        .filter(user_coupons::order_id.eq(order.0))
+        .select(user_coupons::id)
+        .first::<i64>(conn)
+        .optional()
+        .map(|id| id.map(UserCouponId))
 }
 
 /// available → expired for every coupon whose time is up.
