@@ -472,6 +472,7 @@ impl From<OfficialAccountError> for ApiError {
             E::Malformed(m) => ApiError::bad_request("invalid_message", m),
             E::Db(d) => d.into(),
             E::Cache(c) => c.into(),
+            E::Promotion(p) => p.into(),
         }
     }
 }

@@ -75,16 +75,9 @@ pub enum OfficialAccountError {
     Db(#[from] DbError),
     #[error(transparent)]
     Cache(#[from] crate::cache::CacheError),
-}
-
-impl From<PromotionError> for OfficialAccountError {
-    fn from(e: PromotionError) -> Self {
-        match e {
-            PromotionError::Db(d) => Self::Db(d),
-            // A claim by keyword has no input, role or key that can be refused.
-            other => Self::Malformed(other.to_string()),
-        }
-    }
+    /// A keyword claim that failed for a reason other than a refusal the reply explains.
+    #[error(transparent)]
+    Promotion(#[from] PromotionError),
 }
 
 /// The query WeChat signs its pushes with.
