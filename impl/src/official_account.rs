@@ -102,6 +102,7 @@ const HELP: &str = "Campus Errand 校园跑腿\n\
 - bind <code>: link this account (get the code in the mini-program: Me → Link official account)\n\
 - orders: your recent orders\n\
 - status <order no>: one order's status\n\
+- a coupon's keyword: claim that coupon\n\
 - help: this text";
 
 /// `s` inside a CDATA section (a `]]>` in it is split across two sections).
