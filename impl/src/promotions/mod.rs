@@ -395,6 +395,7 @@ fn claim_in(
             until.map_or(by_days, |u| u.min(by_days))
         }
         (None, Some(u)) => u,
+        // The table's CHECK forbids it; a coupon with no validity would be dead at birth.
         (None, None) => now,
     };
     let seq = i32::try_from(mine + 1).map_err(|_| PromotionError::AlreadyClaimed)?;
