@@ -20,6 +20,7 @@ use campus_impl::official_account::OfficialAccountError;
 use campus_impl::orders::{InvalidTransition, OrderError, OrderNotFound};
 use campus_impl::payments::PaymentError;
 use campus_impl::payouts::PayoutError;
+use campus_impl::promotions::{NotApplicable, PromotionError};
 use campus_impl::refunds::RefundError;
 use campus_impl::stats::StatsError;
 use campus_impl::subscriptions::SubscriptionError;
@@ -369,6 +370,7 @@ impl From<OrderError> for ApiError {
             .with_retry_after(600),
             E::IdempotencyConflict => ApiError::conflict("idempotency_conflict", e.to_string()),
             E::TooManyUnpaid(_) => ApiError::conflict("too_many_unpaid_orders", e.to_string()),
+            E::CouponNotApplicable(n) => n.into(),
             E::Payment(p) => p.into(),
             E::Refund(r) => r.into(),
             E::Render(r) => ApiError::internal(chain(&r)),
@@ -470,6 +472,7 @@ impl From<OfficialAccountError> for ApiError {
             E::Malformed(m) => ApiError::bad_request("invalid_message", m),
             E::Db(d) => d.into(),
             E::Cache(c) => c.into(),
+            E::Promotion(p) => p.into(),
         }
     }
 }
@@ -486,6 +489,31 @@ impl From<PayoutError> for ApiError {
             }
             E::DailyLimit(_) => ApiError::conflict("withdraw_limit_reached", e.to_string()),
             E::NotPending(_) => ApiError::conflict("withdrawal_not_pending", e.to_string()),
+            E::IdempotencyConflict => ApiError::conflict("idempotency_conflict", e.to_string()),
+            E::Db(d) => d.into(),
+        }
+    }
+}
+
+impl From<NotApplicable> for ApiError {
+    fn from(e: NotApplicable) -> Self {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "coupon_not_applicable",
+            e.to_string(),
+        )
+    }
+}
+
+impl From<PromotionError> for ApiError {
+    fn from(e: PromotionError) -> Self {
+        use PromotionError as E;
+        match e {
+            E::NotFound => ApiError::not_found(e.to_string()),
+            E::Invalid(m) => m.into(),
+            E::Forbidden(f) => f.into(),
+            E::OutOfStock => ApiError::conflict("out_of_stock", e.to_string()),
+            E::AlreadyClaimed => ApiError::conflict("already_claimed", e.to_string()),
             E::IdempotencyConflict => ApiError::conflict("idempotency_conflict", e.to_string()),
             E::Db(d) => d.into(),
         }
@@ -590,6 +618,23 @@ mod tests {
         assert_eq!(
             (s, b["error"]["code"].as_str()),
             (429, Some("rate_limited"))
+        );
+        let (s, b) = body_of(PromotionError::OutOfStock.into());
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (409, Some("out_of_stock"))
+        );
+        let (s, b) = body_of(PromotionError::AlreadyClaimed.into());
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (409, Some("already_claimed"))
+        );
+        let (s, b) = body_of(PromotionError::NotFound.into());
+        assert_eq!((s, b["error"]["code"].as_str()), (404, Some("not_found")));
+        let (s, b) = body_of(OrderError::CouponNotApplicable(NotApplicable("expired")).into());
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (422, Some("coupon_not_applicable"))
         );
         let (s, b) = body_of(OrderError::TooManyUnpaid(5).into());
         assert_eq!(

@@ -426,6 +426,8 @@ backup_tables! {
     earnings,
     withdrawals,
     reconciliations,
+    coupons,
+    user_coupons,
 }
 
 /// The table of that name in [`TABLES`].

@@ -350,6 +350,33 @@ text_enum!(
     }
 );
 
+text_enum!(
+    /// A coupon: claimable while `active`; `stopped` by an admin (claimed ones stay good).
+    CouponStatus, "coupon status" {
+        Active = "active",
+        Stopped = "stopped",
+    }
+);
+
+text_enum!(
+    /// How a coupon takes money off: a fixed amount, or a percentage with a cap.
+    DiscountKind, "discount kind" {
+        Fixed = "fixed",
+        Percent = "percent",
+    }
+);
+
+text_enum!(
+    /// A claimed coupon: `available` to use, `locked` by an unpaid order, `used` once
+    /// that order is paid (a later refund does not give it back), `expired` unused.
+    UserCouponStatus, "user coupon status" {
+        Available = "available",
+        Locked = "locked",
+        Used = "used",
+        Expired = "expired",
+    }
+);
+
 /// The order state machine: every move, the states it starts from and the state it
 /// reaches. The dal's compare-and-set updates take their `WHERE status IN (..)` and
 /// their new status from here, so no other code decides which moves exist.

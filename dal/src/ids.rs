@@ -69,3 +69,5 @@ id_type!(OrderId);
 id_type!(RefundId);
 id_type!(WithdrawalId);
 id_type!(EarningId);
+id_type!(CouponId);
+id_type!(UserCouponId);

@@ -7,6 +7,7 @@
 pub mod backup;
 pub mod bills;
 pub mod conn;
+pub mod coupons;
 pub mod domain;
 pub mod earnings;
 pub mod health;
@@ -25,12 +26,12 @@ pub mod withdrawals;
 pub use conn::{Backend, Conn, DbConn, Pool, PooledConn, Pools};
 pub use diesel::result::{DatabaseErrorKind, Error as DieselError, QueryResult};
 pub use domain::{
-    BillTradeState, CallbackKind, CallbackOutcome, ConsoleSessionStatus, CreditKind, EarningKind,
-    LedgerEvent, LedgerSource, MessageChannel, MessageEvent, MessageOutcome, MismatchKind, MpMode,
-    OrderKind, OrderMove, OrderStatus, ReconciliationStatus, RefundCause, RefundStatus, Role,
-    Switch, WithdrawApproval, WithdrawalStatus,
+    BillTradeState, CallbackKind, CallbackOutcome, ConsoleSessionStatus, CouponStatus, CreditKind,
+    DiscountKind, EarningKind, LedgerEvent, LedgerSource, MessageChannel, MessageEvent,
+    MessageOutcome, MismatchKind, MpMode, OrderKind, OrderMove, OrderStatus, ReconciliationStatus,
+    RefundCause, RefundStatus, Role, Switch, UserCouponStatus, WithdrawApproval, WithdrawalStatus,
 };
-pub use ids::{EarningId, OrderId, RefundId, UserId, WithdrawalId};
+pub use ids::{CouponId, EarningId, OrderId, RefundId, UserCouponId, UserId, WithdrawalId};
 
 /// Failures of the data layer that are not a query's own result.
 #[derive(Debug, thiserror::Error)]

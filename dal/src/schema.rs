@@ -197,3 +197,46 @@ diesel::table! {
         updated_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    coupons (id) {
+        id -> BigInt,
+        title -> Text,
+        discount_kind -> Text,
+        discount_fen -> Nullable<BigInt>,
+        percent_off -> Nullable<Integer>,
+        max_discount_fen -> Nullable<BigInt>,
+        min_amount_fen -> BigInt,
+        stock -> BigInt,
+        claimed -> BigInt,
+        per_user_limit -> Integer,
+        valid_days -> Nullable<Integer>,
+        valid_until -> Nullable<Timestamp>,
+        kinds -> Nullable<Text>,
+        keyword -> Nullable<Text>,
+        status -> Text,
+        created_by -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        stopped_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    user_coupons (id) {
+        id -> BigInt,
+        coupon_id -> BigInt,
+        user_id -> BigInt,
+        seq -> Integer,
+        status -> Text,
+        order_id -> Nullable<BigInt>,
+        claimed_at -> Timestamp,
+        expires_at -> Timestamp,
+        locked_at -> Nullable<Timestamp>,
+        used_at -> Nullable<Timestamp>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(user_coupons -> coupons (coupon_id));
+diesel::allow_tables_to_appear_in_same_query!(user_coupons, coupons);

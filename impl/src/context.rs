@@ -19,6 +19,7 @@ use crate::official_account::{AccountKeys, OfficialAccount};
 use crate::orders::{OrderTimes, Orders};
 use crate::payments::{PayTimes, Payments};
 use crate::payouts::{Earnings, Payouts, WithdrawCaps};
+use crate::promotions::Promotions;
 use crate::qrcodes::QrCodes;
 use crate::refunds::Refunds;
 use crate::settings::{Settings, SettingsError};
@@ -75,6 +76,7 @@ pub struct AppContext {
     pub backups: Backups,
     pub payouts: Payouts,
     pub bills: Bills,
+    pub promotions: Promotions,
     /// Infrastructure, for readiness, metrics and the tests' look inside.
     pub db: Db,
     pub cache: Cache,
@@ -224,8 +226,10 @@ impl AppContext {
             crypto: resolved.official_account_crypto,
             mode: resolved.official_account_mode,
         });
-        let official_account =
-            OfficialAccount::new(db.clone(), cache.clone(), account).with_limits(limits.clone());
+        let promotions = Promotions::new(db.clone());
+        let official_account = OfficialAccount::new(db.clone(), cache.clone(), account)
+            .with_limits(limits.clone())
+            .with_promotions(promotions.clone());
         let backups = Backups::new(
             db.pools().clone(),
             storage.clone(),
@@ -255,6 +259,7 @@ impl AppContext {
             backups,
             payouts,
             bills,
+            promotions,
             db,
             cache,
             mini,
@@ -280,6 +285,7 @@ impl AppContext {
         handles.extend(self.backups.jobs(m));
         handles.extend(self.payouts.jobs(m, period));
         handles.extend(self.bills.jobs(m));
+        handles.extend(self.promotions.jobs(m));
         Jobs::new(handles)
     }
 

@@ -461,4 +461,5 @@ from_diesel!(
     crate::stats::StatsError,
     crate::payouts::PayoutError,
     crate::bills::BillError,
+    crate::promotions::PromotionError,
 );

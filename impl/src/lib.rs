@@ -1,6 +1,6 @@
 //! Services of Campus Errand and the WeChat clients they use, one module per concern:
 //! `users`, `orders`, `payments`, `refunds`, `subscriptions` (subscribe messages),
-//! `official_account`, `qrcodes`, `stats` (daily figures for operators), `console`
+//! `official_account`, `promotions` (coupons), `qrcodes`, `stats` (daily figures for operators), `console`
 //! (the operators' sign-in by scanning); `context` wires them into one [`AppContext`].
 //! Infrastructure lives apart: `db`, `cache`, `storage`, `crypto`, `settings`,
 //! `telemetry`, `wechat` (the clients). Layering: `api` calls these services; these
@@ -21,6 +21,7 @@ pub mod official_account;
 pub mod orders;
 pub mod payments;
 pub mod payouts;
+pub mod promotions;
 pub mod qrcodes;
 pub mod refunds;
 pub mod settings;
@@ -32,6 +33,6 @@ pub mod text;
 pub mod users;
 pub mod wechat;
 
-pub use campus_dal::{MpMode, OrderId, Switch, UserId, WithdrawalId};
+pub use campus_dal::{CouponId, MpMode, OrderId, Switch, UserCouponId, UserId, WithdrawalId};
 pub use context::{AppContext, BuildError, Migrations};
 pub use settings::Settings;

@@ -1,5 +1,6 @@
 //! The official account: WeChat pushes messages here (plain or safe mode) and we reply
-//! within its 5 seconds. Text commands: `help`, `bind <code>`, `orders`, `status <no>`.
+//! within its 5 seconds. Text commands: `help`, `bind <code>`, `orders`, `status <no>`;
+//! a text equal to an active coupon's keyword claims that coupon for the bound user.
 //!
 //! A signed URL is no credential: the plain signature covers token, timestamp and nonce
 //! but not the body, so a push must be fresh (±300 s) and, outside safe mode, a
@@ -18,6 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::cache::Cache;
 use crate::db::{Db, DbError};
 use crate::limits::{Limit, LimitError, Limits};
+use crate::promotions::{KeywordClaim, PromotionError, Promotions};
 use crate::wechat::mp_crypto::{MpCrypto, check_signature};
 use crate::wechat::mp_xml::parse_message;
 
@@ -42,6 +44,8 @@ pub struct OfficialAccount {
     account: Option<AccountKeys>,
     /// `mp_openid`: messages answered per sender.
     limits: Option<Limits>,
+    /// Coupon keywords: a text equal to one claims that coupon.
+    promotions: Option<Promotions>,
 }
 
 /// The account's server token, and its AES key when safe mode is set up.
@@ -71,6 +75,9 @@ pub enum OfficialAccountError {
     Db(#[from] DbError),
     #[error(transparent)]
     Cache(#[from] crate::cache::CacheError),
+    /// A keyword claim that failed for a reason other than a refusal the reply explains.
+    #[error(transparent)]
+    Promotion(#[from] PromotionError),
 }
 
 /// The query WeChat signs its pushes with.
@@ -87,10 +94,15 @@ pub struct PushQuery {
     pub msg_signature: Option<String>,
 }
 
+/// What an unbound sender is told (the same words for every command that needs a user).
+const NOT_BOUND: &str =
+    "未绑定 Not linked yet: send `bind <code>` with the code from the mini-program.";
+
 const HELP: &str = "Campus Errand 校园跑腿\n\
 - bind <code>: link this account (get the code in the mini-program: Me → Link official account)\n\
 - orders: your recent orders\n\
 - status <order no>: one order's status\n\
+- a coupon's keyword: claim that coupon\n\
 - help: this text";
 
 /// `s` inside a CDATA section (a `]]>` in it is split across two sections).
@@ -117,7 +129,13 @@ impl OfficialAccount {
             cache,
             account,
             limits: None,
+            promotions: None,
         }
+    }
+
+    pub fn with_promotions(mut self, promotions: Promotions) -> Self {
+        self.promotions = Some(promotions);
+        self
     }
 
     pub fn with_limits(mut self, limits: Limits) -> Self {
@@ -282,6 +300,25 @@ impl OfficialAccount {
             _ => return Ok(Some(HELP.into())),
         }
         let content = msg.get("Content").map(|c| c.trim()).unwrap_or("");
+        if let Some(p) = &self.promotions
+            && !content.is_empty()
+            && let Some(claim) = p.claim_by_keyword(from, content).await?
+        {
+            return Ok(Some(match claim {
+                KeywordClaim::Claimed { title } => {
+                    format!(
+                        "领取成功 Claimed: {title}. Find it in the mini-program under Me → Coupons."
+                    )
+                }
+                KeywordClaim::OutOfStock { title } => {
+                    format!("已领完 {title} is out of stock.")
+                }
+                KeywordClaim::AlreadyClaimed { title } => {
+                    format!("已领取 You have already claimed {title} as many times as allowed.")
+                }
+                KeywordClaim::NotBound => NOT_BOUND.into(),
+            }));
+        }
         let (cmd, arg) = content
             .split_once(char::is_whitespace)
             .unwrap_or((content, ""));
@@ -315,13 +352,16 @@ impl OfficialAccount {
                 self.db
                     .read(move |c| -> Result<String, OfficialAccountError> {
                         let Some(u) = users::find_by_mp_openid(c, &from)? else {
-                            return Ok("未绑定 Not linked yet: send `bind <code>` with the code from the mini-program.".into());
+                            return Ok(NOT_BOUND.into());
                         };
                         let uid = u.id;
                         if let Some(no) = want {
                             return Ok(match oq::find_by_out_trade_no(c, &no)? {
                                 Some(o) if o.involves(uid) => {
-                                    format!("{}: {} ({} → {})", o.out_trade_no, o.status, o.pickup, o.dropoff)
+                                    format!(
+                                        "{}: {} ({} → {})",
+                                        o.out_trade_no, o.status, o.pickup, o.dropoff
+                                    )
                                 }
                                 _ => format!("No order {no} of yours."),
                             });
@@ -333,7 +373,15 @@ impl OfficialAccount {
                         Ok(rows
                             .iter()
                             .take(5)
-                            .map(|o| format!("{} {} ¥{}.{:02}", o.out_trade_no, o.status, o.amount_fen / 100, o.amount_fen % 100))
+                            .map(|o| {
+                                format!(
+                                    "{} {} ¥{}.{:02}",
+                                    o.out_trade_no,
+                                    o.status,
+                                    o.amount_fen / 100,
+                                    o.amount_fen % 100
+                                )
+                            })
                             .collect::<Vec<_>>()
                             .join("\n"))
                     })

@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use campus_dal::backup::{TABLES, Value};
 use campus_dal::orders::{self, NewOrder};
 use campus_dal::{
-    CallbackKind, CallbackOutcome, Conn, CreditKind, LedgerEvent, LedgerSource, MessageChannel,
-    MessageEvent, MessageOutcome, OrderKind, OrderStatus, Pools, RefundCause, RefundStatus, Role,
-    UserId,
+    CallbackKind, CallbackOutcome, Conn, CouponStatus, CreditKind, DiscountKind, LedgerEvent,
+    LedgerSource, MessageChannel, MessageEvent, MessageOutcome, OrderKind, OrderStatus, Pools,
+    RefundCause, RefundStatus, Role, UserCouponStatus, UserId,
 };
 use campus_impl::backups::format::{self, Visitor};
 use campus_impl::backups::{BackupError, Backups, NoProgress};
@@ -174,6 +174,42 @@ fn seed(pools: &Pools, orders: usize) {
                 at: now,
             },
         )?;
+        let coupon = campus_dal::coupons::insert(
+            c,
+            &campus_dal::coupons::NewCoupon {
+                title: "满10元85折",
+                discount_kind: DiscountKind::Percent,
+                discount_fen: None,
+                percent_off: Some(15),
+                max_discount_fen: Some(300),
+                min_amount_fen: 1000,
+                stock: 5,
+                per_user_limit: 2,
+                valid_days: None,
+                valid_until: Some(now + chrono::Duration::days(7)),
+                kinds: Some("express,takeout"),
+                keyword: Some("领券"),
+                status: CouponStatus::Active,
+                created_by: u,
+                created_at: now,
+                updated_at: now,
+            },
+        )?;
+        campus_dal::coupons::take_one(c, coupon.id, now)?;
+        let claim = campus_dal::coupons::insert_claim(
+            c,
+            &campus_dal::coupons::NewUserCoupon {
+                coupon_id: coupon.id,
+                user_id: u,
+                seq: 1,
+                status: UserCouponStatus::Available,
+                claimed_at: now,
+                expires_at: now + chrono::Duration::days(7),
+                updated_at: now,
+            },
+        )?;
+        campus_dal::coupons::lock_for_order(c, claim.id, first.id, now)?;
+        campus_dal::coupons::use_for_order(c, first.id, now)?;
         Ok(())
     });
     r.expect("seed");

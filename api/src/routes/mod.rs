@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod coupons;
 pub mod health;
 pub mod official_account;
 pub mod orders;
@@ -31,6 +32,7 @@ pub fn config(cfg: &mut ServiceConfig) {
             .configure(users::config)
             .configure(runners::config)
             .configure(orders::config)
+            .configure(coupons::config)
             .configure(wechat_pay::config)
             .configure(qrcodes::config)
             .configure(subscriptions::config)

@@ -8,12 +8,13 @@ use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
 use campus_dal::orders::{self as q, NewOrder, Order, Scope};
-use campus_dal::{OrderId, OrderKind, OrderMove, OrderStatus, time};
+use campus_dal::{OrderId, OrderKind, OrderMove, OrderStatus, UserCouponId, time};
 
 use super::view::OrderView;
 use super::{OrderError, OrderNotFound, Orders, find_visible, lost_race};
 use crate::crypto::{random_alnum, random_digits};
 use crate::db::DbError;
+use crate::promotions;
 use crate::subscriptions::OrderEvent;
 use crate::text::{InvalidInput, TextRule, page_limit};
 use crate::users::{CurrentUser, Role};
@@ -37,6 +38,7 @@ pub struct CreateOrder {
     pub fee_fen: i64,
     #[serde(default)]
     pub goods_fen: i64,
+    /// A coupon the caller claimed (`GET /me/coupons`); the server computes `discount_fen`.
     #[serde(default)]
     pub coupon_id: Option<i64>,
 }
@@ -142,14 +144,11 @@ impl Orders {
                 InvalidInput(format!("fee_fen and goods_fen must be 0 to {MAX_FEN}")).into(),
             );
         }
-        if req.coupon_id.is_some() {
-            return Err(InvalidInput::new("unknown coupon").into());
-        }
-        let discount = 0;
-        let amount = req.fee_fen + req.goods_fen - discount;
-        if amount < 1 {
+        let gross = req.fee_fen + req.goods_fen;
+        if gross < 1 {
             return Err(InvalidInput::new("amount_fen must be at least 1").into());
         }
+        let coupon = req.coupon_id.map(UserCouponId);
         if let Some(k) = &idempotency_key
             && (k.is_empty() || k.len() > 128 || !k.is_ascii())
         {
@@ -181,6 +180,13 @@ impl Orders {
                 if campus_dal::orders::count_unpaid(c, uid)? >= max_unpaid {
                     return Err(OrderError::TooManyUnpaid(max_unpaid));
                 }
+                // Read under the user's lock: no other order of theirs can take the
+                // coupon between this check and the lock below.
+                let discount = match coupon {
+                    Some(cid) => promotions::discount_for_order(c, uid, cid, kind, gross)??,
+                    None => 0,
+                };
+                let amount = gross - discount;
                 let now = time::now();
                 let out_trade_no = new_out_trade_no();
                 let code = random_digits(6);
@@ -204,6 +210,9 @@ impl Orders {
                         updated_at: now,
                     },
                 )?;
+                if let Some(cid) = coupon {
+                    promotions::lock_for_order(c, cid, order.id)??;
+                }
                 let body = serde_json::to_string(&OrderView::of(&order, true))
                     .map_err(|e| InvalidInput(e.to_string()))?;
                 if let Some(key) = &idempotency_key {

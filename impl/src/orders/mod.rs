@@ -113,6 +113,8 @@ pub enum OrderError {
     TooManyAttempts,
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyConflict,
+    #[error(transparent)]
+    CouponNotApplicable(#[from] crate::promotions::NotApplicable),
     #[error("{0} orders are waiting for payment; pay or cancel one first")]
     TooManyUnpaid(i64),
     #[error(transparent)]

@@ -288,6 +288,8 @@ impl Payments {
                 };
                 if q::mark_paid(c, o.id, &txid, now)? == 1 {
                     ledger::append(c, &event(LedgerEvent::Paid))?;
+                    // The coupon the order holds is spent with the payment, or neither is.
+                    campus_dal::coupons::use_for_order(c, o.id, now)?;
                     log(c, CallbackOutcome::Paid)?;
                     return Ok(Applied::Paid);
                 }
@@ -420,8 +422,14 @@ impl Payments {
         let id = o.id;
         let closed = self
             .db
-            .write(move |c| {
-                q::close(c, id, wechat_close_at, time::now()).map_err(PaymentError::from)
+            .write_tx(move |c| -> Result<usize, PaymentError> {
+                let now = time::now();
+                let closed = q::close(c, id, wechat_close_at, now)?;
+                if closed == 1 {
+                    // A coupon the order held goes back to its owner with the close.
+                    campus_dal::coupons::release_for_order(c, id, now)?;
+                }
+                Ok(closed)
             })
             .await?;
         if closed == 1 {

@@ -4,6 +4,7 @@
 //! swallow the admin routes other modules register (`/admin/orders/{id}/refund`).
 
 pub mod console;
+pub mod coupons;
 pub mod messages;
 pub mod orders;
 pub mod reconciliations;
@@ -24,4 +25,5 @@ pub fn config(cfg: &mut ServiceConfig) {
     console::config(cfg);
     withdrawals::config(cfg);
     reconciliations::config(cfg);
+    coupons::config(cfg);
 }
