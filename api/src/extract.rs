@@ -63,6 +63,18 @@ pub(crate) fn client_ip(req: &HttpRequest) -> Result<std::net::IpAddr, ApiError>
     Ok(ctx.trusted_proxies.client_ip(peer, forwarded))
 }
 
+/// The `Idempotency-Key` header, when given.
+pub fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    match req.headers().get("Idempotency-Key") {
+        None => Ok(None),
+        Some(v) => Ok(Some(
+            v.to_str()
+                .map_err(|_| ApiError::validation("Idempotency-Key must be ASCII"))?
+                .to_string(),
+        )),
+    }
+}
+
 fn bearer(req: &HttpRequest) -> Option<String> {
     let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;

@@ -10,22 +10,10 @@ use campus_impl::promotions::{CouponListQuery, CouponView, MyCouponsQuery, UserC
 use campus_impl::{AppContext, CouponId};
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::Authed;
+use crate::extract::{Authed, idempotency_key};
 
 pub fn config(cfg: &mut ServiceConfig) {
     cfg.service(list).service(claim).service(mine);
-}
-
-/// The `Idempotency-Key` header, when given.
-pub(crate) fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    match req.headers().get("Idempotency-Key") {
-        None => Ok(None),
-        Some(v) => Ok(Some(
-            v.to_str()
-                .map_err(|_| ApiError::validation("Idempotency-Key must be ASCII"))?
-                .to_string(),
-        )),
-    }
 }
 
 #[utoipa::path(tag = "coupons", security(("bearer" = [])),

@@ -13,7 +13,7 @@ use campus_impl::wechat::pay::JsapiParams;
 use campus_impl::{AppContext, OrderId};
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{Authed, ClientIp};
+use crate::extract::{Authed, ClientIp, idempotency_key};
 
 pub fn config(cfg: &mut ServiceConfig) {
     cfg.service(create)
@@ -44,14 +44,7 @@ async fn create(
     req: HttpRequest,
     body: web::Json<CreateOrder>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = match req.headers().get("Idempotency-Key") {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| ApiError::validation("Idempotency-Key must be ASCII"))?
-                .to_string(),
-        ),
-    };
+    let key = idempotency_key(&req)?;
     ctx.limits
         .check(Limit::OrderUser, &user.0.id.to_string())
         .await?;

@@ -8,8 +8,7 @@ use campus_impl::promotions::{CouponView, CreateCoupon};
 use campus_impl::{AppContext, CouponId};
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::Authed;
-use crate::routes::coupons::idempotency_key;
+use crate::extract::{Authed, idempotency_key};
 
 pub fn config(cfg: &mut ServiceConfig) {
     cfg.service(create).service(stop).service(get_one);
