@@ -428,6 +428,10 @@ backup_tables! {
     reconciliations,
     coupons,
     user_coupons,
+    draws,
+    draw_prizes,
+    draw_participants,
+    draw_winners,
 }
 
 /// The table of that name in [`TABLES`].

@@ -241,6 +241,8 @@ text_enum!(
         Reminder = "reminder",
         /// To the runner: an admin put the order they held back in the pool.
         Reassigned = "reassigned",
+        /// To every participant: a lucky draw's result.
+        DrawResult = "draw_result",
     }
 );
 
@@ -374,6 +376,17 @@ text_enum!(
         Locked = "locked",
         Used = "used",
         Expired = "expired",
+    }
+);
+
+text_enum!(
+    /// A lucky draw: `open` for joins, `locked` from `lock_at` (no more joins or leaves;
+    /// its seed is fixed), `drawn` with its winners, or `cancelled` while open.
+    DrawStatus, "draw status" {
+        Open = "open",
+        Locked = "locked",
+        Drawn = "drawn",
+        Cancelled = "cancelled",
     }
 );
 

@@ -71,3 +71,5 @@ id_type!(WithdrawalId);
 id_type!(EarningId);
 id_type!(CouponId);
 id_type!(UserCouponId);
+id_type!(DrawId);
+id_type!(DrawPrizeId);

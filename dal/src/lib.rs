@@ -9,6 +9,7 @@ pub mod bills;
 pub mod conn;
 pub mod coupons;
 pub mod domain;
+pub mod draws;
 pub mod earnings;
 pub mod health;
 pub mod idempotency;
@@ -27,11 +28,13 @@ pub use conn::{Backend, Conn, DbConn, Pool, PooledConn, Pools};
 pub use diesel::result::{DatabaseErrorKind, Error as DieselError, QueryResult};
 pub use domain::{
     BillTradeState, CallbackKind, CallbackOutcome, ConsoleSessionStatus, CouponStatus, CreditKind,
-    DiscountKind, EarningKind, LedgerEvent, LedgerSource, MessageChannel, MessageEvent,
+    DiscountKind, DrawStatus, EarningKind, LedgerEvent, LedgerSource, MessageChannel, MessageEvent,
     MessageOutcome, MismatchKind, MpMode, OrderKind, OrderMove, OrderStatus, ReconciliationStatus,
     RefundCause, RefundStatus, Role, Switch, UserCouponStatus, WithdrawApproval, WithdrawalStatus,
 };
-pub use ids::{CouponId, EarningId, OrderId, RefundId, UserCouponId, UserId, WithdrawalId};
+pub use ids::{
+    CouponId, DrawId, DrawPrizeId, EarningId, OrderId, RefundId, UserCouponId, UserId, WithdrawalId,
+};
 
 /// Failures of the data layer that are not a query's own result.
 #[derive(Debug, thiserror::Error)]

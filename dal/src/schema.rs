@@ -240,3 +240,61 @@ diesel::table! {
 
 diesel::joinable!(user_coupons -> coupons (coupon_id));
 diesel::allow_tables_to_appear_in_same_query!(user_coupons, coupons);
+
+diesel::table! {
+    draws (id) {
+        id -> BigInt,
+        title -> Text,
+        status -> Text,
+        draw_at -> Timestamp,
+        lock_at -> Timestamp,
+        creator_id -> BigInt,
+        seed -> Nullable<Text>,
+        algorithm -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        drawn_at -> Nullable<Timestamp>,
+        cancelled_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    draw_prizes (id) {
+        id -> BigInt,
+        draw_id -> BigInt,
+        position -> Integer,
+        name -> Text,
+        count -> Integer,
+        coupon_id -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    draw_participants (id) {
+        id -> BigInt,
+        draw_id -> BigInt,
+        user_id -> BigInt,
+        joined_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    draw_winners (id) {
+        id -> BigInt,
+        draw_id -> BigInt,
+        user_id -> BigInt,
+        prize_id -> BigInt,
+        user_coupon_id -> Nullable<BigInt>,
+    }
+}
+
+diesel::joinable!(draw_prizes -> draws (draw_id));
+diesel::joinable!(draw_participants -> draws (draw_id));
+diesel::joinable!(draw_winners -> draws (draw_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    draws,
+    draw_prizes,
+    draw_participants,
+    draw_winners,
+    users
+);

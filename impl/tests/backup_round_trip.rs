@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use campus_dal::backup::{TABLES, Value};
 use campus_dal::orders::{self, NewOrder};
 use campus_dal::{
-    CallbackKind, CallbackOutcome, Conn, CouponStatus, CreditKind, DiscountKind, LedgerEvent,
-    LedgerSource, MessageChannel, MessageEvent, MessageOutcome, OrderKind, OrderStatus, Pools,
-    RefundCause, RefundStatus, Role, UserCouponStatus, UserId,
+    CallbackKind, CallbackOutcome, Conn, CouponStatus, CreditKind, DiscountKind, DrawStatus,
+    LedgerEvent, LedgerSource, MessageChannel, MessageEvent, MessageOutcome, OrderKind,
+    OrderStatus, Pools, RefundCause, RefundStatus, Role, UserCouponStatus, UserId,
 };
 use campus_impl::backups::format::{self, Visitor};
 use campus_impl::backups::{BackupError, Backups, NoProgress};
@@ -210,6 +210,48 @@ fn seed(pools: &Pools, orders: usize) {
         )?;
         campus_dal::coupons::lock_for_order(c, claim.id, first.id, now)?;
         campus_dal::coupons::use_for_order(c, first.id, now)?;
+        let draw = campus_dal::draws::insert(
+            c,
+            &campus_dal::draws::NewDraw {
+                title: "周五抽奖",
+                status: DrawStatus::Open,
+                draw_at: now + chrono::Duration::hours(1),
+                lock_at: now + chrono::Duration::minutes(59),
+                creator_id: u,
+                created_at: now,
+                updated_at: now,
+            },
+        )?;
+        campus_dal::draws::insert_prizes(
+            c,
+            &[campus_dal::draws::NewDrawPrize {
+                draw_id: draw.id,
+                position: 0,
+                name: "满减券",
+                count: 1,
+                coupon_id: Some(coupon.id),
+            }],
+        )?;
+        campus_dal::draws::join(c, draw.id, u, now)?;
+        // Drawn by hand: a winner row needs a drawn draw's seed and a prize.
+        campus_dal::draws::lock(
+            c,
+            draw.id,
+            &"ab".repeat(32),
+            "test",
+            now + chrono::Duration::hours(1),
+        )?;
+        campus_dal::draws::mark_drawn(c, draw.id, now)?;
+        let prize = campus_dal::draws::prizes(c, draw.id)?;
+        campus_dal::draws::insert_winners(
+            c,
+            &[campus_dal::draws::NewDrawWinner {
+                draw_id: draw.id,
+                user_id: u,
+                prize_id: prize[0].id,
+                user_coupon_id: Some(claim.id),
+            }],
+        )?;
         Ok(())
     });
     r.expect("seed");
