@@ -20,6 +20,7 @@ use crate::orders::{OrderTimes, Orders};
 use crate::payments::{PayTimes, Payments};
 use crate::payouts::{Earnings, Payouts, WithdrawCaps};
 use crate::promotions::Promotions;
+use crate::promotions::draws::Draws;
 use crate::qrcodes::QrCodes;
 use crate::refunds::Refunds;
 use crate::settings::{Settings, SettingsError};
@@ -77,6 +78,7 @@ pub struct AppContext {
     pub payouts: Payouts,
     pub bills: Bills,
     pub promotions: Promotions,
+    pub draws: Draws,
     /// Infrastructure, for readiness, metrics and the tests' look inside.
     pub db: Db,
     pub cache: Cache,
@@ -168,6 +170,7 @@ impl AppContext {
             Templates {
                 order: settings.wechat_template_order.clone(),
                 reminder: settings.wechat_template_reminder.clone(),
+                draw: settings.wechat_template_draw.clone(),
                 reminder_hour_beijing: settings.reminder_hour_beijing,
             },
         );
@@ -227,6 +230,8 @@ impl AppContext {
             mode: resolved.official_account_mode,
         });
         let promotions = Promotions::new(db.clone());
+        let draws = Draws::new(db.clone(), settings.draw_lock_secs)
+            .with_subscriptions(subscriptions.clone());
         let official_account = OfficialAccount::new(db.clone(), cache.clone(), account)
             .with_limits(limits.clone())
             .with_promotions(promotions.clone());
@@ -260,6 +265,7 @@ impl AppContext {
             payouts,
             bills,
             promotions,
+            draws,
             db,
             cache,
             mini,
@@ -286,6 +292,7 @@ impl AppContext {
         handles.extend(self.payouts.jobs(m, period));
         handles.extend(self.bills.jobs(m));
         handles.extend(self.promotions.jobs(m));
+        handles.extend(self.draws.jobs(m));
         Jobs::new(handles)
     }
 

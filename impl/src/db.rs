@@ -462,4 +462,5 @@ from_diesel!(
     crate::payouts::PayoutError,
     crate::bills::BillError,
     crate::promotions::PromotionError,
+    crate::promotions::draws::DrawError,
 );

@@ -33,6 +33,8 @@ pub mod text;
 pub mod users;
 pub mod wechat;
 
-pub use campus_dal::{CouponId, MpMode, OrderId, Switch, UserCouponId, UserId, WithdrawalId};
+pub use campus_dal::{
+    CouponId, DrawId, MpMode, OrderId, Switch, UserCouponId, UserId, WithdrawalId,
+};
 pub use context::{AppContext, BuildError, Migrations};
 pub use settings::Settings;

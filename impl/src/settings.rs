@@ -108,6 +108,7 @@ const ENV_KEYS: &[&str] = &[
     "METRICS_TOKEN",
     "WECHAT_TEMPLATE_ORDER",
     "WECHAT_TEMPLATE_REMINDER",
+    "WECHAT_TEMPLATE_DRAW",
     "REMINDER_HOUR_BEIJING",
     "BACKUP_HOUR_BEIJING",
     "BACKUP_KEEP_DAYS",
@@ -127,6 +128,7 @@ const ENV_KEYS: &[&str] = &[
     "TRUSTED_PROXIES",
     "RATE_LIMITS",
     "MAX_UNPAID_ORDERS",
+    "DRAW_LOCK_SECS",
 ];
 
 /// The secret settings (the `SecretString` fields): each may instead be read from the file
@@ -218,6 +220,9 @@ pub struct Settings {
     pub wechat_template_order: Option<String>,
     #[serde(default, deserialize_with = "lenient::opt")]
     pub wechat_template_reminder: Option<String>,
+    /// A lucky draw's result to each participant; unset, none are sent.
+    #[serde(default, deserialize_with = "lenient::opt")]
+    pub wechat_template_draw: Option<String>,
     pub reminder_hour_beijing: u32,
     /// Hour (Beijing time) of the daily backup; `BACKUP_KEEP_DAYS` days of backups are kept.
     pub backup_hour_beijing: u32,
@@ -253,6 +258,8 @@ pub struct Settings {
     pub rate_limits: String,
     /// Unpaid orders a customer may hold open at once.
     pub max_unpaid_orders: i64,
+    /// A lucky draw stops taking joins and leaves this long before its `draw_at`.
+    pub draw_lock_secs: i64,
 }
 
 /// The secrets given as `<NAME>_FILE` (lower-cased keys, values read from the files, a
@@ -396,6 +403,7 @@ impl Settings {
             &mut self.metrics_bind,
             &mut self.wechat_template_order,
             &mut self.wechat_template_reminder,
+            &mut self.wechat_template_draw,
         ] {
             if blank(o) {
                 *o = None;
@@ -527,6 +535,9 @@ impl Settings {
         let trusted_proxies = TrustedProxies::parse(&self.trusted_proxies)
             .map_err(|e| missing.push(format!("TRUSTED_PROXIES ({e})")))
             .ok();
+        if self.draw_lock_secs < 1 {
+            missing.push("DRAW_LOCK_SECS (at least 1)".into());
+        }
         if self.max_unpaid_orders < 1 {
             missing.push("MAX_UNPAID_ORDERS (at least 1)".into());
         }
@@ -747,6 +758,7 @@ impl Settings {
             ("WECHAT_MP_AES_KEY", secret(&self.wechat_mp_aes_key)),
             ("WECHAT_MP_APPID", opt(&self.wechat_mp_appid)),
             ("WECHAT_TEMPLATE_ORDER", opt(&self.wechat_template_order)),
+            ("WECHAT_TEMPLATE_DRAW", opt(&self.wechat_template_draw)),
             (
                 "WECHAT_TEMPLATE_REMINDER",
                 opt(&self.wechat_template_reminder),
@@ -812,6 +824,7 @@ impl Settings {
                     .map_or_else(|e| format!("invalid: {e}"), |l| l.describe()),
             ),
             ("MAX_UNPAID_ORDERS", self.max_unpaid_orders.to_string()),
+            ("DRAW_LOCK_SECS", self.draw_lock_secs.to_string()),
         ]
     }
 

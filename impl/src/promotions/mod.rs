@@ -9,6 +9,7 @@
 //! and `available` again (or `expired`) by the one that closes it unpaid.
 
 mod discount;
+pub mod draws;
 mod jobs;
 
 pub use discount::{NotApplicable, applicable, discount_fen};

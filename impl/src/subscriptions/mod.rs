@@ -42,6 +42,8 @@ pub struct Templates {
     pub order: Option<String>,
     /// `WECHAT_TEMPLATE_REMINDER`: the daily reminder; unset, the job is off.
     pub reminder: Option<String>,
+    /// `WECHAT_TEMPLATE_DRAW`: lucky draws' results; unset, none are sent.
+    pub draw: Option<String>,
     /// `REMINDER_HOUR_BEIJING`.
     pub reminder_hour_beijing: u32,
 }
@@ -206,6 +208,39 @@ impl Subscriptions {
                 data,
             )
             .await;
+        });
+    }
+
+    /// Tells each participant of a drawn draw what they won (`Some(prize)`) or that
+    /// they did not, in the background, after the draw committed: a failed send never
+    /// touches the draw.
+    pub(crate) fn announce_draw(
+        &self,
+        draw: i64,
+        title: &str,
+        drawn_at: chrono::NaiveDateTime,
+        results: Vec<(UserId, Option<String>)>,
+    ) {
+        let Some(template) = self.templates.draw.clone() else {
+            return;
+        };
+        let s = self.clone();
+        let title = title.to_string();
+        tokio::spawn(async move {
+            let page = format!("pages/draw/detail?id={draw}");
+            for (user, prize) in results {
+                let result = match &prize {
+                    Some(p) => format!("中奖：{p}"),
+                    None => "未中奖".to_string(),
+                };
+                let data = MessageData::new()
+                    .with(1, Value::thing(&title))
+                    .with(2, Value::thing(&result))
+                    .with(3, Value::time(drawn_at))
+                    .to_json();
+                s.send_subscribe(user, &template, MessageEvent::DrawResult, None, &page, data)
+                    .await;
+            }
         });
     }
 
