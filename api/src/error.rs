@@ -20,6 +20,7 @@ use campus_impl::official_account::OfficialAccountError;
 use campus_impl::orders::{InvalidTransition, OrderError, OrderNotFound};
 use campus_impl::payments::PaymentError;
 use campus_impl::payouts::PayoutError;
+use campus_impl::promotions::draws::DrawError;
 use campus_impl::promotions::{NotApplicable, PromotionError};
 use campus_impl::refunds::RefundError;
 use campus_impl::stats::StatsError;
@@ -520,6 +521,21 @@ impl From<PromotionError> for ApiError {
     }
 }
 
+impl From<DrawError> for ApiError {
+    fn from(e: DrawError) -> Self {
+        use DrawError as E;
+        match e {
+            E::NotFound => ApiError::not_found(e.to_string()),
+            E::Invalid(m) => m.into(),
+            E::Forbidden(f) => f.into(),
+            E::Locked => ApiError::conflict("draw_locked", e.to_string()),
+            E::Cancelled => ApiError::conflict("draw_cancelled", e.to_string()),
+            E::Corrupt(_) => ApiError::internal(chain(&e)),
+            E::Db(d) => d.into(),
+        }
+    }
+}
+
 impl From<BillError> for ApiError {
     fn from(e: BillError) -> Self {
         use BillError as E;
@@ -628,6 +644,13 @@ mod tests {
         assert_eq!(
             (s, b["error"]["code"].as_str()),
             (409, Some("already_claimed"))
+        );
+        let (s, b) = body_of(DrawError::Locked.into());
+        assert_eq!((s, b["error"]["code"].as_str()), (409, Some("draw_locked")));
+        let (s, b) = body_of(DrawError::Cancelled.into());
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (409, Some("draw_cancelled"))
         );
         let (s, b) = body_of(PromotionError::NotFound.into());
         assert_eq!((s, b["error"]["code"].as_str()), (404, Some("not_found")));

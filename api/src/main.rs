@@ -1,5 +1,5 @@
 //! The Campus Errand server: `demo` (the default `demo` feature), `serve`, `migrate` and
-//! `config check`; and the operators' `backup` and `restore`.
+//! `config check`; and the operators' `backup`, `restore` and `draw replay`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +62,22 @@ enum Command {
         /// The backup's key as `backup --list` shows it, or `latest`.
         key: String,
     },
+    /// Lucky draws.
+    Draw {
+        #[command(subcommand)]
+        action: DrawAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DrawAction {
+    /// Re-runs a drawn draw from its stored seed and participants (DATABASE_URL),
+    /// prints the winners and whether they match the stored ones; exits non-zero when
+    /// they do not.
+    Replay {
+        /// The draw's id.
+        id: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -110,6 +126,9 @@ fn main() -> ExitCode {
             Command::Config { .. } => Ok(()),
             Command::Backup { list } => backup(settings, list).await,
             Command::Restore { key } => restore(settings, key).await,
+            Command::Draw {
+                action: DrawAction::Replay { id },
+            } => draw_replay(settings, id).await,
         }
     });
     match result {
@@ -188,6 +207,33 @@ fn config_check(settings: &Settings) -> ExitCode {
     }
     println!("{} problem(s): fix them before serve", problems.len());
     ExitCode::FAILURE
+}
+
+async fn draw_replay(settings: Settings, id: i64) -> anyhow::Result<()> {
+    use campus_impl::promotions::draws::{ALGORITHM, Draws};
+    campus_impl::db::check_url(&settings.database_url)?;
+    let url = settings.database_url.clone();
+    let pools =
+        tokio::task::spawn_blocking(move || campus_impl::db::connect_pools(&url, 2)).await??;
+    let draws = Draws::new(db::Db::new(pools), settings.draw_lock_secs);
+    let r = draws.replay(campus_impl::DrawId(id)).await?;
+    println!("draw {}", r.draw);
+    println!("seed {}", r.seed);
+    println!("algorithm {ALGORITHM}");
+    println!("participants {}", r.participants.len());
+    for (user, prize) in &r.computed {
+        println!("winner {user} {prize}");
+    }
+    if r.matches() {
+        println!("matches stored winners: yes");
+        Ok(())
+    } else {
+        for (user, prize) in &r.stored {
+            println!("stored {user} {prize}");
+        }
+        println!("matches stored winners: no");
+        anyhow::bail!("the stored winners differ from the replay")
+    }
 }
 
 /// The backup service over the configured database and object store (no server, no WeChat).

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod auth;
 pub mod coupons;
+pub mod draws;
 pub mod health;
 pub mod official_account;
 pub mod orders;
@@ -33,6 +34,7 @@ pub fn config(cfg: &mut ServiceConfig) {
             .configure(runners::config)
             .configure(orders::config)
             .configure(coupons::config)
+            .configure(draws::config)
             .configure(wechat_pay::config)
             .configure(qrcodes::config)
             .configure(subscriptions::config)
