@@ -530,6 +530,7 @@ impl From<DrawError> for ApiError {
             E::Forbidden(f) => f.into(),
             E::Locked => ApiError::conflict("draw_locked", e.to_string()),
             E::Cancelled => ApiError::conflict("draw_cancelled", e.to_string()),
+            E::IdempotencyConflict => ApiError::conflict("idempotency_conflict", e.to_string()),
             E::Corrupt(_) => ApiError::internal(chain(&e)),
             E::Db(d) => d.into(),
         }

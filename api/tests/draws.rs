@@ -168,6 +168,32 @@ async fn create_validates_and_shows_the_draw() {
     assert_eq!((at - lock).num_seconds(), 60);
     let (s, e) = app.get("/api/v1/draws/999999", &alice).await;
     assert_eq!((s, code_of(&e)), (404, "not_found"));
+
+    // The same Idempotency-Key: the first draw again; with another body: 409.
+    let body = json!({"title": "一次", "draw_at": in_secs(3600), "prizes": prizes});
+    let send = |body: Value| {
+        let app = &app;
+        let alice = alice.clone();
+        async move {
+            let r = app
+                .client
+                .post(app.url("/api/v1/draws"))
+                .bearer_auth(&alice)
+                .header("Idempotency-Key", "draw-key-1")
+                .json(&body)
+                .send()
+                .await
+                .expect("post");
+            let s = r.status().as_u16();
+            (s, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (s1, a) = send(body.clone()).await;
+    let (s2, b) = send(body).await;
+    assert_eq!((s1, s2), (201, 201), "{a} {b}");
+    assert_eq!(a["id"], b["id"]);
+    let (s, e) = send(json!({"title": "另一次", "draw_at": in_secs(3600), "prizes": prizes})).await;
+    assert_eq!((s, code_of(&e)), (409, "idempotency_conflict"), "{e}");
 }
 
 #[actix_web::test]

@@ -1,6 +1,6 @@
 //! Lucky draws: create, join and leave, cancel, read, list, and the share code.
 
-use actix_web::{HttpResponse, delete, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -12,7 +12,7 @@ use campus_impl::wechat::wxacode::WxaCodeParams;
 use campus_impl::{AppContext, DrawId};
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::Authed;
+use crate::extract::{Authed, idempotency_key};
 
 pub fn config(cfg: &mut ServiceConfig) {
     cfg.service(create)
@@ -26,7 +26,9 @@ pub fn config(cfg: &mut ServiceConfig) {
 
 #[utoipa::path(tag = "draws", security(("bearer" = [])),
     request_body = CreateDraw,
+    params(("Idempotency-Key" = Option<String>, Header, description = "same key, same user: the first draw again")),
     responses((status = 201, description = "The new draw, `open` until `lock_at`", body = DrawView),
+              (status = 409, description = "`idempotency_conflict`", body = ErrorBody),
               (status = 401, body = ErrorBody),
               (status = 403, description = "coupon prizes from a non-admin", body = ErrorBody),
               (status = 422, description = "`validation_failed`: title, prizes, `draw_at` too soon, unknown or inactive coupon", body = ErrorBody)))]
@@ -34,9 +36,14 @@ pub fn config(cfg: &mut ServiceConfig) {
 async fn create(
     ctx: web::Data<AppContext>,
     user: Authed,
+    req: HttpRequest,
     body: web::Json<CreateDraw>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Created().json(ctx.draws.create(&user.0, body.into_inner()).await?))
+    let key = idempotency_key(&req)?;
+    let made = ctx.draws.create(&user.0, body.into_inner(), key).await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Idempotent-Replayed", made.replayed.to_string()))
+        .json(made.view))
 }
 
 #[utoipa::path(tag = "draws", security(("bearer" = [])),

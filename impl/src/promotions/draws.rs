@@ -21,12 +21,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
-use campus_dal::draws::{self as dq, Draw, DrawPrize, NewDraw, NewDrawPrize, NewDrawWinner};
+use campus_dal::draws::{self as dq, DrawPrize, NewDraw, NewDrawPrize, NewDrawWinner};
 use campus_dal::time::{self, to_utc};
 use campus_dal::{CouponId, CouponStatus, DrawId, DrawStatus, UserCouponId, UserId};
 
 use crate::db::{Db, DbError};
 use crate::orders::Page;
+use crate::promotions::Made;
 use crate::subscriptions::Subscriptions;
 use crate::text::{InvalidInput, TextRule, id_cursor, into_page, page_limit};
 use crate::users::{CurrentUser, Forbidden, Role};
@@ -55,6 +56,8 @@ pub enum DrawError {
     Locked,
     #[error("this draw was cancelled")]
     Cancelled,
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyConflict,
     /// A stored draw that cannot be read back (or the tests' injected failure).
     #[error("draw data unusable: {0}")]
     Corrupt(String),
@@ -349,6 +352,9 @@ fn issue_coupon(
         (None, Some(u)) => u,
         (None, None) => now,
     };
+    // As a claim does: under the user's lock, so a claim at the same moment cannot take
+    // the same `seq`.
+    campus_dal::users::lock(c, user)?;
     let seq = i32::try_from(cq::claims_by(c, coupon, user)? + 1).unwrap_or(i32::MAX);
     let claim = cq::insert_claim(
         c,
@@ -453,19 +459,46 @@ impl Draws {
         }
     }
 
-    /// `POST /draws`.
+    /// `POST /draws`; a repeated `Idempotency-Key` answers with the first draw.
     pub async fn create(
         &self,
         caller: &CurrentUser,
         req: CreateDraw,
-    ) -> Result<DrawView, DrawError> {
+        idempotency_key: Option<String>,
+    ) -> Result<Made<DrawView>, DrawError> {
+        if idempotency_key
+            .as_ref()
+            .is_some_and(|k| k.is_empty() || k.len() > 128 || !k.is_ascii())
+        {
+            return Err(
+                InvalidInput::new("Idempotency-Key must be 1 to 128 ASCII characters").into(),
+            );
+        }
         let now = time::now();
         let checked = check_new(&req, caller, self.lock_secs, now)?;
+        // The stored hash holds 64 characters: the endpoint's name goes inside the digest.
+        let mut digest = Sha256::new();
+        digest.update(b"draw:");
+        digest.update(serde_json::to_vec(&req).map_err(|e| InvalidInput(e.to_string()))?);
+        let request_hash = hex::encode(digest.finalize());
         let uid = caller.id;
-        let draw = self
+        let (draw, replayed) = self
             .db
-            .write_tx(move |c| -> Result<Draw, DrawError> {
+            .write_tx(move |c| -> Result<(DrawId, bool), DrawError> {
+                // First: a repeated key is answered once, whichever instance serves it.
                 campus_dal::users::lock(c, uid)?;
+                if let Some(key) = &idempotency_key
+                    && let Some(prev) = campus_dal::idempotency::find(c, uid, key)?
+                {
+                    if prev.request_hash != request_hash {
+                        return Err(DrawError::IdempotencyConflict);
+                    }
+                    let id = prev
+                        .response
+                        .parse::<i64>()
+                        .map_err(|_| DrawError::IdempotencyConflict)?;
+                    return Ok((DrawId(id), true));
+                }
                 for (_, _, coupon) in &checked.prizes {
                     if let Some(coupon) = coupon {
                         let ok = campus_dal::coupons::find(c, *coupon)?.is_some_and(|cp| {
@@ -505,10 +538,24 @@ impl Draws {
                     })
                     .collect();
                 dq::insert_prizes(c, &prizes)?;
-                Ok(draw)
+                if let Some(key) = &idempotency_key {
+                    campus_dal::idempotency::insert(
+                        c,
+                        uid,
+                        key,
+                        &request_hash,
+                        201,
+                        &draw.id.0.to_string(),
+                        now,
+                    )?;
+                }
+                Ok((draw.id, false))
             })
             .await?;
-        self.view(caller.id, draw.id).await
+        Ok(Made {
+            view: self.view(caller.id, draw).await?,
+            replayed,
+        })
     }
 
     /// The draw as `viewer` sees it.
