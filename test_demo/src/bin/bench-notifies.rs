@@ -6,6 +6,9 @@
 //!   key (`SimConfig::demo()`): the body list for `qps --body-list` and for wrk's `BENCH_BODY_LIST` (`bench/wrk.lua`).
 //! * `count --status S`: how many of the caller's orders are in status S (to check afterwards
 //!   that every notify sent was applied, since a refused notify is still HTTP 200).
+//! * `users --count N --out FILE`: logs in N distinct users (wx.login codes from the
+//!   simulator) and writes their session tokens, one per line: the crowd of `qps --token-list`
+//!   (the coupon-claim workload, where every claim must come from another user).
 //!
 //! Loopback targets only; every request has a timeout.
 
@@ -36,9 +39,9 @@ struct Cli {
     /// The server's base URL (loopback only).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// Session token of the customer whose orders are used.
+    /// Session token of the customer whose orders are used (`make`, `count`).
     #[arg(long, env = "BENCH_TOKEN", hide_env_values = true)]
-    token: String,
+    token: Option<String>,
     /// Per-request timeout in seconds.
     #[arg(long, default_value_t = 10)]
     timeout: u64,
@@ -63,7 +66,23 @@ enum Command {
         #[arg(long, default_value = "paid")]
         status: String,
     },
+    /// Log in COUNT distinct users and write their session tokens, one per line.
+    Users {
+        #[arg(long)]
+        count: usize,
+        #[arg(long)]
+        out: PathBuf,
+        /// The simulator's base URL (loopback only: its certificate is not verified).
+        #[arg(long, default_value = "https://127.0.0.1:9443")]
+        sim_url: String,
+        /// Openids are PREFIX-0, PREFIX-1, …; a new prefix gives new users.
+        #[arg(long, default_value = "bench-crowd")]
+        prefix: String,
+    },
 }
+
+/// Most users one `users` logs in.
+const MAX_USERS: usize = 200_000;
 
 /// One order to pay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,6 +249,73 @@ async fn make(api: &Api, count: usize, out: &PathBuf, openid: &str) -> anyhow::R
     Ok(())
 }
 
+/// Logs in `n` users `prefix-i` (simulator code, then `POST /auth/login`) and writes their
+/// tokens in order.
+async fn users(
+    base: &str,
+    timeout: Duration,
+    n: usize,
+    out: &PathBuf,
+    sim_url: &str,
+    prefix: &str,
+) -> anyhow::Result<()> {
+    if n == 0 || n > MAX_USERS {
+        bail!("--count must be between 1 and {MAX_USERS}");
+    }
+    let sim = target::parse_url(sim_url, "--sim-url")?;
+    target::check_host(&sim, "the simulator", false)?;
+    let sim_base = sim_url.trim_end_matches('/');
+    let server = test_demo::qps::http_client(timeout, false)?;
+    let simc = test_demo::qps::http_client(timeout, true)?;
+    let login = |i: usize| {
+        let (server, simc) = (server.clone(), simc.clone());
+        let openid = format!("{prefix}-{i}");
+        async move {
+            let code: Value = simc
+                .post(format!("{sim_base}/sim/code"))
+                .json(&json!({ "openid": openid }))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let code = code["code"]
+                .as_str()
+                .context("the simulator gave no code")?;
+            let v: Value = server
+                .post(format!("{base}/api/v1/auth/login"))
+                .json(&json!({ "code": code }))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            v["token"]
+                .as_str()
+                .map(str::to_string)
+                .with_context(|| format!("login of {openid} gave no token"))
+        }
+    };
+    let tokens: Vec<String> = futures::stream::iter(0..n)
+        .map(login)
+        .buffered(IN_FLIGHT)
+        .collect::<Vec<anyhow::Result<String>>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let file = std::fs::File::create(out).with_context(|| format!("cannot write {out:?}"))?;
+    let mut w = std::io::BufWriter::new(file);
+    for t in &tokens {
+        writeln!(w, "{t}")?;
+    }
+    w.flush()?;
+    eprintln!(
+        "bench-notifies: {n} users logged in, tokens in {}",
+        out.display()
+    );
+    Ok(())
+}
+
 async fn count(api: &Api, status: &str) -> anyhow::Result<()> {
     let mut n = 0u64;
     api.each_order(status, |_| {
@@ -248,22 +334,33 @@ async fn main() -> anyhow::Result<()> {
     target::check_host(&url, "server", false)?;
     let base = cli.url.trim_end_matches('/').to_string();
     let timeout = Duration::from_secs(cli.timeout.clamp(1, 600));
-    let api = Api {
-        client: reqwest::Client::builder()
-            .no_proxy()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()?,
-        base,
-        auth: format!("Bearer {}", cli.token.trim()),
+    let api = || -> anyhow::Result<Api> {
+        let Some(token) = &cli.token else {
+            bail!("--token (or BENCH_TOKEN) is required for make and count");
+        };
+        Ok(Api {
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(timeout)
+                .connect_timeout(timeout)
+                .build()?,
+            base: base.clone(),
+            auth: format!("Bearer {}", token.trim()),
+        })
     };
     match &cli.command {
         Command::Make {
             count: n,
             out,
             openid,
-        } => make(&api, *n, out, openid).await,
-        Command::Count { status } => count(&api, status).await,
+        } => make(&api()?, *n, out, openid).await,
+        Command::Count { status } => count(&api()?, status).await,
+        Command::Users {
+            count: n,
+            out,
+            sim_url,
+            prefix,
+        } => users(&base, timeout, *n, out, sim_url, prefix).await,
     }
 }
 

@@ -86,6 +86,12 @@ pub struct Args {
     )]
     pub token: Option<String>,
 
+    /// One session token per line: each request is sent as the next user, all connections
+    /// sharing one sequence, cycling after the last line. For many users doing one thing at
+    /// once, e.g. a crowd claiming one coupon.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["token", "login_code", "body_list"])]
+    pub token_list: Option<PathBuf>,
+
     /// Log in first (`POST <origin>/api/v1/auth/login {"code": C}`) and use the token it returns.
     #[arg(long, value_name = "CODE")]
     pub login_code: Option<String>,
@@ -190,6 +196,7 @@ impl Args {
                     ),
                     (!self.headers.is_empty(), "-H/--header"),
                     (self.token.is_some(), "--token"),
+                    (self.token_list.is_some(), "--token-list"),
                     (self.login_code.is_some(), "--login-code"),
                 ];
                 for (given, name) in unused {
@@ -232,38 +239,62 @@ impl Args {
 
     /// The bodies of `--body-list`, one per non-empty line (a trailing `\r` is dropped).
     pub fn body_list_bytes(&self) -> anyhow::Result<Option<Vec<Vec<u8>>>> {
-        let Some(path) = &self.body_list else {
+        self.body_list
+            .as_deref()
+            .map(|path| lines_of(path, "--body-list", "body"))
+            .transpose()
+    }
+
+    /// The tokens of `--token-list`, one per non-empty line, surrounding blanks dropped.
+    pub fn token_list(&self) -> anyhow::Result<Option<Vec<String>>> {
+        let Some(path) = self.token_list.as_deref() else {
             return Ok(None);
         };
-        let what = || format!("--body-list {}", path.display());
-        let size = std::fs::metadata(path)
-            .with_context(|| format!("cannot read {}", what()))?
-            .len();
-        if size > MAX_BODY_LIST {
-            bail!(
-                "{} is {size} bytes; at most {MAX_BODY_LIST} are accepted",
-                what()
-            );
-        }
-        let data = std::fs::read(path).with_context(|| format!("cannot read {}", what()))?;
-        let bodies: Vec<Vec<u8>> = data
-            .split(|&b| b == b'\n')
-            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-            .filter(|l| !l.is_empty())
-            .map(<[u8]>::to_vec)
-            .collect();
-        if bodies.is_empty() {
-            bail!("{} has no body (one per line)", what());
-        }
-        if let Some(big) = bodies.iter().find(|b| b.len() > MAX_BODY) {
-            bail!(
-                "{}: a body is {} bytes; at most {MAX_BODY} are accepted",
-                what(),
-                big.len()
-            );
-        }
-        Ok(Some(bodies))
+        lines_of(path, "--token-list", "token")?
+            .into_iter()
+            .map(|l| {
+                String::from_utf8(l)
+                    .map(|t| t.trim().to_string())
+                    .map_err(|_| {
+                        anyhow::anyhow!("--token-list {}: a token is not UTF-8", path.display())
+                    })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+            .map(Some)
     }
+}
+
+/// The non-empty lines of a list file (a trailing `\r` dropped), each at most [`MAX_BODY`]
+/// bytes, the file at most [`MAX_BODY_LIST`].
+fn lines_of(path: &std::path::Path, flag: &str, item: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+    let what = || format!("{flag} {}", path.display());
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", what()))?
+        .len();
+    if size > MAX_BODY_LIST {
+        bail!(
+            "{} is {size} bytes; at most {MAX_BODY_LIST} are accepted",
+            what()
+        );
+    }
+    let data = std::fs::read(path).with_context(|| format!("cannot read {}", what()))?;
+    let lines: Vec<Vec<u8>> = data
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    if lines.is_empty() {
+        bail!("{} has no {item} (one per line)", what());
+    }
+    if let Some(big) = lines.iter().find(|b| b.len() > MAX_BODY) {
+        bail!(
+            "{}: a {item} is {} bytes; at most {MAX_BODY} are accepted",
+            what(),
+            big.len()
+        );
+    }
+    Ok(lines)
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1h`, `1m30s`, `1.5s` or a bare number of seconds.
@@ -373,5 +404,23 @@ mod tests {
             args(&["-d", "1s", "--body-list", "/nonexistent/list"])
                 .is_ok_and(|a| a.body_list_bytes().is_err())
         );
+    }
+
+    #[test]
+    fn token_list_reads_tokens_and_conflicts() {
+        let path = std::env::temp_dir().join(format!("qps-token-list-{}.txt", std::process::id()));
+        std::fs::write(&path, "t1\r\n\n t2 \n").expect("write");
+        let p = path.to_str().expect("utf-8 path");
+        let a = args(&["-d", "1s", "--token-list", p]).expect("parses");
+        assert_eq!(
+            a.token_list().expect("reads"),
+            Some(vec!["t1".to_string(), "t2".to_string()])
+        );
+        assert!(args(&["-d", "1s", "--token-list", p, "--token", "x"]).is_err());
+        assert!(args(&["-d", "1s", "--token-list", p, "--login-code", "x"]).is_err());
+        assert!(args(&["-d", "1s", "--token-list", p, "--body-list", p]).is_err());
+        std::fs::write(&path, "\n").expect("write");
+        assert!(a.token_list().is_err(), "an empty list is refused");
+        let _ = std::fs::remove_file(&path);
     }
 }

@@ -50,6 +50,7 @@ pub async fn run_with_stop(args: Args, stop: Arc<AtomicBool>) -> anyhow::Result<
     let target = target::target(&args.url, args.allow_remote).await?;
     let body = args.body_bytes()?;
     let body_list = args.body_list_bytes()?;
+    let token_list = args.token_list()?;
     let method = match &args.method {
         Some(m) => m.trim().to_ascii_uppercase(),
         None if body.is_some() || body_list.is_some() => "POST".to_string(),
@@ -73,9 +74,8 @@ pub async fn run_with_stop(args: Args, stop: Arc<AtomicBool>) -> anyhow::Result<
         bearer,
         body,
     };
-    let requests = match body_list {
-        None => conn::Requests::one(http1::build_request(&spec)?),
-        Some(bodies) => conn::Requests::list(
+    let requests = match (body_list, token_list) {
+        (Some(bodies), _) => conn::Requests::list(
             bodies
                 .into_iter()
                 .map(|b| {
@@ -84,6 +84,16 @@ pub async fn run_with_stop(args: Args, stop: Arc<AtomicBool>) -> anyhow::Result<
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?,
         )?,
+        (None, Some(tokens)) => conn::Requests::list(
+            tokens
+                .into_iter()
+                .map(|t| {
+                    spec.bearer = Some(t);
+                    http1::build_request(&spec)
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?,
+        )?,
+        (None, None) => conn::Requests::one(http1::build_request(&spec)?),
     };
     let threads = args
         .threads
@@ -140,7 +150,7 @@ pub(crate) async fn on_own_thread<T: Send + 'static>(
 }
 
 /// A reqwest client that never goes through a proxy (the target is loopback).
-pub(crate) fn http_client(
+pub fn http_client(
     timeout: Duration,
     accept_invalid_certs: bool,
 ) -> anyhow::Result<reqwest::Client> {
