@@ -15,6 +15,7 @@ pub mod console;
 pub mod context;
 pub mod crypto;
 pub mod db;
+pub mod idempotency;
 pub mod jobs;
 pub mod limits;
 pub mod official_account;

@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
 use campus_dal::orders::{self as q, NewOrder, Order, Scope};
@@ -14,6 +13,7 @@ use super::view::OrderView;
 use super::{OrderError, OrderNotFound, Orders, find_visible, lost_race};
 use crate::crypto::{random_alnum, random_digits};
 use crate::db::DbError;
+use crate::idempotency::{self, Fingerprint};
 use crate::promotions;
 use crate::subscriptions::OrderEvent;
 use crate::text::{InvalidInput, TextRule, page_limit};
@@ -114,19 +114,13 @@ fn new_out_trade_no() -> String {
     )
 }
 
-/// The remembered answer to a key, for a request that must be the same one.
-fn replay(
-    prev: campus_dal::idempotency::Remembered,
-    request_hash: &str,
-) -> Result<Created, OrderError> {
-    if prev.request_hash != request_hash {
-        return Err(OrderError::IdempotencyConflict);
-    }
-    Ok(Created {
+/// The first answer to a repeated request.
+fn replay(prev: campus_dal::idempotency::Remembered) -> Created {
+    Created {
         status: u16::try_from(prev.status_code).unwrap_or(201),
         body: prev.response,
         replayed: true,
-    })
+    }
 }
 
 impl Orders {
@@ -149,31 +143,22 @@ impl Orders {
             return Err(InvalidInput::new("amount_fen must be at least 1").into());
         }
         let coupon = req.coupon_id.map(UserCouponId);
-        if let Some(k) = &idempotency_key
-            && (k.is_empty() || k.len() > 128 || !k.is_ascii())
-        {
-            return Err(
-                InvalidInput::new("Idempotency-Key must be 1 to 128 ASCII characters").into(),
-            );
-        }
-        let request_hash =
-            hex::encode(Sha256::digest(serde_json::to_vec(&req).unwrap_or_default()));
+        let key = idempotency::Key::parse(idempotency_key)?;
+        let fingerprint = Fingerprint::of("POST /orders", &req);
         let uid = user.id;
         let kind = req.kind;
         let (fee, goods) = (req.fee_fen, req.goods_fen);
         let pay_timeout = self.pay_timeout;
         let max_unpaid = self.max_unpaid;
-        let (key, hash) = (idempotency_key.clone(), request_hash.clone());
+        let (key2, fingerprint2) = (key.clone(), fingerprint.clone());
         let created = self
             .db
             .write_tx(move |c| -> Result<Created, OrderError> {
                 // First, so that a user's creates (the replay check, the unpaid count and
                 // the insert) are one at a time, whichever instance serves them.
                 campus_dal::users::lock(c, uid)?;
-                if let Some(key) = &idempotency_key
-                    && let Some(prev) = campus_dal::idempotency::find(c, uid, key)?
-                {
-                    return replay(prev, &request_hash);
+                if let Some(prev) = idempotency::earlier(c, uid, key2.as_ref(), &fingerprint2)? {
+                    return Ok(replay(prev));
                 }
                 // Each unpaid order may hold a prepay at WeChat and costs an orderquery and
                 // a closeorder when it expires: a user holds only a few at once.
@@ -215,9 +200,7 @@ impl Orders {
                 }
                 let body = serde_json::to_string(&OrderView::of(&order, true))
                     .map_err(|e| InvalidInput(e.to_string()))?;
-                if let Some(key) = &idempotency_key {
-                    campus_dal::idempotency::insert(c, uid, key, &request_hash, 201, &body, now)?;
-                }
+                idempotency::remember(c, uid, key2.as_ref(), &fingerprint2, 201, &body, now)?;
                 Ok(Created {
                     status: 201,
                     body,
@@ -235,11 +218,12 @@ impl Orders {
                 let prev = self
                     .db
                     .read(move |c| {
-                        campus_dal::idempotency::find(c, uid, &key).map_err(OrderError::from)
+                        idempotency::earlier(c, uid, Some(&key), &fingerprint)
+                            .map_err(OrderError::from)
                     })
                     .await?;
                 match prev {
-                    Some(prev) => replay(prev, &hash),
+                    Some(prev) => Ok(replay(prev)),
                     None => Err(DbError::Query(e).into()),
                 }
             }

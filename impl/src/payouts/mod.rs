@@ -27,6 +27,7 @@ use campus_dal::{
 
 use crate::crypto::random_alnum;
 use crate::db::{Db, DbError};
+use crate::idempotency::{self, Fingerprint};
 use crate::text::{InvalidInput, page_limit};
 use crate::users::{CurrentUser, Forbidden, Role};
 use crate::wechat::pay::{TransferAnswer, TransferLookup, TransferRequest};
@@ -328,13 +329,7 @@ impl Payouts {
                 self.caps.daily_max_fen
             )));
         }
-        if let Some(k) = &idempotency_key
-            && (k.is_empty() || k.len() > 128 || !k.is_ascii())
-        {
-            return Err(
-                InvalidInput::new("Idempotency-Key must be 1 to 128 ASCII characters").into(),
-            );
-        }
+        let key = idempotency::Key::parse(idempotency_key)?;
         let runner = user.id;
         let openid = user.row.openid.clone();
         let client_ip = if client_ip.parse::<std::net::IpAddr>().is_ok() {
@@ -345,22 +340,13 @@ impl Payouts {
         let caps = self.caps;
         let auto = self.approval == WithdrawApproval::Auto;
         let lease = self.lease;
-        let request_hash = amount.to_string();
+        let fingerprint = Fingerprint::of("POST /runner/withdrawals", &amount);
         let (w, replayed) = self
             .db
             .write_tx(move |c| -> Result<(Withdrawal, bool), PayoutError> {
                 // First, before any read: see the note on lock_runner.
                 ledger::lock_runner(c, runner)?;
-                if let Some(key) = &idempotency_key
-                    && let Some(prev) = campus_dal::idempotency::find(c, runner, key)?
-                {
-                    if prev.request_hash != request_hash {
-                        return Err(PayoutError::IdempotencyConflict);
-                    }
-                    let id = prev
-                        .response
-                        .parse::<i64>()
-                        .map_err(|_| PayoutError::IdempotencyConflict)?;
+                if let Some(id) = idempotency::earlier_id(c, runner, key.as_ref(), &fingerprint)? {
                     let w = wq::find(c, WithdrawalId(id))?.ok_or(PayoutError::NotFound)?;
                     return Ok((w, true));
                 }
@@ -419,17 +405,15 @@ impl Payouts {
                         at: now,
                     },
                 )?;
-                if let Some(key) = &idempotency_key {
-                    campus_dal::idempotency::insert(
-                        c,
-                        runner,
-                        key,
-                        &request_hash,
-                        202,
-                        &w.id.to_string(),
-                        now,
-                    )?;
-                }
+                idempotency::remember(
+                    c,
+                    runner,
+                    key.as_ref(),
+                    &fingerprint,
+                    202,
+                    &w.id.to_string(),
+                    now,
+                )?;
                 Ok((w, false))
             })
             .await?;

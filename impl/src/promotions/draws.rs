@@ -26,6 +26,7 @@ use campus_dal::time::{self, to_utc};
 use campus_dal::{CouponId, CouponStatus, DrawId, DrawStatus, UserCouponId, UserId};
 
 use crate::db::{Db, DbError};
+use crate::idempotency::{self, Fingerprint};
 use crate::orders::Page;
 use crate::promotions::Made;
 use crate::subscriptions::Subscriptions;
@@ -466,37 +467,17 @@ impl Draws {
         req: CreateDraw,
         idempotency_key: Option<String>,
     ) -> Result<Made<DrawView>, DrawError> {
-        if idempotency_key
-            .as_ref()
-            .is_some_and(|k| k.is_empty() || k.len() > 128 || !k.is_ascii())
-        {
-            return Err(
-                InvalidInput::new("Idempotency-Key must be 1 to 128 ASCII characters").into(),
-            );
-        }
+        let key = idempotency::Key::parse(idempotency_key)?;
         let now = time::now();
         let checked = check_new(&req, caller, self.lock_secs, now)?;
-        // The stored hash holds 64 characters: the endpoint's name goes inside the digest.
-        let mut digest = Sha256::new();
-        digest.update(b"draw:");
-        digest.update(serde_json::to_vec(&req).map_err(|e| InvalidInput(e.to_string()))?);
-        let request_hash = hex::encode(digest.finalize());
+        let fingerprint = Fingerprint::of("POST /draws", &req);
         let uid = caller.id;
         let (draw, replayed) = self
             .db
             .write_tx(move |c| -> Result<(DrawId, bool), DrawError> {
                 // First: a repeated key is answered once, whichever instance serves it.
                 campus_dal::users::lock(c, uid)?;
-                if let Some(key) = &idempotency_key
-                    && let Some(prev) = campus_dal::idempotency::find(c, uid, key)?
-                {
-                    if prev.request_hash != request_hash {
-                        return Err(DrawError::IdempotencyConflict);
-                    }
-                    let id = prev
-                        .response
-                        .parse::<i64>()
-                        .map_err(|_| DrawError::IdempotencyConflict)?;
+                if let Some(id) = idempotency::earlier_id(c, uid, key.as_ref(), &fingerprint)? {
                     return Ok((DrawId(id), true));
                 }
                 for (_, _, coupon) in &checked.prizes {
@@ -538,17 +519,15 @@ impl Draws {
                     })
                     .collect();
                 dq::insert_prizes(c, &prizes)?;
-                if let Some(key) = &idempotency_key {
-                    campus_dal::idempotency::insert(
-                        c,
-                        uid,
-                        key,
-                        &request_hash,
-                        201,
-                        &draw.id.0.to_string(),
-                        now,
-                    )?;
-                }
+                idempotency::remember(
+                    c,
+                    uid,
+                    key.as_ref(),
+                    &fingerprint,
+                    201,
+                    &draw.id.to_string(),
+                    now,
+                )?;
                 Ok((draw.id, false))
             })
             .await?;
