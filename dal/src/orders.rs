@@ -639,51 +639,26 @@ pub fn runner_activity_between(
     from: NaiveDateTime,
     until: NaiveDateTime,
 ) -> QueryResult<Vec<(UserId, NaiveDateTime)>> {
-    let mut out = Vec::new();
-    for col in [
-        RunnerStep::Accepted,
-        RunnerStep::PickedUp,
-        RunnerStep::Delivered,
-    ] {
-        let rows: Vec<(i64, NaiveDateTime)> = match col {
-            RunnerStep::Accepted => orders::table
+    // One query per step column; a macro because the three columns are distinct types.
+    macro_rules! step {
+        ($at:ident) => {
+            orders::table
                 .filter(orders::runner_id.is_not_null())
-                .filter(orders::accepted_at.ge(from))
-                .filter(orders::accepted_at.lt(until))
+                .filter(orders::$at.ge(from))
+                .filter(orders::$at.lt(until))
                 .select((
                     orders::runner_id.assume_not_null(),
-                    orders::accepted_at.assume_not_null(),
+                    orders::$at.assume_not_null(),
                 ))
-                .load(conn)?,
-            RunnerStep::PickedUp => orders::table
-                .filter(orders::runner_id.is_not_null())
-                .filter(orders::picked_up_at.ge(from))
-                .filter(orders::picked_up_at.lt(until))
-                .select((
-                    orders::runner_id.assume_not_null(),
-                    orders::picked_up_at.assume_not_null(),
-                ))
-                .load(conn)?,
-            RunnerStep::Delivered => orders::table
-                .filter(orders::runner_id.is_not_null())
-                .filter(orders::delivered_at.ge(from))
-                .filter(orders::delivered_at.lt(until))
-                .select((
-                    orders::runner_id.assume_not_null(),
-                    orders::delivered_at.assume_not_null(),
-                ))
-                .load(conn)?,
+                .load::<(i64, NaiveDateTime)>(conn)?
         };
-        out.extend(rows.into_iter().map(|(r, t)| (UserId(r), t)));
     }
-    Ok(out)
-}
-
-#[derive(Clone, Copy)]
-enum RunnerStep {
-    Accepted,
-    PickedUp,
-    Delivered,
+    let steps = [step!(accepted_at), step!(picked_up_at), step!(delivered_at)];
+    Ok(steps
+        .into_iter()
+        .flatten()
+        .map(|(r, t)| (UserId(r), t))
+        .collect())
 }
 
 /// The customer's orders still waiting for payment.

@@ -181,6 +181,17 @@ pub fn mark_manual(
     error: &str,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
+    close_unsettled(conn, id, RefundStatus::Manual, error, now)
+}
+
+/// requested|processing → `to`, keeping why (the first 500 characters).
+fn close_unsettled(
+    conn: &mut Conn,
+    id: RefundId,
+    to: RefundStatus,
+    error: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
     let error: String = error.chars().take(500).collect();
     diesel::update(
         refunds::table
@@ -188,7 +199,7 @@ pub fn mark_manual(
             .filter(refunds::status.eq_any(UNSETTLED)),
     )
     .set((
-        refunds::status.eq(RefundStatus::Manual.as_str()),
+        refunds::status.eq(to.as_str()),
         refunds::last_error.eq(Some(error)),
         refunds::updated_at.eq(now),
     ))
@@ -221,24 +232,15 @@ pub fn needing_attention(
         .load(conn)
 }
 
+/// requested|processing → failed (a refusal `refundquery` confirmed): the amount is freed
+/// by the caller. Returns rows affected.
 pub fn mark_failed(
     conn: &mut Conn,
     id: RefundId,
     error: &str,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
-    let error: String = error.chars().take(500).collect();
-    diesel::update(
-        refunds::table
-            .find(id.0)
-            .filter(refunds::status.eq_any(UNSETTLED)),
-    )
-    .set((
-        refunds::status.eq(RefundStatus::Failed.as_str()),
-        refunds::last_error.eq(Some(error)),
-        refunds::updated_at.eq(now),
-    ))
-    .execute(conn)
+    close_unsettled(conn, id, RefundStatus::Failed, error, now)
 }
 
 pub fn claim(
