@@ -321,6 +321,98 @@ async fn two_instances_on_one_database_share_the_stock() {
     two.stop().await;
 }
 
+async fn claim_with_key(app: &TestApp, token: &str, coupon: i64, key: &str) -> (u16, Value) {
+    let r = app
+        .client
+        .post(app.url(&format!("/api/v1/coupons/{coupon}/claim")))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("claim");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// A server with the stock gate `gate` (Redis for `redis`), its admin's token, and a coupon
+/// of `stock`, one per user.
+async fn gated_coupon(gate: &'static str, stock: i64) -> (TestApp, String, i64) {
+    let app = TestApp::spawn_with(Options {
+        redis: gate == "redis",
+        tweak: Box::new(move |s| s.coupon_stock_gate = gate.into()),
+        ..Options::default()
+    })
+    .await;
+    let admin = app.login(ADMIN_OPENID).await;
+    let c = issue(
+        &app,
+        &admin,
+        json!({"title": "限量", "discount_fen": 100, "stock": stock, "per_user_limit": 1, "valid_days": 1}),
+    )
+    .await;
+    (app, admin, id_of(&c))
+}
+
+/// Each stock gate (`COUPON_STOCK_GATE`) turns away only what the database would: a claim
+/// refused for the per-user limit leaves its place to someone else, a sold-out coupon
+/// still replays a retried claim that got one, and a stopped coupon is not found.
+#[actix_web::test]
+async fn both_stock_gates_refuse_only_what_the_database_would() {
+    for gate in ["sql", "redis"] {
+        let (app, admin, id) = gated_coupon(gate, 2).await;
+        let (a, b, c) = (
+            app.login("gate-a").await,
+            app.login("gate-b").await,
+            app.login("gate-c").await,
+        );
+        let (s, first) = claim_with_key(&app, &a, id, "gate-key-1").await;
+        assert_eq!(s, 201, "{gate}: {first}");
+        let (s, again) = claim(&app, &a, id).await;
+        assert_eq!((s, code_of(&again)), (409, "already_claimed"), "{gate}");
+        let (s, won) = claim(&app, &b, id).await;
+        assert_eq!(s, 201, "{gate}: the refused claim left its place: {won}");
+        let (s, late) = claim(&app, &c, id).await;
+        assert_eq!((s, code_of(&late)), (409, "out_of_stock"), "{gate}");
+        let (s, replay) = claim_with_key(&app, &a, id, "gate-key-1").await;
+        assert_eq!((s, &replay["id"]), (201, &first["id"]), "{gate}: replayed");
+        let (s, _) = app
+            .post(
+                &format!("/api/v1/admin/coupons/{id}/stop"),
+                &admin,
+                json!({}),
+            )
+            .await;
+        assert_eq!(s, 200, "{gate}");
+        let (s, stopped) = claim(&app, &c, id).await;
+        assert_eq!(
+            (s, code_of(&stopped)),
+            (404, "not_found"),
+            "{gate}: {stopped}"
+        );
+        assert_eq!(stored_claims(&app, id).await.len(), 2, "{gate}");
+        app.stop().await;
+    }
+}
+
+/// The Redis counter only spares the database work: when it says more are left than are
+/// (a seed that raced a claim), the database still stops at the stock.
+#[actix_web::test]
+async fn a_generous_redis_counter_still_cannot_oversell() {
+    let (app, _, id) = gated_coupon("redis", 3).await;
+    let key = format!("coupon_left:{}:{id}", app.sim.config().appid);
+    app.ctx
+        .cache
+        .set_ex(&key, "1000", Duration::from_secs(60))
+        .await
+        .expect("counter set");
+    let results = stampede(&[&app], id, 50, 1).await;
+    let (won, out) = tally(&results);
+    assert_eq!((won, out), (3, 47), "{:?}", &results[..5]);
+    assert_eq!(stored_claims(&app, id).await.len(), 3);
+    app.stop().await;
+}
+
 #[actix_web::test]
 async fn one_user_gets_no_more_than_the_per_user_limit() {
     let app = TestApp::spawn().await;

@@ -19,8 +19,8 @@ use crate::official_account::{AccountKeys, OfficialAccount};
 use crate::orders::{OrderTimes, Orders};
 use crate::payments::{PayTimes, Payments};
 use crate::payouts::{Earnings, Payouts, WithdrawCaps};
-use crate::promotions::Promotions;
 use crate::promotions::draws::Draws;
+use crate::promotions::{GateKind, Promotions, StockGate};
 use crate::qrcodes::QrCodes;
 use crate::refunds::Refunds;
 use crate::settings::{Settings, SettingsError};
@@ -229,7 +229,14 @@ impl AppContext {
             crypto: resolved.official_account_crypto,
             mode: resolved.official_account_mode,
         });
-        let promotions = Promotions::new(db.clone());
+        let gate = match (resolved.coupon_stock_gate, &cache) {
+            (GateKind::Redis, Cache::Redis(redis)) => StockGate::Redis {
+                redis: redis.clone(),
+                namespace: settings.wechat_appid.clone().unwrap_or_default(),
+            },
+            _ => StockGate::Sql,
+        };
+        let promotions = Promotions::new(db.clone()).with_gate(gate);
         let draws = Draws::new(db.clone(), settings.draw_lock_secs)
             .with_subscriptions(subscriptions.clone());
         let official_account = OfficialAccount::new(db.clone(), cache.clone(), account)

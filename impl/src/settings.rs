@@ -17,6 +17,7 @@ use campus_dal::{MpMode, Switch};
 use crate::client_addr::TrustedProxies;
 use crate::crypto::FieldCipher;
 use crate::limits::RateLimits;
+use crate::promotions::GateKind;
 use crate::wechat::mini::MiniConfig;
 use crate::wechat::mp_crypto::MpCrypto;
 use crate::wechat::pay::{ClientIdentity, PayConfig, SignType};
@@ -129,6 +130,7 @@ const ENV_KEYS: &[&str] = &[
     "RATE_LIMITS",
     "MAX_UNPAID_ORDERS",
     "DRAW_LOCK_SECS",
+    "COUPON_STOCK_GATE",
 ];
 
 /// The secret settings (the `SecretString` fields): each may instead be read from the file
@@ -260,6 +262,10 @@ pub struct Settings {
     pub max_unpaid_orders: i64,
     /// A lucky draw stops taking joins and leaves this long before its `draw_at`.
     pub draw_lock_secs: i64,
+    /// `sql` or `redis`: what turns away claims on a coupon that has run out; empty:
+    /// `redis` when `REDIS_URL` is set, else `sql`.
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub coupon_stock_gate: String,
 }
 
 /// The secrets given as `<NAME>_FILE` (lower-cased keys, values read from the files, a
@@ -347,6 +353,7 @@ pub struct Resolved {
     pub official_account_mode: MpMode,
     pub rate_limits: RateLimits,
     pub trusted_proxies: TrustedProxies,
+    pub coupon_stock_gate: GateKind,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -538,6 +545,21 @@ impl Settings {
         if self.draw_lock_secs < 1 {
             missing.push("DRAW_LOCK_SECS (at least 1)".into());
         }
+        let coupon_stock_gate = match (self.coupon_stock_gate.trim(), &self.redis_url) {
+            ("", Some(_)) => GateKind::Redis,
+            ("", None) => GateKind::Sql,
+            (g, redis) => match GateKind::parse(g) {
+                Some(GateKind::Redis) if redis.is_none() => {
+                    missing.push("COUPON_STOCK_GATE (redis needs REDIS_URL)".into());
+                    GateKind::Sql
+                }
+                Some(kind) => kind,
+                None => {
+                    missing.push("COUPON_STOCK_GATE (sql or redis)".into());
+                    GateKind::Sql
+                }
+            },
+        };
         if self.max_unpaid_orders < 1 {
             missing.push("MAX_UNPAID_ORDERS (at least 1)".into());
         }
@@ -597,6 +619,7 @@ impl Settings {
             official_account_mode: mp_mode,
             rate_limits,
             trusted_proxies,
+            coupon_stock_gate,
         })
     }
 
@@ -825,6 +848,14 @@ impl Settings {
             ),
             ("MAX_UNPAID_ORDERS", self.max_unpaid_orders.to_string()),
             ("DRAW_LOCK_SECS", self.draw_lock_secs.to_string()),
+            (
+                "COUPON_STOCK_GATE",
+                match (self.coupon_stock_gate.trim(), &self.redis_url) {
+                    ("", Some(_)) => "redis (REDIS_URL is set)".into(),
+                    ("", None) => "sql".into(),
+                    (g, _) => g.to_string(),
+                },
+            ),
         ]
     }
 

@@ -10,7 +10,7 @@ mod redis_store;
 use std::time::Duration;
 
 pub use memory::MemoryCache;
-pub use redis_store::RedisCache;
+pub use redis_store::{RedisCache, Taken};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {

@@ -59,6 +59,36 @@ redis.call('SET', KEYS[1], new_tat, 'PX', ahead)
 return 0
 "#;
 
+/// Takes one from a stock counter: 1 taken, 0 none left, -1 no counter (seed it first).
+const TAKE_ONE: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if not v then
+    return -1
+end
+if tonumber(v) <= 0 then
+    return 0
+end
+redis.call('DECR', KEYS[1])
+return 1
+"#;
+
+/// Gives one back to a stock counter, unless it has expired meanwhile: a new counter is
+/// seeded from the database, which already knows the taking failed.
+const GIVE_BACK: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    return redis.call('INCR', KEYS[1])
+end
+return 0
+"#;
+
+/// What [`RedisCache::take_one`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    One,
+    NoneLeft,
+    NoCounter,
+}
+
 #[derive(Clone)]
 pub struct RedisCache {
     conn: ConnectionManager,
@@ -66,6 +96,8 @@ pub struct RedisCache {
     set_nx_or_mine: Script,
     incr_ex: Script,
     throttle: Script,
+    take_one: Script,
+    give_back: Script,
 }
 
 fn unavailable(e: redis::RedisError) -> CacheError {
@@ -88,6 +120,8 @@ impl RedisCache {
             set_nx_or_mine: Script::new(SET_NX_OR_MINE),
             incr_ex: Script::new(INCR_EX),
             throttle: Script::new(THROTTLE),
+            take_one: Script::new(TAKE_ONE),
+            give_back: Script::new(GIVE_BACK),
         })
     }
 
@@ -163,6 +197,60 @@ impl RedisCache {
             .await
             .map_err(unavailable)?;
         Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))
+    }
+
+    /// Creates the stock counter at `key` holding `left` for `ttl`, unless one exists.
+    pub async fn seed_counter(
+        &self,
+        key: &str,
+        left: i64,
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
+        let ms = ttl.as_millis().max(1) as u64;
+        self.twice(|mut c| async move {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(left)
+                .arg("NX")
+                .arg("PX")
+                .arg(ms)
+                .query_async::<Option<String>>(&mut c)
+                .await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Takes one from the stock counter at `key`. Not retried: a lost reply would take a
+    /// second one (which only makes the counter stricter until it expires).
+    pub async fn take_one(&self, key: &str) -> Result<Taken, CacheError> {
+        let n: i64 = self
+            .take_one
+            .key(key)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(match n {
+            1 => Taken::One,
+            0 => Taken::NoneLeft,
+            _ => Taken::NoCounter,
+        })
+    }
+
+    /// Gives back what [`Self::take_one`] took. Not retried: a lost reply leaves the
+    /// counter stricter until it expires.
+    pub async fn give_back(&self, key: &str) -> Result<(), CacheError> {
+        self.give_back
+            .key(key)
+            .invoke_async::<i64>(&mut self.conn.clone())
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), CacheError> {
+        self.twice(|mut c| async move { c.del::<_, ()>(key).await })
+            .await
     }
 
     pub async fn delete_if_equals(&self, key: &str, value: &str) -> Result<bool, CacheError> {

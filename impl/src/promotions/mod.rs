@@ -11,12 +11,14 @@
 mod discount;
 pub mod draws;
 mod jobs;
+pub mod stock_gate;
 
 pub use discount::{NotApplicable, applicable, discount_fen};
+use stock_gate::Verdict;
+pub use stock_gate::{GateKind, StockGate};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
 use campus_dal::coupons::{self as cq, Coupon, NewCoupon, NewUserCoupon, UserCoupon};
@@ -27,6 +29,7 @@ use campus_dal::{
 };
 
 use crate::db::{Db, DbError};
+use crate::idempotency::{self, Fingerprint};
 use crate::orders::Page;
 use crate::text::{InvalidInput, TextRule, id_cursor, into_page, page_limit};
 use crate::users::{CurrentUser, Forbidden, Role};
@@ -46,6 +49,7 @@ const RESERVED_WORDS: &[&str] = &["help", "bind", "orders", "status"];
 #[derive(Clone)]
 pub struct Promotions {
     db: Db,
+    gate: StockGate,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -235,15 +239,6 @@ pub enum KeywordClaim {
     NotBound,
 }
 
-fn check_key(key: &Option<String>) -> Result<(), InvalidInput> {
-    match key {
-        Some(k) if k.is_empty() || k.len() > 128 || !k.is_ascii() => Err(InvalidInput::new(
-            "Idempotency-Key must be 1 to 128 ASCII characters",
-        )),
-        _ => Ok(()),
-    }
-}
-
 /// A new coupon's row, or why the request is refused.
 struct Checked {
     title: String,
@@ -427,7 +422,15 @@ fn cursor<T: From<i64>>(c: &Option<String>) -> Result<Option<T>, InvalidInput> {
 
 impl Promotions {
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self {
+            db,
+            gate: StockGate::Sql,
+        }
+    }
+
+    /// How claims on a coupon that has run out are turned away (`COUPON_STOCK_GATE`).
+    pub fn with_gate(self, gate: StockGate) -> Self {
+        Self { gate, ..self }
     }
 
     /// `POST /admin/coupons`.
@@ -438,21 +441,17 @@ impl Promotions {
         idempotency_key: Option<String>,
     ) -> Result<Made<CouponView>, PromotionError> {
         caller.require(Role::Admin)?;
-        check_key(&idempotency_key)?;
+        let key = idempotency::Key::parse(idempotency_key)?;
         let now = time::now();
         let checked = check_new(&req, now)?;
-        // The stored hash holds 64 characters: the endpoint's name goes inside the digest.
-        let mut digest = Sha256::new();
-        digest.update(b"coupon:");
-        digest.update(serde_json::to_vec(&req).map_err(|e| InvalidInput(e.to_string()))?);
-        let request_hash = hex::encode(digest.finalize());
+        let fingerprint = Fingerprint::of("POST /admin/coupons", &req);
         let admin = caller.id;
         let (coupon, replayed) = self
             .db
             .write_tx(move |c| -> Result<(Coupon, bool), PromotionError> {
                 // First: a repeated key is answered once, whichever instance serves it.
                 campus_dal::users::lock(c, admin)?;
-                if let Some(prev) = replay(c, admin, &idempotency_key, &request_hash)? {
+                if let Some(prev) = idempotency::earlier_id(c, admin, key.as_ref(), &fingerprint)? {
                     let cp = cq::find(c, CouponId(prev))?.ok_or(PromotionError::NotFound)?;
                     return Ok((cp, true));
                 }
@@ -477,7 +476,15 @@ impl Promotions {
                         updated_at: now,
                     },
                 )?;
-                remember(c, admin, &idempotency_key, &request_hash, cp.id.0, now)?;
+                idempotency::remember(
+                    c,
+                    admin,
+                    key.as_ref(),
+                    &fingerprint,
+                    201,
+                    &cp.id.to_string(),
+                    now,
+                )?;
                 Ok((cp, false))
             })
             .await?;
@@ -525,6 +532,7 @@ impl Promotions {
             })
             .await?
             .ok_or(PromotionError::NotFound)?;
+        self.gate.forget(id).await;
         self.admin_view(cp).await
     }
 
@@ -569,24 +577,45 @@ impl Promotions {
         id: CouponId,
         idempotency_key: Option<String>,
     ) -> Result<Made<UserCouponView>, PromotionError> {
-        check_key(&idempotency_key)?;
+        let key = idempotency::Key::parse(idempotency_key)?;
         let uid = user.id;
-        let request_hash = format!("claim:{id}");
-        let (claim, replayed) = self
+        let fingerprint = Fingerprint::of("POST /coupons/{id}/claim", &id);
+        let held = match self.gate.check(&self.db, id).await? {
+            Verdict::SoldOut if key.is_none() => {
+                return Err(PromotionError::OutOfStock);
+            }
+            // A retry may be asking for the coupon its first attempt got: the database
+            // replays that, or refuses.
+            Verdict::SoldOut => false,
+            Verdict::Go { held } => held,
+        };
+        let claimed = self
             .db
             .write_tx(move |c| -> Result<(UserCoupon, bool), PromotionError> {
                 // The replay check needs the user's lock too; claim_in takes it first.
                 campus_dal::users::lock(c, uid)?;
-                if let Some(prev) = replay(c, uid, &idempotency_key, &request_hash)? {
+                if let Some(prev) = idempotency::earlier_id(c, uid, key.as_ref(), &fingerprint)? {
                     let (u, _) =
                         cq::find_claim(c, UserCouponId(prev))?.ok_or(PromotionError::NotFound)?;
                     return Ok((u, true));
                 }
                 let u = claim_in(c, uid, id)?;
-                remember(c, uid, &idempotency_key, &request_hash, u.id.0, time::now())?;
+                idempotency::remember(
+                    c,
+                    uid,
+                    key.as_ref(),
+                    &fingerprint,
+                    201,
+                    &u.id.to_string(),
+                    time::now(),
+                )?;
                 Ok((u, false))
             })
-            .await?;
+            .await;
+        if !matches!(claimed, Ok((_, false))) {
+            self.gate.give_back(id, held).await;
+        }
+        let (claim, replayed) = claimed?;
         let cid = claim.id;
         let (u, cp) = self
             .db
@@ -668,43 +697,6 @@ impl Promotions {
             .write(|c| cq::expire_due(c, time::now()).map_err(PromotionError::from))
             .await
     }
-}
-
-/// The id a repeated key answered with, or `None` for a new key; a key reused for a
-/// different request is refused.
-fn replay(
-    c: &mut campus_dal::Conn,
-    user: UserId,
-    key: &Option<String>,
-    request_hash: &str,
-) -> Result<Option<i64>, PromotionError> {
-    let Some(key) = key else {
-        return Ok(None);
-    };
-    let Some(prev) = campus_dal::idempotency::find(c, user, key)? else {
-        return Ok(None);
-    };
-    if prev.request_hash != request_hash {
-        return Err(PromotionError::IdempotencyConflict);
-    }
-    prev.response
-        .parse::<i64>()
-        .map(Some)
-        .map_err(|_| PromotionError::IdempotencyConflict)
-}
-
-fn remember(
-    c: &mut campus_dal::Conn,
-    user: UserId,
-    key: &Option<String>,
-    request_hash: &str,
-    id: i64,
-    now: chrono::NaiveDateTime,
-) -> Result<(), PromotionError> {
-    if let Some(key) = key {
-        campus_dal::idempotency::insert(c, user, key, request_hash, 201, &id.to_string(), now)?;
-    }
-    Ok(())
 }
 
 /// In the order's creation transaction (after the user's lock): the discount the
