@@ -15,6 +15,8 @@ use crate::Application;
 const DATA_DIR: &str = "data";
 /// `ADMIN_OPENIDS` of the demo unless set.
 const DEMO_ADMIN: &str = "demo-admin";
+/// `DRAW_LOCK_SECS` of the demo unless set.
+const DEMO_DRAW_LOCK_SECS: i64 = 5;
 
 /// Demo secrets persist in `data/` so that encrypted fields stay readable across runs.
 fn demo_secret(dir: &Path, name: &str, make: impl FnOnce() -> String) -> anyhow::Result<String> {
@@ -80,6 +82,11 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
             "demo-field-key",
             hex_key,
         )?));
+    }
+    // The walkthrough's draw is made a minute after it is created; the default lock would
+    // make that two.
+    if std::env::var_os("DRAW_LOCK_SECS").is_none() {
+        settings.draw_lock_secs = DEMO_DRAW_LOCK_SECS;
     }
     // The walkthrough signs in to the console as this admin.
     if settings.admin_openid_list().is_empty() {
@@ -150,6 +157,29 @@ curl -s -X POST {base}/api/v1/console/sessions/$SESSION/approve -H "Authorizatio
 curl -s {base}/api/v1/console/sessions/$SESSION; echo     # "approved" with the token: the page is signed in
 curl -s {base}/api/v1/console/sessions/$SESSION; echo     # "approved", "token":null: handed over once
 curl -s "{base}/api/v1/admin/stats" -H "Authorization: Bearer $ADMIN"; echo     # the last 7 Beijing days
+
+# 8. A coupon: the admin issues 2 yuan off, the student claims it and pays an errand with it.
+#    The server computes the discount; the coupon is locked while the order is unpaid and
+#    used in the transaction that marks it paid.
+CP=$(curl -s -X POST {base}/api/v1/admin/coupons -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' -d '{{"title":"First errand, 2 yuan off","discount_fen":200,"min_amount_fen":0,"stock":100,"per_user_limit":1,"valid_days":7}}' | sed -E 's/^\{{"id":([0-9]+).*/\1/')
+MYCP=$(curl -s -X POST {base}/api/v1/coupons/$CP/claim -H "Authorization: Bearer $TOKEN" | sed -E 's/^\{{"id":([0-9]+).*/\1/')
+curl -s -X POST {base}/api/v1/coupons/$CP/claim -H "Authorization: Bearer $TOKEN"; echo     # 409 already_claimed: one per student
+ORDER2=$(curl -s -X POST {base}/api/v1/orders -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d "{{\"kind\":\"takeout\",\"pickup\":\"North gate\",\"dropoff\":\"Building 5, Room 301\",\"note\":\"noodles\",\"fee_fen\":300,\"goods_fen\":0,\"coupon_id\":$MYCP}}" | sed -E 's/^\{{"id":([0-9]+).*/\1/')
+PAY2=$(curl -s -X POST {base}/api/v1/orders/$ORDER2/pay -H "Authorization: Bearer $TOKEN")
+curl -sk -X POST {sim}/sim/pay -H 'Content-Type: application/json' -d "$PAY2"; echo
+sleep 1; curl -s {base}/api/v1/orders/$ORDER2 -H "Authorization: Bearer $TOKEN"; echo    # "paid", "discount_fen":200, "amount_fen":100
+curl -s "{base}/api/v1/me/coupons?status=used" -H "Authorization: Bearer $TOKEN"; echo    # the coupon, "status":"used"
+
+# 9. A lucky draw: the student creates one for a minute from now (joins close DRAW_LOCK_SECS
+#    before; the demo's is 5 s), both join, and the draw job draws it once at draw_at.
+DRAW_AT=$(date -u -d "@$(( $(date +%s) + 70 ))" +%Y-%m-%dT%H:%M:%SZ)
+DRAW=$(curl -s -X POST {base}/api/v1/draws -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d "{{\"title\":\"Exam week milk tea\",\"draw_at\":\"$DRAW_AT\",\"prizes\":[{{\"name\":\"Milk tea\",\"count\":1}}]}}" | sed -E 's/^\{{"id":([0-9]+).*/\1/')
+curl -s -X POST {base}/api/v1/draws/$DRAW/join -H "Authorization: Bearer $TOKEN"; echo
+curl -s -X POST {base}/api/v1/draws/$DRAW/join -H "Authorization: Bearer $ADMIN"; echo
+curl -s {base}/api/v1/draws/$DRAW/qrcode -H "Authorization: Bearer $TOKEN"; echo     # the share code (scene d=<id>)
+sleep 75; curl -s {base}/api/v1/draws/$DRAW -H "Authorization: Bearer $TOKEN"; echo   # "status":"drawn", the winner, the seed
+#    Anyone can re-run it from the seed and get the same winner (from this directory):
+cargo run --release -- draw replay $DRAW
 
 # Health, metrics and the API document:
 curl -s {base}/healthz; echo
