@@ -359,14 +359,17 @@ fn check_new(req: &CreateCoupon, now: chrono::NaiveDateTime) -> Result<Checked, 
     })
 }
 
-/// One claim of `coupon` by `user`, in the caller's transaction: the user's row is
-/// locked first, so that the count of their claims cannot change before the insert.
+/// One claim of `coupon` by `user`, in the caller's transaction, which has locked the
+/// user's row first (so the count of their claims cannot change before the insert).
+/// `then` runs after the insert (to record the answer to an `Idempotency-Key`). The stock
+/// is taken last: its row is every claimer's, and its lock is held until the commit, so
+/// the statements inside it are only the compare-and-set and the COMMIT.
 fn claim_in(
     c: &mut campus_dal::Conn,
     user: UserId,
     coupon: CouponId,
+    then: impl FnOnce(&mut campus_dal::Conn, &UserCoupon) -> Result<(), PromotionError>,
 ) -> Result<UserCoupon, PromotionError> {
-    campus_dal::users::lock(c, user)?;
     let now = time::now();
     let Some(cp) = cq::find(c, coupon)? else {
         return Err(PromotionError::NotFound);
@@ -374,16 +377,13 @@ fn claim_in(
     if cp.status != CouponStatus::Active || cp.valid_until.is_some_and(|u| u <= now) {
         return Err(PromotionError::NotFound);
     }
+    if cp.claimed >= cp.stock {
+        // Claims only grow: what a read saw gone is gone.
+        return Err(PromotionError::OutOfStock);
+    }
     let mine = cq::claims_by(c, coupon, user)?;
     if mine >= i64::from(cp.per_user_limit) {
         return Err(PromotionError::AlreadyClaimed);
-    }
-    if cq::take_one(c, coupon, now)? != 1 {
-        // The status may have changed since the read above.
-        return Err(match cq::find(c, coupon)? {
-            Some(cp) if cp.status == CouponStatus::Active => PromotionError::OutOfStock,
-            _ => PromotionError::NotFound,
-        });
     }
     let expires_at = match (cp.valid_days, cp.valid_until) {
         (Some(d), until) => {
@@ -395,7 +395,7 @@ fn claim_in(
         (None, None) => now,
     };
     let seq = i32::try_from(mine + 1).map_err(|_| PromotionError::AlreadyClaimed)?;
-    cq::insert_claim(
+    let claim = cq::insert_claim(
         c,
         &NewUserCoupon {
             coupon_id: coupon,
@@ -411,9 +411,18 @@ fn claim_in(
         if campus_dal::is_unique_violation(&e) {
             PromotionError::AlreadyClaimed
         } else {
-            e.into()
+            PromotionError::from(e)
         }
-    })
+    })?;
+    then(c, &claim)?;
+    if cq::take_one(c, coupon, now)? != 1 {
+        // Out of stock, or stopped since the read above; the insert is rolled back.
+        return Err(match cq::find(c, coupon)? {
+            Some(cp) if cp.status == CouponStatus::Active => PromotionError::OutOfStock,
+            _ => PromotionError::NotFound,
+        });
+    }
+    Ok(claim)
 }
 
 fn cursor<T: From<i64>>(c: &Option<String>) -> Result<Option<T>, InvalidInput> {
@@ -592,23 +601,25 @@ impl Promotions {
         let claimed = self
             .db
             .write_tx(move |c| -> Result<(UserCoupon, bool), PromotionError> {
-                // The replay check needs the user's lock too; claim_in takes it first.
+                // First: the replay check and the claim count are the user's, one at a time.
                 campus_dal::users::lock(c, uid)?;
                 if let Some(prev) = idempotency::earlier_id(c, uid, key.as_ref(), &fingerprint)? {
                     let (u, _) =
                         cq::find_claim(c, UserCouponId(prev))?.ok_or(PromotionError::NotFound)?;
                     return Ok((u, true));
                 }
-                let u = claim_in(c, uid, id)?;
-                idempotency::remember(
-                    c,
-                    uid,
-                    key.as_ref(),
-                    &fingerprint,
-                    201,
-                    &u.id.to_string(),
-                    time::now(),
-                )?;
+                let u = claim_in(c, uid, id, |c, u| {
+                    idempotency::remember(
+                        c,
+                        uid,
+                        key.as_ref(),
+                        &fingerprint,
+                        201,
+                        &u.id.to_string(),
+                        time::now(),
+                    )
+                    .map_err(PromotionError::from)
+                })?;
                 Ok((u, false))
             })
             .await;
@@ -680,7 +691,13 @@ impl Promotions {
             return Ok(Some(KeywordClaim::NotBound));
         };
         let (id, title) = (cp.id, cp.title);
-        let r = self.db.write_tx(move |c| claim_in(c, uid, id)).await;
+        let r = self
+            .db
+            .write_tx(move |c| {
+                campus_dal::users::lock(c, uid)?;
+                claim_in(c, uid, id, |_, _| Ok(()))
+            })
+            .await;
         Ok(Some(match r {
             Ok(_) => KeywordClaim::Claimed { title },
             Err(PromotionError::OutOfStock) => KeywordClaim::OutOfStock { title },
