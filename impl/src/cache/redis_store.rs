@@ -2,6 +2,7 @@
 //! dropped connection fails, so each command is tried twice before the cache is
 //! reported unavailable (which the API turns into a 503).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -92,6 +93,11 @@ pub enum Taken {
 #[derive(Clone)]
 pub struct RedisCache {
     conn: ConnectionManager,
+    /// Shared: a clone of the cache is a connection handle, not a copy of every script.
+    scripts: Arc<Scripts>,
+}
+
+struct Scripts {
     delete_if_equals: Script,
     set_nx_or_mine: Script,
     incr_ex: Script,
@@ -116,12 +122,14 @@ impl RedisCache {
             .map_err(unavailable)?;
         Ok(Self {
             conn,
-            delete_if_equals: Script::new(DELETE_IF_EQUALS),
-            set_nx_or_mine: Script::new(SET_NX_OR_MINE),
-            incr_ex: Script::new(INCR_EX),
-            throttle: Script::new(THROTTLE),
-            take_one: Script::new(TAKE_ONE),
-            give_back: Script::new(GIVE_BACK),
+            scripts: Arc::new(Scripts {
+                delete_if_equals: Script::new(DELETE_IF_EQUALS),
+                set_nx_or_mine: Script::new(SET_NX_OR_MINE),
+                incr_ex: Script::new(INCR_EX),
+                throttle: Script::new(THROTTLE),
+                take_one: Script::new(TAKE_ONE),
+                give_back: Script::new(GIVE_BACK),
+            }),
         })
     }
 
@@ -155,7 +163,7 @@ impl RedisCache {
     ) -> Result<bool, CacheError> {
         let ms = ttl.as_millis().max(1) as u64;
         self.twice(|mut c| {
-            let script = self.set_nx_or_mine.clone();
+            let script = self.scripts.set_nx_or_mine.clone();
             async move {
                 let n: i64 = script
                     .key(key)
@@ -172,7 +180,7 @@ impl RedisCache {
     pub async fn incr_ex(&self, key: &str, ttl: Duration) -> Result<i64, CacheError> {
         let ms = ttl.as_millis().max(1) as u64;
         self.twice(|mut c| {
-            let script = self.incr_ex.clone();
+            let script = self.scripts.incr_ex.clone();
             async move { script.key(key).arg(ms).invoke_async(&mut c).await }
         })
         .await
@@ -189,6 +197,7 @@ impl RedisCache {
     ) -> Result<Option<Duration>, CacheError> {
         let ms = interval.as_millis().max(1) as u64;
         let wait_ms: u64 = self
+            .scripts
             .throttle
             .key(key)
             .arg(ms)
@@ -225,6 +234,7 @@ impl RedisCache {
     /// second one (which only makes the counter stricter until it expires).
     pub async fn take_one(&self, key: &str) -> Result<Taken, CacheError> {
         let n: i64 = self
+            .scripts
             .take_one
             .key(key)
             .invoke_async(&mut self.conn.clone())
@@ -240,7 +250,8 @@ impl RedisCache {
     /// Gives back what [`Self::take_one`] took. Not retried: a lost reply leaves the
     /// counter stricter until it expires.
     pub async fn give_back(&self, key: &str) -> Result<(), CacheError> {
-        self.give_back
+        self.scripts
+            .give_back
             .key(key)
             .invoke_async::<i64>(&mut self.conn.clone())
             .await
@@ -255,7 +266,7 @@ impl RedisCache {
 
     pub async fn delete_if_equals(&self, key: &str, value: &str) -> Result<bool, CacheError> {
         self.twice(|mut c| {
-            let script = self.delete_if_equals.clone();
+            let script = self.scripts.delete_if_equals.clone();
             async move {
                 let n: i64 = script.key(key).arg(value).invoke_async(&mut c).await?;
                 Ok(n > 0)
