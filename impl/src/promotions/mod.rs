@@ -40,7 +40,9 @@ const MAX_PER_USER: i32 = 100;
 const MAX_VALID_DAYS: i32 = 3650;
 /// The official account's own commands: a keyword that starts with one would never
 /// reach the coupon.
-const RESERVED_WORDS: &[&str] = &["help", "bind", "orders", "status"];
+const RESERVED_WORDS: &[&str] = &[
+    "help", "bind", "orders", "status", "expense", "报销", "mine", "group", "center",
+];
 
 /// The promotions service.
 #[derive(Clone)]
