@@ -171,7 +171,7 @@ curl -s -X POST {base}/api/v1/admin/groups -H "Authorization: Bearer $ADMIN" -H 
 GROUP=$(curl -s {base}/api/v1/admin/groups -H "Authorization: Bearer $ADMIN" | sed -E 's/^\[\{{"id":([0-9]+).*/\1/')
 curl -s -X POST {base}/api/v1/admin/groups/$GROUP/members -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' -d "{{\"user_id\":$ME,\"leader\":true}}"; echo
 #     Typed to the official account (the reply is what the student sees there):
-say() {{ curl -sk -X POST {sim}/sim/mp/text -H 'Content-Type: application/json' -d "{{\"endpoint\":\"{base}/wechat/mp\",\"from\":\"demo-oa-student\",\"content\":\"$1\"}}" | sed -E 's/.*"content":"([^"]*)".*/\1/'; echo; }}
+say() {{ curl -sk -X POST {sim}/sim/mp/text -H 'Content-Type: application/json' -d "{{\"endpoint\":\"{base}/wechat/mp\",\"from\":\"demo-oa-student\",\"content\":\"$1\"}}" | sed -E 's/.*"content":"([^"]*)".*/\1/; s/\\n/\n/g'; echo; }}
 say 'expense 35.50 tea and cakes'      # Recorded: ¥35.50
 say '报销 12 奶茶'                     # Recorded: ¥12.00
 say 'expense 35.555 tea'               # refused: at most two decimals, with the right form
