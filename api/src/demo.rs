@@ -17,6 +17,8 @@ const DATA_DIR: &str = "data";
 const DEMO_ADMIN: &str = "demo-admin";
 /// `DRAW_LOCK_SECS` of the demo unless set.
 const DEMO_DRAW_LOCK_SECS: i64 = 5;
+/// The order-status template the simulated official account has added.
+const DEMO_MP_TEMPLATE: &str = "demo-mp-order-status";
 
 /// Demo secrets persist in `data/` so that encrypted fields stay readable across runs.
 fn demo_secret(dir: &Path, name: &str, make: impl FnOnce() -> String) -> anyhow::Result<String> {
@@ -54,6 +56,7 @@ pub fn use_simulator(
     settings.wechat_mp_appid = Some(cfg.mp_appid.clone());
     settings.wechat_mp_token = Some(SecretString::from(cfg.mp_token.clone()));
     settings.wechat_mp_aes_key = Some(SecretString::from(cfg.mp_aes_key.clone()));
+    settings.wechat_mp_secret = Some(SecretString::from(cfg.mp_secret.clone()));
     // The simulator pushes in both modes.
     settings.wechat_mp_mode = Some(campus_impl::MpMode::Compatible.to_string());
     settings.public_base_url_check = campus_impl::Switch::Off.to_string();
@@ -91,6 +94,13 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     // The walkthrough signs in to the console as this admin.
     if settings.admin_openid_list().is_empty() {
         settings.admin_openids = DEMO_ADMIN.into();
+    }
+    // Order updates go as template messages to followers who bound the official account.
+    if settings.wechat_mp_template_order.is_none() {
+        settings.wechat_mp_template_order = Some(DEMO_MP_TEMPLATE.into());
+    }
+    if let Some(t) = &settings.wechat_mp_template_order {
+        sim.mp_add_template(t);
     }
     let app = Application::build(settings).await?;
     let ctx = app.context().clone();
@@ -180,6 +190,30 @@ curl -s {base}/api/v1/draws/$DRAW/qrcode -H "Authorization: Bearer $TOKEN"; echo
 sleep 75; curl -s {base}/api/v1/draws/$DRAW -H "Authorization: Bearer $TOKEN"; echo   # "status":"drawn", the winner, the seed
 #    Anyone can re-run it from the seed and get the same winner (from this directory):
 cargo run --release -- draw replay $DRAW
+
+# 10. Team expenses, typed to the official account. The student links the account with a
+#     bind code from the mini-program; the admin puts them in a group (as its leader; the
+#     group is kept in ./data, so a second run answers 409 group_name_taken and goes on).
+BIND=$(curl -s -X POST {base}/api/v1/me/bind-code -H "Authorization: Bearer $TOKEN" | sed -E 's/.*"code":"([^"]+)".*/\1/')
+curl -sk -X POST {sim}/sim/mp/text -H 'Content-Type: application/json' -d "{{\"endpoint\":\"{base}/wechat/mp\",\"from\":\"demo-oa-student\",\"content\":\"bind $BIND\"}}" | sed -E 's/.*"content":"([^"]*)".*/\1/'   # Linked
+ME=$(curl -s {base}/api/v1/me -H "Authorization: Bearer $TOKEN" | sed -E 's/^\{{"id":([0-9]+).*/\1/')
+curl -s -X POST {base}/api/v1/admin/groups -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' -d '{{"name":"后勤组 Logistics"}}'; echo
+GROUP=$(curl -s {base}/api/v1/admin/groups -H "Authorization: Bearer $ADMIN" | sed -E 's/^\[\{{"id":([0-9]+).*/\1/')
+curl -s -X POST {base}/api/v1/admin/groups/$GROUP/members -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' -d "{{\"user_id\":$ME,\"leader\":true}}"; echo
+#     Typed to the official account (the reply is what the student sees there):
+say() {{ curl -sk -X POST {sim}/sim/mp/text -H 'Content-Type: application/json' -d "{{\"endpoint\":\"{base}/wechat/mp\",\"from\":\"demo-oa-student\",\"content\":\"$1\"}}" | sed -E 's/.*"content":"([^"]*)".*/\1/; s/\\n/\n/g'; echo; }}
+say 'expense 35.50 tea and cakes'      # Recorded: ¥35.50
+say '报销 12 奶茶'                     # Recorded: ¥12.00
+say 'expense 35.555 tea'               # refused: at most two decimals, with the right form
+say 'group'                            # the group's unreimbursed total, per member
+#     The center's view, the reimbursement of the group's quarter in one step, and the CSV
+#     (UTF-8 with BOM: opens in a spreadsheet with the Chinese intact).
+Q=$(curl -s "{base}/api/v1/expenses/summary?scope=center" -H "Authorization: Bearer $ADMIN" | tee /dev/stderr | sed -E 's/.*"quarter":"([^"]+)".*/\1/'); echo
+curl -s -X POST {base}/api/v1/admin/reimbursements -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' -d "{{\"group_id\":$GROUP,\"quarter\":\"$Q\"}}"; echo
+curl -s "{base}/api/v1/admin/reports/expenses.csv?quarter=$Q" -H "Authorization: Bearer $ADMIN" -o expenses.csv; head -3 expenses.csv
+#     From now on this student's order updates also come to the official account as
+#     template messages (the outbox, its retries and outcomes):
+curl -s "{base}/api/v1/admin/mp-messages" -H "Authorization: Bearer $ADMIN"; echo
 
 # Health, metrics and the API document:
 curl -s {base}/healthz; echo

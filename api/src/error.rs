@@ -15,6 +15,7 @@ use campus_impl::bills::BillError;
 use campus_impl::cache::CacheError;
 use campus_impl::console::ConsoleError;
 use campus_impl::db::DbError;
+use campus_impl::expenses::ExpenseError;
 use campus_impl::limits::LimitError;
 use campus_impl::official_account::OfficialAccountError;
 use campus_impl::orders::{InvalidTransition, OrderError, OrderNotFound};
@@ -25,6 +26,7 @@ use campus_impl::promotions::{NotApplicable, PromotionError};
 use campus_impl::refunds::RefundError;
 use campus_impl::stats::StatsError;
 use campus_impl::subscriptions::SubscriptionError;
+use campus_impl::subscriptions::mp_outbox::MpOutboxError;
 use campus_impl::text::InvalidInput;
 use campus_impl::users::{Forbidden, UserError};
 use campus_impl::wechat::mini::WechatError;
@@ -474,6 +476,40 @@ impl From<OfficialAccountError> for ApiError {
             E::Db(d) => d.into(),
             E::Cache(c) => c.into(),
             E::Promotion(p) => p.into(),
+            E::Expense(x) => x.into(),
+        }
+    }
+}
+
+impl From<ExpenseError> for ApiError {
+    fn from(e: ExpenseError) -> Self {
+        use ExpenseError as E;
+        match e {
+            E::NotFound => ApiError::not_found(e.to_string()),
+            E::Invalid(m) => m.into(),
+            E::Forbidden(f) => f.into(),
+            E::NotMember => ApiError::new(StatusCode::FORBIDDEN, "not_group_member", e.to_string()),
+            E::NotLeader => ApiError::new(StatusCode::FORBIDDEN, "not_group_leader", e.to_string()),
+            E::VoidWindowPassed => {
+                ApiError::new(StatusCode::FORBIDDEN, "void_window_passed", e.to_string())
+            }
+            E::GroupNameTaken => ApiError::conflict("group_name_taken", e.to_string()),
+            E::AlreadyInGroup => ApiError::conflict("already_in_group", e.to_string()),
+            E::AlreadyVoided => ApiError::conflict("already_voided", e.to_string()),
+            E::AlreadyReimbursed => ApiError::conflict("already_reimbursed", e.to_string()),
+            E::NothingToReimburse => ApiError::conflict("nothing_to_reimburse", e.to_string()),
+            E::IdempotencyConflict => ApiError::conflict("idempotency_conflict", e.to_string()),
+            E::Db(d) => d.into(),
+        }
+    }
+}
+
+impl From<MpOutboxError> for ApiError {
+    fn from(e: MpOutboxError) -> Self {
+        match e {
+            MpOutboxError::Invalid(m) => m.into(),
+            MpOutboxError::Forbidden(f) => f.into(),
+            MpOutboxError::Db(d) => d.into(),
         }
     }
 }
@@ -660,6 +696,34 @@ mod tests {
             (s, b["error"]["code"].as_str()),
             (422, Some("coupon_not_applicable"))
         );
+        for (e, status, code) in [
+            (ExpenseError::NotMember, 403, "not_group_member"),
+            (ExpenseError::NotLeader, 403, "not_group_leader"),
+            (ExpenseError::VoidWindowPassed, 403, "void_window_passed"),
+            (ExpenseError::GroupNameTaken, 409, "group_name_taken"),
+            (ExpenseError::AlreadyInGroup, 409, "already_in_group"),
+            (ExpenseError::AlreadyVoided, 409, "already_voided"),
+            (ExpenseError::AlreadyReimbursed, 409, "already_reimbursed"),
+            (
+                ExpenseError::NothingToReimburse,
+                409,
+                "nothing_to_reimburse",
+            ),
+            (
+                ExpenseError::IdempotencyConflict,
+                409,
+                "idempotency_conflict",
+            ),
+            (ExpenseError::NotFound, 404, "not_found"),
+            (
+                ExpenseError::Invalid(InvalidInput::new("amount")),
+                422,
+                "validation_failed",
+            ),
+        ] {
+            let (s, b) = body_of(e.into());
+            assert_eq!((s, b["error"]["code"].as_str()), (status, Some(code)));
+        }
         let (s, b) = body_of(OrderError::TooManyUnpaid(5).into());
         assert_eq!(
             (s, b["error"]["code"].as_str()),

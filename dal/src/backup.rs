@@ -432,6 +432,11 @@ backup_tables! {
     draw_prizes,
     draw_participants,
     draw_winners,
+    expense_groups,
+    group_members,
+    reimbursements,
+    expenses,
+    mp_messages,
 }
 
 /// The table of that name in [`TABLES`].

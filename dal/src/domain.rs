@@ -390,6 +390,37 @@ text_enum!(
     }
 );
 
+text_enum!(
+    /// A row of the expense ledger: an `expense` a member advanced, or the `reversal`
+    /// that voids one (the ledger is append-only).
+    ExpenseKind, "expense kind" {
+        Expense = "expense",
+        Reversal = "reversal",
+    }
+);
+
+text_enum!(
+    /// Where an expense was recorded.
+    ExpenseSource, "expense source" {
+        App = "app",
+        OfficialAccount = "official_account",
+    }
+);
+
+text_enum!(
+    /// An official-account template message in the outbox: `pending` (waiting for its
+    /// turn or a retry), `sending` (claimed by one sender), `sent`, `failed` for good
+    /// (WeChat refused it: 43004 unsubscribed, 40003 bad openid, ...), or `gave_up`
+    /// after the last retry.
+    MpMessageStatus, "official-account message status" {
+        Pending = "pending",
+        Sending = "sending",
+        Sent = "sent",
+        Failed = "failed",
+        GaveUp = "gave_up",
+    }
+);
+
 /// The order state machine: every move, the states it starts from and the state it
 /// reaches. The dal's compare-and-set updates take their `WHERE status IN (..)` and
 /// their new status from here, so no other code decides which moves exist.

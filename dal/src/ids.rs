@@ -73,3 +73,7 @@ id_type!(CouponId);
 id_type!(UserCouponId);
 id_type!(DrawId);
 id_type!(DrawPrizeId);
+id_type!(GroupId);
+id_type!(ExpenseId);
+id_type!(ReimbursementId);
+id_type!(MpMessageId);

@@ -11,10 +11,12 @@ pub mod coupons;
 pub mod domain;
 pub mod draws;
 pub mod earnings;
+pub mod expenses;
 pub mod health;
 pub mod idempotency;
 pub mod ids;
 pub mod migrate;
+pub mod mp_messages;
 pub mod orders;
 pub mod payments;
 pub mod refunds;
@@ -28,12 +30,14 @@ pub use conn::{Backend, Conn, DbConn, Pool, PooledConn, Pools};
 pub use diesel::result::{DatabaseErrorKind, Error as DieselError, QueryResult};
 pub use domain::{
     BillTradeState, CallbackKind, CallbackOutcome, ConsoleSessionStatus, CouponStatus, CreditKind,
-    DiscountKind, DrawStatus, EarningKind, LedgerEvent, LedgerSource, MessageChannel, MessageEvent,
-    MessageOutcome, MismatchKind, MpMode, OrderKind, OrderMove, OrderStatus, ReconciliationStatus,
-    RefundCause, RefundStatus, Role, Switch, UserCouponStatus, WithdrawApproval, WithdrawalStatus,
+    DiscountKind, DrawStatus, EarningKind, ExpenseKind, ExpenseSource, LedgerEvent, LedgerSource,
+    MessageChannel, MessageEvent, MessageOutcome, MismatchKind, MpMessageStatus, MpMode, OrderKind,
+    OrderMove, OrderStatus, ReconciliationStatus, RefundCause, RefundStatus, Role, Switch,
+    UserCouponStatus, WithdrawApproval, WithdrawalStatus,
 };
 pub use ids::{
-    CouponId, DrawId, DrawPrizeId, EarningId, OrderId, RefundId, UserCouponId, UserId, WithdrawalId,
+    CouponId, DrawId, DrawPrizeId, EarningId, ExpenseId, GroupId, MpMessageId, OrderId, RefundId,
+    ReimbursementId, UserCouponId, UserId, WithdrawalId,
 };
 
 /// Failures of the data layer that are not a query's own result.

@@ -298,3 +298,84 @@ diesel::allow_tables_to_appear_in_same_query!(
     draw_winners,
     users
 );
+
+diesel::table! {
+    expense_groups (id) {
+        id -> BigInt,
+        name -> Text,
+        created_by -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    group_members (user_id) {
+        user_id -> BigInt,
+        group_id -> BigInt,
+        leader -> Bool,
+        added_by -> BigInt,
+        added_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    reimbursements (id) {
+        id -> BigInt,
+        group_id -> BigInt,
+        quarter -> Text,
+        total_fen -> BigInt,
+        expense_count -> BigInt,
+        reimbursed_by -> BigInt,
+        reimbursed_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    expenses (id) {
+        id -> BigInt,
+        group_id -> BigInt,
+        user_id -> BigInt,
+        kind -> Text,
+        amount_fen -> BigInt,
+        what -> Text,
+        spent_on -> Text,
+        quarter -> Text,
+        reverses_id -> Nullable<BigInt>,
+        source -> Text,
+        recorded_by -> BigInt,
+        created_at -> Timestamp,
+        reimbursement_id -> Nullable<BigInt>,
+    }
+}
+
+diesel::joinable!(group_members -> expense_groups (group_id));
+diesel::joinable!(expenses -> expense_groups (group_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    expense_groups,
+    group_members,
+    expenses,
+    reimbursements,
+    users
+);
+
+diesel::table! {
+    mp_messages (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        touser -> Text,
+        template_id -> Text,
+        event -> Text,
+        order_id -> Nullable<BigInt>,
+        event_key -> Text,
+        payload -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        last_error -> Nullable<Text>,
+        wechat_msgid -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        sent_at -> Nullable<Timestamp>,
+    }
+}

@@ -13,6 +13,7 @@ use crate::cache::{Cache, CacheError};
 use crate::client_addr::TrustedProxies;
 use crate::console::ConsoleSessions;
 use crate::db::Db;
+use crate::expenses::Expenses;
 use crate::jobs::Jobs;
 use crate::limits::Limits;
 use crate::official_account::{AccountKeys, OfficialAccount};
@@ -26,11 +27,13 @@ use crate::refunds::Refunds;
 use crate::settings::{Settings, SettingsError};
 use crate::stats::Stats;
 use crate::storage::{Storage, StorageError};
+use crate::subscriptions::mp_outbox::MpOutbox;
 use crate::subscriptions::{Subscriptions, Templates};
 use crate::telemetry::Metrics;
 use crate::users::Users;
 use crate::wechat::http::HttpSetupError;
-use crate::wechat::mini::MiniClient;
+use crate::wechat::mini::{MiniClient, MiniConfig};
+use crate::wechat::mp::MpClient;
 use crate::wechat::pay::{PayClient, PayError};
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +82,7 @@ pub struct AppContext {
     pub bills: Bills,
     pub promotions: Promotions,
     pub draws: Draws,
+    pub expenses: Expenses,
     /// Infrastructure, for readiness, metrics and the tests' look inside.
     pub db: Db,
     pub cache: Cache,
@@ -151,7 +155,7 @@ impl AppContext {
             cache.clone(),
             settings.wechat_appid.as_deref().unwrap_or_default(),
         );
-        let mini = MiniClient::new(resolved.mini, cache.clone(), metrics.clone())?;
+        let mini = MiniClient::new(resolved.mini.clone(), cache.clone(), metrics.clone())?;
         let pay = PayClient::new(resolved.pay, metrics.clone())?;
         let storage = Storage::build(&settings, metrics.clone())?;
         let base = &settings.public_base_url;
@@ -163,7 +167,7 @@ impl AppContext {
             resolved.cipher,
             settings.admin_openid_list(),
         );
-        let subscriptions = Subscriptions::new(
+        let mut subscriptions = Subscriptions::new(
             db.clone(),
             cache.clone(),
             mini.clone(),
@@ -174,6 +178,25 @@ impl AppContext {
                 reminder_hour_beijing: settings.reminder_hour_beijing,
             },
         );
+        if let Some(t) = resolved.mp_templates {
+            let client = MpClient::new(
+                MiniConfig {
+                    appid: t.appid,
+                    secret: t.secret,
+                    api_base: resolved.mini.api_base.clone(),
+                    extra_root: resolved.mini.extra_root.clone(),
+                    timeout: resolved.mini.timeout,
+                },
+                cache.clone(),
+                metrics.clone(),
+            )?;
+            subscriptions = subscriptions.with_mp_outbox(MpOutbox::new(
+                db.clone(),
+                client,
+                t.order,
+                mini.appid().to_string(),
+            ));
+        }
         let earnings = Earnings::new(settings.runner_share_percent);
         let refunds = Refunds::new(
             db.clone(),
@@ -239,9 +262,11 @@ impl AppContext {
         let promotions = Promotions::new(db.clone()).with_gate(gate);
         let draws = Draws::new(db.clone(), settings.draw_lock_secs)
             .with_subscriptions(subscriptions.clone());
+        let expenses = Expenses::new(db.clone());
         let official_account = OfficialAccount::new(db.clone(), cache.clone(), account)
             .with_limits(limits.clone())
-            .with_promotions(promotions.clone());
+            .with_promotions(promotions.clone())
+            .with_expenses(expenses.clone());
         let backups = Backups::new(
             db.pools().clone(),
             storage.clone(),
@@ -273,6 +298,7 @@ impl AppContext {
             bills,
             promotions,
             draws,
+            expenses,
             db,
             cache,
             mini,

@@ -463,4 +463,6 @@ from_diesel!(
     crate::bills::BillError,
     crate::promotions::PromotionError,
     crate::promotions::draws::DrawError,
+    crate::subscriptions::mp_outbox::MpOutboxError,
+    crate::expenses::ExpenseError,
 );

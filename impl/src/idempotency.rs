@@ -1,5 +1,5 @@
 //! `Idempotency-Key` on the POSTs that create something (orders, coupons, claims, draws,
-//! withdrawals): a retry with the same key and the same request gets the first answer, the
+//! withdrawals, expenses, reimbursements): a retry with the same key and the same request gets the first answer, the
 //! same key with another request is refused. Keys are per user and shared by every
 //! endpoint, so a request's fingerprint names its endpoint.
 //!
@@ -18,6 +18,12 @@ use crate::text::InvalidInput;
 
 /// Longest key accepted.
 const MAX_LEN: usize = 128;
+
+/// A created thing, and whether it is the first answer to a repeated key.
+pub struct Made<T> {
+    pub view: T,
+    pub replayed: bool,
+}
 
 /// A key as the client sent it, checked: 1 to 128 ASCII characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +143,7 @@ from_idempotency!(
     crate::promotions::PromotionError,
     crate::promotions::draws::DrawError,
     crate::payouts::PayoutError,
+    crate::expenses::ExpenseError,
 );
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod console;
 pub mod context;
 pub mod crypto;
 pub mod db;
+pub mod expenses;
 pub mod idempotency;
 pub mod jobs;
 pub mod limits;
@@ -35,7 +36,8 @@ pub mod users;
 pub mod wechat;
 
 pub use campus_dal::{
-    CouponId, DrawId, MpMode, OrderId, Switch, UserCouponId, UserId, WithdrawalId,
+    CouponId, DrawId, ExpenseId, ExpenseSource, GroupId, MpMode, OrderId, Switch, UserCouponId,
+    UserId, WithdrawalId,
 };
 pub use context::{AppContext, BuildError, Migrations};
 pub use settings::Settings;

@@ -1,6 +1,8 @@
 //! The official account: WeChat pushes messages here (plain or safe mode) and we reply
-//! within its 5 seconds. Text commands: `help`, `bind <code>`, `orders`, `status <no>`;
-//! a text equal to an active coupon's keyword claims that coupon for the bound user.
+//! within its 5 seconds. Text commands: `help`, `bind <code>`, `orders`, `status <no>`,
+//! the team's expense commands (`expense 35.50 tea` / `报销 35.50 奶茶`, `mine`, `group`,
+//! `center`); a text equal to an active coupon's keyword claims that coupon for the bound
+//! user.
 //!
 //! A signed URL is no credential: the plain signature covers token, timestamp and nonce
 //! but not the body, so a push must be fresh (±300 s) and, outside safe mode, a
@@ -18,6 +20,8 @@ use sha2::{Digest, Sha256};
 
 use crate::cache::Cache;
 use crate::db::{Db, DbError};
+use crate::expenses::money::parse_yuan;
+use crate::expenses::{ExpenseError, Expenses, Scope as ExpenseScope};
 use crate::limits::{Limit, LimitError, Limits};
 use crate::promotions::{KeywordClaim, PromotionError, Promotions};
 use crate::wechat::mp_crypto::{MpCrypto, check_signature};
@@ -46,6 +50,8 @@ pub struct OfficialAccount {
     limits: Option<Limits>,
     /// Coupon keywords: a text equal to one claims that coupon.
     promotions: Option<Promotions>,
+    /// The team's expense commands.
+    expenses: Option<Expenses>,
 }
 
 /// The account's server token, and its AES key when safe mode is set up.
@@ -78,6 +84,9 @@ pub enum OfficialAccountError {
     /// A keyword claim that failed for a reason other than a refusal the reply explains.
     #[error(transparent)]
     Promotion(#[from] PromotionError),
+    /// An expense command that failed for a reason other than one the reply explains.
+    #[error(transparent)]
+    Expense(#[from] ExpenseError),
 }
 
 /// The query WeChat signs its pushes with.
@@ -103,7 +112,13 @@ const HELP: &str = "Campus Errand 校园跑腿\n\
 - orders: your recent orders\n\
 - status <order no>: one order's status\n\
 - a coupon's keyword: claim that coupon\n\
+- expense 35.50 tea and cakes (or 报销 35.50 奶茶): record what you advanced for your team today\n\
+- mine / group / center: this quarter's unreimbursed totals (group: leaders; center: admins)\n\
 - help: this text";
+
+/// The right form, shown with every refused expense command.
+const EXPENSE_FORM: &str = "格式 Format: expense 35.50 tea and cakes (或 报销 35.50 奶茶): \
+the amount in yuan (positive, at most 100000, at most two decimals), then what it was for.";
 
 /// `s` inside a CDATA section (a `]]>` in it is split across two sections).
 fn cdata(s: &str) -> String {
@@ -130,7 +145,13 @@ impl OfficialAccount {
             account,
             limits: None,
             promotions: None,
+            expenses: None,
         }
+    }
+
+    pub fn with_expenses(mut self, expenses: Expenses) -> Self {
+        self.expenses = Some(expenses);
+        self
     }
 
     pub fn with_promotions(mut self, promotions: Promotions) -> Self {
@@ -387,8 +408,94 @@ impl OfficialAccount {
                     })
                     .await
             }
+            "expense" | "报销" | "mine" | "group" | "center" if self.expenses.is_some() => {
+                self.expense_command(&from, cmd, &arg).await
+            }
             _ => Ok(HELP.into()),
         };
         text.map(Some)
+    }
+
+    /// The team's expense commands, for the sender's bound user.
+    async fn expense_command(
+        &self,
+        from: &str,
+        cmd: &str,
+        arg: &str,
+    ) -> Result<String, OfficialAccountError> {
+        let Some(expenses) = &self.expenses else {
+            return Ok(HELP.into());
+        };
+        let openid = from.to_string();
+        let Some(row) = self
+            .db
+            .read(move |c| users::find_by_mp_openid(c, &openid).map_err(OfficialAccountError::from))
+            .await?
+        else {
+            return Ok(NOT_BOUND.into());
+        };
+        if row.banned_at.is_some() {
+            return Ok("此账号已被封禁 This account is banned.".into());
+        }
+        let user = crate::users::CurrentUser {
+            id: row.id,
+            role: row.role,
+            row,
+        };
+        let scope = match cmd.to_ascii_lowercase().as_str() {
+            "mine" => Some(ExpenseScope::Me),
+            "group" => Some(ExpenseScope::Group),
+            "center" => Some(ExpenseScope::Center),
+            _ => None,
+        };
+        let result = match scope {
+            Some(_) if !arg.is_empty() => {
+                return Ok(format!(
+                    "格式 Format: `{}` on its own, for this quarter's totals.",
+                    cmd.to_ascii_lowercase()
+                ));
+            }
+            Some(scope) => expenses.totals_text(&user, scope).await,
+            None => {
+                let (amount, what) = arg
+                    .split_once(char::is_whitespace)
+                    .map(|(a, w)| (a, w.trim()))
+                    .unwrap_or((arg, ""));
+                if amount.is_empty() || what.is_empty() {
+                    return Ok(EXPENSE_FORM.into());
+                }
+                let fen = match parse_yuan(amount) {
+                    Ok(f) => f,
+                    Err(e) => return Ok(format!("{e}.\n{EXPENSE_FORM}")),
+                };
+                match expenses.record_from_text(&user, fen, what).await {
+                    Ok(e) => {
+                        let mine = expenses.totals_text(&user, ExpenseScope::Me).await?;
+                        Ok(format!(
+                            "已记录 Recorded #{}: ¥{} {} ({}).\n{mine}",
+                            e.id,
+                            crate::expenses::money::yuan(e.amount_fen),
+                            e.what,
+                            e.spent_on
+                        ))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match result {
+            Ok(text) => Ok(text),
+            Err(ExpenseError::Invalid(e)) => Ok(format!("{e}.\n{EXPENSE_FORM}")),
+            Err(ExpenseError::NotMember) => Ok(
+                "你还不在任何小组 You are not in an expense group: ask an admin to add you.".into(),
+            ),
+            Err(ExpenseError::NotLeader) => {
+                Ok("仅组长可查看 Only group leaders can see their group's totals.".into())
+            }
+            Err(ExpenseError::Forbidden(_)) => {
+                Ok("仅管理员可查看 Only admins (the center) can see the center's totals.".into())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }

@@ -104,6 +104,8 @@ const ENV_KEYS: &[&str] = &[
     "WECHAT_MP_AES_KEY",
     "WECHAT_MP_APPID",
     "WECHAT_MP_MODE",
+    "WECHAT_MP_SECRET",
+    "WECHAT_MP_TEMPLATE_ORDER",
     "PUBLIC_BASE_URL_CHECK",
     "METRICS_BIND",
     "METRICS_TOKEN",
@@ -142,6 +144,7 @@ pub const SECRET_KEYS: &[&str] = &[
     "WECHAT_PAY_KEY",
     "WECHAT_MP_TOKEN",
     "WECHAT_MP_AES_KEY",
+    "WECHAT_MP_SECRET",
     "AWS_SECRET_ACCESS_KEY",
 ];
 
@@ -210,6 +213,13 @@ pub struct Settings {
     /// `plain`, `compatible` or `safe`; unset: `safe` with an AES key, else `plain`.
     #[serde(default, deserialize_with = "lenient::opt")]
     pub wechat_mp_mode: Option<String>,
+    /// The official account's own secret, for its access token (template messages).
+    #[serde(default, deserialize_with = "lenient::opt")]
+    pub wechat_mp_secret: Option<SecretString>,
+    /// Official-account template for order events; with the secret, they are sent to
+    /// users who bound the account.
+    #[serde(default, deserialize_with = "lenient::opt")]
+    pub wechat_mp_template_order: Option<String>,
     /// `on`: `serve` refuses a `PUBLIC_BASE_URL` WeChat cannot call back.
     pub public_base_url_check: String,
     /// A separate listener for `/metrics` (then not served on `BIND`).
@@ -341,6 +351,15 @@ mod lenient {
     }
 }
 
+/// The official account's credentials and its order template
+/// (`WECHAT_MP_APPID`, `WECHAT_MP_SECRET`, `WECHAT_MP_TEMPLATE_ORDER`).
+#[derive(Clone)]
+pub struct MpTemplates {
+    pub appid: String,
+    pub secret: SecretString,
+    pub order: String,
+}
+
 /// The settings a start cannot do without, checked and typed by [`Settings::resolve`].
 pub struct Resolved {
     pub jwt_secret: SecretString,
@@ -351,6 +370,8 @@ pub struct Resolved {
     pub official_account_crypto: Option<MpCrypto>,
     /// Which pushes the official account accepts.
     pub official_account_mode: MpMode,
+    /// Order events as official-account template messages; `None`: none are sent.
+    pub mp_templates: Option<MpTemplates>,
     pub rate_limits: RateLimits,
     pub trusted_proxies: TrustedProxies,
     pub coupon_stock_gate: GateKind,
@@ -407,6 +428,7 @@ impl Settings {
             &mut self.wechat_mch_id,
             &mut self.wechat_mp_appid,
             &mut self.wechat_mp_mode,
+            &mut self.wechat_mp_template_order,
             &mut self.metrics_bind,
             &mut self.wechat_template_order,
             &mut self.wechat_template_reminder,
@@ -423,6 +445,7 @@ impl Settings {
             &mut self.wechat_pay_key,
             &mut self.wechat_mp_token,
             &mut self.wechat_mp_aes_key,
+            &mut self.wechat_mp_secret,
             &mut self.aws_secret_access_key,
             &mut self.metrics_token,
         ] {
@@ -563,6 +586,31 @@ impl Settings {
         if self.max_unpaid_orders < 1 {
             missing.push("MAX_UNPAID_ORDERS (at least 1)".into());
         }
+        // Template messages need the account's own token: its appid and secret together.
+        let mp_templates = match (
+            &self.wechat_mp_appid,
+            &self.wechat_mp_secret,
+            &self.wechat_mp_template_order,
+        ) {
+            (Some(appid), Some(secret), Some(template)) => Some(MpTemplates {
+                appid: appid.clone(),
+                secret: secret.clone(),
+                order: template.clone(),
+            }),
+            (_, None, None) => None,
+            (None, _, _) => {
+                missing.push(
+                    "WECHAT_MP_APPID (WECHAT_MP_SECRET and WECHAT_MP_TEMPLATE_ORDER need it)"
+                        .into(),
+                );
+                None
+            }
+            (_, None, Some(_)) => {
+                missing.push("WECHAT_MP_SECRET (WECHAT_MP_TEMPLATE_ORDER needs it)".into());
+                None
+            }
+            (_, Some(_), None) => None,
+        };
         let (
             Some(jwt_secret),
             Some(cipher),
@@ -617,6 +665,7 @@ impl Settings {
             },
             official_account_crypto: official_account,
             official_account_mode: mp_mode,
+            mp_templates,
             rate_limits,
             trusted_proxies,
             coupon_stock_gate,
@@ -780,6 +829,11 @@ impl Settings {
             ("WECHAT_MP_TOKEN", secret(&self.wechat_mp_token)),
             ("WECHAT_MP_AES_KEY", secret(&self.wechat_mp_aes_key)),
             ("WECHAT_MP_APPID", opt(&self.wechat_mp_appid)),
+            ("WECHAT_MP_SECRET", secret(&self.wechat_mp_secret)),
+            (
+                "WECHAT_MP_TEMPLATE_ORDER",
+                opt(&self.wechat_mp_template_order),
+            ),
             ("WECHAT_TEMPLATE_ORDER", opt(&self.wechat_template_order)),
             ("WECHAT_TEMPLATE_DRAW", opt(&self.wechat_template_draw)),
             (

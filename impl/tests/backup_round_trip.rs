@@ -16,8 +16,9 @@ use campus_dal::backup::{TABLES, Value};
 use campus_dal::orders::{self, NewOrder};
 use campus_dal::{
     CallbackKind, CallbackOutcome, Conn, CouponStatus, CreditKind, DiscountKind, DrawStatus,
-    LedgerEvent, LedgerSource, MessageChannel, MessageEvent, MessageOutcome, OrderKind,
-    OrderStatus, Pools, RefundCause, RefundStatus, Role, UserCouponStatus, UserId,
+    ExpenseKind, ExpenseSource, LedgerEvent, LedgerSource, MessageChannel, MessageEvent,
+    MessageOutcome, MpMessageStatus, OrderKind, OrderStatus, Pools, RefundCause, RefundStatus,
+    Role, UserCouponStatus, UserId,
 };
 use campus_impl::backups::format::{self, Visitor};
 use campus_impl::backups::{BackupError, Backups, NoProgress};
@@ -251,6 +252,78 @@ fn seed(pools: &Pools, orders: usize) {
                 prize_id: prize[0].id,
                 user_coupon_id: Some(claim.id),
             }],
+        )?;
+        // Expenses: a group, a leader, an expense voided by its reversal, one paid back.
+        let group = campus_dal::expenses::insert_group(
+            c,
+            &campus_dal::expenses::NewGroup {
+                name: "后勤组",
+                created_by: u,
+                created_at: now,
+            },
+        )?;
+        campus_dal::expenses::insert_member(
+            c,
+            &campus_dal::expenses::NewMember {
+                user_id: u,
+                group_id: group.id,
+                leader: true,
+                added_by: u,
+                added_at: now,
+                updated_at: now,
+            },
+        )?;
+        let spent =
+            |what: &'static str, amount_fen: i64, reverses_id: Option<campus_dal::ExpenseId>| {
+                campus_dal::expenses::NewExpense {
+                    group_id: group.id,
+                    user_id: u,
+                    kind: if reverses_id.is_some() {
+                        ExpenseKind::Reversal
+                    } else {
+                        ExpenseKind::Expense
+                    },
+                    amount_fen,
+                    what,
+                    spent_on: "2026-11-30",
+                    quarter: "2026Q4",
+                    reverses_id,
+                    source: ExpenseSource::OfficialAccount,
+                    recorded_by: u,
+                    created_at: now,
+                }
+            };
+        let tea = campus_dal::expenses::insert(c, &spent("下午茶", 3550, None))?;
+        campus_dal::expenses::insert(c, &spent("下午茶", -3550, Some(tea.id)))?;
+        let paper = campus_dal::expenses::insert(c, &spent("A4 paper, 2 reams", 4200, None))?;
+        let r = campus_dal::expenses::insert_reimbursement(
+            c,
+            &campus_dal::expenses::NewReimbursement {
+                group_id: group.id,
+                quarter: "2026Q4",
+                total_fen: 4200,
+                expense_count: 1,
+                reimbursed_by: u,
+                reimbursed_at: now,
+            },
+        )?;
+        campus_dal::expenses::mark_reimbursed(c, &[paper.id], r.id)?;
+        campus_dal::mp_messages::enqueue(
+            c,
+            &campus_dal::mp_messages::NewMpMessage {
+                user_id: u,
+                touser: "mp-openid-1",
+                template_id: "mp-tpl",
+                event: MessageEvent::Paid,
+                order_id: Some(first.id),
+                event_key: "order:1:paid:1",
+                payload: r#"{"touser":"mp-openid-1","data":{"first":{"value":"已支付"}}}"#,
+                status: MpMessageStatus::Pending,
+                attempts: 0,
+                next_attempt_at: now,
+                created_at: now,
+                updated_at: now,
+            },
         )?;
         Ok(())
     });

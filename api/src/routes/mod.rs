@@ -7,6 +7,7 @@ pub mod admin;
 pub mod auth;
 pub mod coupons;
 pub mod draws;
+pub mod expenses;
 pub mod health;
 pub mod official_account;
 pub mod orders;
@@ -35,6 +36,7 @@ pub fn config(cfg: &mut ServiceConfig) {
             .configure(orders::config)
             .configure(coupons::config)
             .configure(draws::config)
+            .configure(expenses::config)
             .configure(wechat_pay::config)
             .configure(qrcodes::config)
             .configure(subscriptions::config)

@@ -29,6 +29,7 @@ use campus_dal::{
 };
 
 use crate::db::{Db, DbError};
+pub use crate::idempotency::Made;
 use crate::idempotency::{self, Fingerprint};
 use crate::orders::Page;
 use crate::text::{InvalidInput, TextRule, id_cursor, into_page, page_limit};
@@ -43,7 +44,9 @@ const MAX_PER_USER: i32 = 100;
 const MAX_VALID_DAYS: i32 = 3650;
 /// The official account's own commands: a keyword that starts with one would never
 /// reach the coupon.
-const RESERVED_WORDS: &[&str] = &["help", "bind", "orders", "status"];
+const RESERVED_WORDS: &[&str] = &[
+    "help", "bind", "orders", "status", "expense", "报销", "mine", "group", "center",
+];
 
 /// The promotions service.
 #[derive(Clone)]
@@ -222,12 +225,6 @@ pub struct CouponListQuery {
     /// 1 to 100, default 20.
     pub limit: Option<i64>,
     pub cursor: Option<String>,
-}
-
-/// A created thing, and whether it is the first answer to a repeated `Idempotency-Key`.
-pub struct Made<T> {
-    pub view: T,
-    pub replayed: bool,
 }
 
 /// What a keyword sent to the official account came to.

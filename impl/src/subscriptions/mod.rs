@@ -4,6 +4,7 @@
 //! from typed values that obey WeChat's rules ([`message`]).
 
 pub mod message;
+pub mod mp_outbox;
 
 use std::time::Duration;
 
@@ -33,6 +34,8 @@ pub struct Subscriptions {
     cache: Cache,
     mini: MiniClient,
     templates: Templates,
+    /// Order events as official-account template messages; `None`: not configured.
+    mp: Option<mp_outbox::MpOutbox>,
 }
 
 /// Which subscribe-message templates are configured, and when the reminder goes out.
@@ -90,7 +93,7 @@ pub enum OrderEvent {
 }
 
 impl OrderEvent {
-    fn message_event(self) -> MessageEvent {
+    pub(crate) fn message_event(self) -> MessageEvent {
         match self {
             OrderEvent::Paid => MessageEvent::Paid,
             OrderEvent::Accepted => MessageEvent::Accepted,
@@ -100,7 +103,7 @@ impl OrderEvent {
         }
     }
 
-    fn phrase(self) -> Phrase {
+    pub(crate) fn phrase(self) -> Phrase {
         match self {
             OrderEvent::Paid => Phrase::Paid,
             OrderEvent::Accepted => Phrase::Accepted,
@@ -128,12 +131,34 @@ impl Subscriptions {
             cache,
             mini,
             templates,
+            mp: None,
         }
+    }
+
+    pub fn with_mp_outbox(mut self, outbox: mp_outbox::MpOutbox) -> Self {
+        self.mp = Some(outbox);
+        self
+    }
+
+    /// The official-account outbox, when configured.
+    pub fn mp_outbox(&self) -> Option<&mp_outbox::MpOutbox> {
+        self.mp.as_ref()
+    }
+
+    /// `GET /admin/mp-messages`: the official-account send log (kept rows are listed
+    /// even when sending is switched off).
+    pub async fn admin_mp_messages(
+        &self,
+        caller: &CurrentUser,
+        q: mp_outbox::MpMessagesQuery,
+    ) -> Result<Page<mp_outbox::MpMessageView>, mp_outbox::MpOutboxError> {
+        caller.require(Role::Admin)?;
+        mp_outbox::list(&self.db, q).await
     }
 
     /// Whether order events send messages at all (callers skip work when not).
     pub fn order_messages_on(&self) -> bool {
-        self.templates.order.is_some()
+        self.templates.order.is_some() || self.mp.is_some()
     }
 
     pub async fn grant_credits(
@@ -185,6 +210,9 @@ impl Subscriptions {
     /// Tells `recipient` (the customer, or the runner of a reassigned order) about an
     /// order event, in the background.
     pub(crate) fn announce_to(&self, recipient: UserId, order: &Order, event: OrderEvent) {
+        if let Some(mp) = &self.mp {
+            mp.announce(recipient, order, event);
+        }
         let Some(template) = self.templates.order.clone() else {
             return;
         };
@@ -368,7 +396,12 @@ impl Subscriptions {
 
     pub(crate) fn jobs(&self, metrics: &Metrics) -> Vec<Job> {
         let (a, b) = (self.clone(), self.clone());
-        vec![
+        let mut jobs = self
+            .mp
+            .as_ref()
+            .map(|m| m.jobs(metrics))
+            .unwrap_or_default();
+        jobs.extend([
             every(
                 metrics,
                 "credit_expiry_sweep",
@@ -387,7 +420,8 @@ impl Subscriptions {
                     async move { s.daily_reminder_tick().await }
                 },
             ),
-        ]
+        ]);
+        jobs
     }
 
     /// Runs the reminder once a day at `REMINDER_HOUR_BEIJING`, on one instance: the

@@ -2,6 +2,7 @@
 
 pub mod http;
 pub mod mini;
+pub mod mp;
 pub mod mp_crypto;
 pub mod mp_xml;
 pub mod pay;

@@ -21,6 +21,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/sim/bill", web::post().to(bill))
         .route("/sim/mp/follow", web::post().to(mp_follow))
         .route("/sim/mp/templates", web::post().to(mp_templates))
+        .route("/sim/mp/text", web::post().to(mp_text))
         .route("/sim/calls", web::get().to(calls))
         .route("/sim/notify-faults", web::post().to(notify_faults))
         .route("/sim/orders/{key}", web::get().to(order))
@@ -302,4 +303,43 @@ async fn mp_templates(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
     };
     sh.lock().mp_templates.extend(r.template_ids);
     HttpResponse::Ok().json(json!({"ok": true}))
+}
+
+/// `POST /sim/mp/text {"endpoint": "http://127.0.0.1:8080/wechat/mp", "from": "<openid>",
+/// "content": "mine", "safe": false}`: a follower types to the official account; WeChat
+/// pushes the text message to the server and the answer is `{"status", "reply",
+/// "content"}` (the reply decrypted and checked in safe mode; `content`: its text).
+#[derive(Deserialize)]
+struct MpTextReq {
+    endpoint: String,
+    from: String,
+    content: String,
+    #[serde(default)]
+    safe: bool,
+}
+
+async fn mp_text(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
+    let r: MpTextReq = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    let cdata = |s: &str| format!("<![CDATA[{}]]>", s.replace("]]>", "]]]]><![CDATA[>"));
+    let msg = format!(
+        "<xml><ToUserName>{}</ToUserName><FromUserName>{}</FromUserName><CreateTime>{}</CreateTime>\
+         <MsgType><![CDATA[text]]></MsgType><Content>{}</Content><MsgId>{}</MsgId></xml>",
+        cdata("gh_campus_errand"),
+        cdata(&r.from),
+        chrono::Utc::now().timestamp(),
+        cdata(&r.content),
+        super::state::random_digits(18),
+    );
+    match super::mp::push_inner(&sh, &r.endpoint, &msg, r.safe).await {
+        Ok((status, reply)) => {
+            let content = super::xml::parse(reply.as_bytes())
+                .ok()
+                .and_then(|x| x.fields.get("Content").cloned());
+            HttpResponse::Ok().json(json!({"status": status, "reply": reply, "content": content}))
+        }
+        Err(e) => bad(actix_web::http::StatusCode::BAD_GATEWAY, e.to_string()),
+    }
 }

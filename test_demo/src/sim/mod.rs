@@ -86,6 +86,7 @@ use serde::{Deserialize, Serialize};
 pub use bill::BillRowEdit;
 pub use pay::{JsapiParams, PaymentRefused};
 pub use state::{LoginFault, SimOrder, SimRefund};
+pub use template::TemplateFault;
 pub use transfers::{SimTransfer, TransferFault};
 
 use state::Shared;
@@ -551,6 +552,15 @@ impl SimHandle {
             .lock()
             .mp_templates
             .insert(template_id.to_string());
+    }
+
+    /// Answers for the next `message/template/send` requests, one per request, in order.
+    pub fn push_template_faults(&self, faults: &[TemplateFault]) {
+        self.inner
+            .shared
+            .lock()
+            .template_faults
+            .extend(faults.iter().cloned());
     }
 
     /// Bodies accepted by `message/template/send`.

@@ -31,7 +31,7 @@ pub async fn push(
     task.await.context("push task failed")?
 }
 
-async fn push_inner(
+pub(super) async fn push_inner(
     sh: &Shared,
     endpoint_url: &str,
     msg_xml: &str,
@@ -49,6 +49,11 @@ async fn push_inner(
         .as_ref()
         .and_then(|x| x.fields.get("ToUserName").cloned())
         .unwrap_or_default();
+    // Only followers can message an account: the sender follows it (unless a test made
+    // them unfollow).
+    if let Some(o) = &openid {
+        sh.lock().mp_followers.entry(o.clone()).or_insert(true);
+    }
 
     let mut url = url::Url::parse(endpoint_url).context("endpoint URL")?;
     let body = {

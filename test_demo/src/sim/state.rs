@@ -424,6 +424,8 @@ pub struct State {
     pub mp_templates: HashSet<String>,
     /// Bodies accepted by `message/template/send`.
     pub template_messages: Vec<serde_json::Value>,
+    /// Answers for the next template sends, one each.
+    pub template_faults: VecDeque<super::template::TemplateFault>,
     pub faults: NotifyFaults,
     pub msgid_seq: u64,
     /// Scripted answers of the next refund calls.

@@ -7,12 +7,25 @@
 //! subscribe", an unknown `template_id` 40037. `data` must be an object of
 //! `{"key": {"value": "..."}}` (47001 otherwise); `url` must be http(s); `miniprogram.appid`
 //! must be the linked mini-program (40013 otherwise: our choice of code).
+//! [`TemplateFault`]s queued with [`super::SimHandle::push_template_faults`] answer the next
+//! sends instead: -1 "system error" or an HTTP 503, as WeChat does when it is busy.
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::mini::{check_token_for, err};
 use super::state::{App, Shared};
+
+/// One injected answer for the next `message/template/send` (nothing is sent).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TemplateFault {
+    /// errcode -1 "system error": WeChat is busy, try again.
+    Busy,
+    /// HTTP 503 with an HTML body, as a gateway in front of WeChat answers.
+    Unavailable,
+}
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/cgi-bin/message/template/send", web::post().to(send));
@@ -22,6 +35,16 @@ async fn send(req: HttpRequest, body: web::Bytes, sh: web::Data<Shared>) -> Http
     sh.count("template_send");
     if let Err(r) = check_token_for(&req, &sh, &[App::Mp]) {
         return *r;
+    }
+    let fault = sh.lock().template_faults.pop_front();
+    match fault {
+        Some(TemplateFault::Busy) => return err(-1, "system error"),
+        Some(TemplateFault::Unavailable) => {
+            return HttpResponse::ServiceUnavailable()
+                .content_type("text/html")
+                .body("<html><body>503 Service Temporarily Unavailable</body></html>");
+        }
+        None => {}
     }
     let v = match serde_json::from_slice::<Value>(&body) {
         Ok(v @ Value::Object(_)) => v,

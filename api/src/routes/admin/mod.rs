@@ -5,7 +5,9 @@
 
 pub mod console;
 pub mod coupons;
+pub mod expenses;
 pub mod messages;
+pub mod mp_messages;
 pub mod orders;
 pub mod reconciliations;
 pub mod refunds;
@@ -26,4 +28,6 @@ pub fn config(cfg: &mut ServiceConfig) {
     withdrawals::config(cfg);
     reconciliations::config(cfg);
     coupons::config(cfg);
+    expenses::config(cfg);
+    mp_messages::config(cfg);
 }
