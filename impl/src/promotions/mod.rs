@@ -359,8 +359,9 @@ fn check_new(req: &CreateCoupon, now: chrono::NaiveDateTime) -> Result<Checked, 
 /// One claim of `coupon` by `user`, in the caller's transaction, which has locked the
 /// user's row first (so the count of their claims cannot change before the insert).
 /// `then` runs after the insert (to record the answer to an `Idempotency-Key`). The stock
-/// is taken last: its row is every claimer's, and its lock is held until the commit, so
-/// the statements inside it are only the compare-and-set and the COMMIT.
+/// is taken before the insert: the claim's foreign key takes a shared lock on the coupon's
+/// row, and a compare-and-set after it would have to upgrade that lock while other claims
+/// hold theirs, which deadlocks on MariaDB.
 fn claim_in(
     c: &mut campus_dal::Conn,
     user: UserId,
@@ -374,13 +375,13 @@ fn claim_in(
     if cp.status != CouponStatus::Active || cp.valid_until.is_some_and(|u| u <= now) {
         return Err(PromotionError::NotFound);
     }
-    if cp.claimed >= cp.stock {
-        // Claims only grow: what a read saw gone is gone.
-        return Err(PromotionError::OutOfStock);
-    }
     let mine = cq::claims_by(c, coupon, user)?;
     if mine >= i64::from(cp.per_user_limit) {
         return Err(PromotionError::AlreadyClaimed);
+    }
+    if cp.claimed >= cp.stock {
+        // Claims only grow: what a read saw gone is gone.
+        return Err(PromotionError::OutOfStock);
     }
     let expires_at = match (cp.valid_days, cp.valid_until) {
         (Some(d), until) => {
@@ -392,6 +393,13 @@ fn claim_in(
         (None, None) => now,
     };
     let seq = i32::try_from(mine + 1).map_err(|_| PromotionError::AlreadyClaimed)?;
+    if cq::take_one(c, coupon, now)? != 1 {
+        // Out of stock, or stopped since the read above.
+        return Err(match cq::find(c, coupon)? {
+            Some(cp) if cp.status == CouponStatus::Active => PromotionError::OutOfStock,
+            _ => PromotionError::NotFound,
+        });
+    }
     let claim = cq::insert_claim(
         c,
         &NewUserCoupon {
@@ -412,13 +420,6 @@ fn claim_in(
         }
     })?;
     then(c, &claim)?;
-    if cq::take_one(c, coupon, now)? != 1 {
-        // Out of stock, or stopped since the read above; the insert is rolled back.
-        return Err(match cq::find(c, coupon)? {
-            Some(cp) if cp.status == CouponStatus::Active => PromotionError::OutOfStock,
-            _ => PromotionError::NotFound,
-        });
-    }
     Ok(claim)
 }
 
