@@ -314,3 +314,60 @@ async fn no_template_no_official_account_messages() {
     assert_eq!(s, 200);
     assert_eq!(page["items"].as_array().map(Vec::len), Some(0));
 }
+
+/// A sender that stopped mid-send (its process died after WeChat took the message, before
+/// the outcome was written) leaves the row `sending`; once its lease runs out the row is
+/// `unclear` and is not sent again, since the template API cannot tell a retry from a
+/// second message.
+#[actix_web::test]
+async fn a_send_stopped_mid_way_is_unclear_and_never_sent_again() {
+    let app = spawn().await;
+    let admin = app.login(ADMIN_OPENID).await;
+    let customer = app.login("tm-midway").await;
+    bind(&app, &customer, "tm-mp-midway", 3).await;
+    let o = app.paid_order(&customer, 300).await;
+    let order = o["id"].as_i64().expect("id");
+    let rows = settled(&app, &admin, order, 1).await;
+    assert_eq!(rows[0]["status"], "sent", "{rows:?}");
+    assert_eq!(sent_to(&app, "tm-mp-midway").len(), 1);
+    let id = rows[0]["id"].as_i64().expect("id");
+    // As the dead sender left it: claimed, its lease over.
+    app.ctx
+        .db
+        .write(move |c| {
+            use campus_dal::schema::mp_messages;
+            use diesel::prelude::*;
+            diesel::update(mp_messages::table.find(id))
+                .set((
+                    mp_messages::status.eq("sending"),
+                    mp_messages::next_attempt_at
+                        .eq(campus_dal::time::now() - chrono::Duration::seconds(1)),
+                ))
+                .execute(c)
+                .map_err(campus_impl::db::DbError::from)
+        })
+        .await
+        .expect("row set");
+    let outbox = app
+        .ctx
+        .subscriptions
+        .mp_outbox()
+        .expect("outbox configured");
+    assert_eq!(outbox.send_due().await.expect("pass"), 0);
+    assert_eq!(outbox.send_due().await.expect("pass"), 0);
+    assert_eq!(sent_to(&app, "tm-mp-midway").len(), 1, "not sent again");
+    let (_, page) = app
+        .get("/api/v1/admin/mp-messages?status=unclear", &admin)
+        .await;
+    let row = page["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|m| m["id"] == id).cloned())
+        .unwrap_or_else(|| panic!("row {id} unclear in {page}"));
+    assert!(
+        row["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("stopped mid-send"),
+        "{row}"
+    );
+}

@@ -418,6 +418,9 @@ text_enum!(
         Sent = "sent",
         Failed = "failed",
         GaveUp = "gave_up",
+        /// The send may have reached WeChat (a timeout, a reset after sending, a sender
+        /// that stopped mid-send): never sent again, since WeChat cannot say.
+        Unclear = "unclear",
     }
 );
 

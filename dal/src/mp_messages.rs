@@ -80,9 +80,7 @@ pub fn find(conn: &mut Conn, id: MpMessageId) -> QueryResult<Option<MpMessage>> 
         .optional()
 }
 
-/// Claims the row for one send: `pending` and due, or `sending` whose lease ran out
-/// (its sender died mid-send: the outcome is unknown, as after a timeout). 1 when this
-/// caller won.
+/// Claims the row for one send: `pending` and due. 1 when this caller won.
 pub fn claim(
     conn: &mut Conn,
     id: MpMessageId,
@@ -92,11 +90,7 @@ pub fn claim(
     diesel::update(
         mp_messages::table
             .find(id.0)
-            .filter(
-                mp_messages::status
-                    .eq(MpMessageStatus::Pending.as_str())
-                    .or(mp_messages::status.eq(MpMessageStatus::Sending.as_str())),
-            )
+            .filter(mp_messages::status.eq(MpMessageStatus::Pending.as_str()))
             .filter(mp_messages::next_attempt_at.le(now)),
     )
     .set((
@@ -108,14 +102,26 @@ pub fn claim(
     .execute(conn)
 }
 
-/// Ids of rows due for a send (pending and due, or sending past the lease), oldest first.
+/// `sending` rows whose lease ran out (their sender stopped mid-send) → `unclear`, with
+/// why; they are not sent again. Returns how many.
+pub fn expire_stale_sends(conn: &mut Conn, now: NaiveDateTime, why: &str) -> QueryResult<usize> {
+    diesel::update(
+        mp_messages::table
+            .filter(mp_messages::status.eq(MpMessageStatus::Sending.as_str()))
+            .filter(mp_messages::next_attempt_at.le(now)),
+    )
+    .set((
+        mp_messages::status.eq(MpMessageStatus::Unclear.as_str()),
+        mp_messages::last_error.eq(Some(clip(why))),
+        mp_messages::updated_at.eq(now),
+    ))
+    .execute(conn)
+}
+
+/// Ids of `pending` rows due for a send, oldest first.
 pub fn due(conn: &mut Conn, now: NaiveDateTime, limit: i64) -> QueryResult<Vec<MpMessageId>> {
     mp_messages::table
-        .filter(
-            mp_messages::status
-                .eq(MpMessageStatus::Pending.as_str())
-                .or(mp_messages::status.eq(MpMessageStatus::Sending.as_str())),
-        )
+        .filter(mp_messages::status.eq(MpMessageStatus::Pending.as_str()))
         .filter(mp_messages::next_attempt_at.le(now))
         .order(mp_messages::next_attempt_at.asc())
         .select(mp_messages::id)

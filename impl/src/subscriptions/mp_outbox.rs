@@ -5,10 +5,13 @@
 //! `mp_messages` row, unique per (user, event), written after the order's own commit and
 //! before anything is sent. A sender claims the row with a compare-and-set
 //! (`pending` → `sending`, with a lease), so no two senders, on any number of instances,
-//! send it; a sent row is never sent again. Transient failures (HTTP 5xx, -1 system
-//! busy, timeouts, an access token WeChat keeps refusing, rate limits) are retried with
-//! backoff until [`MAX_ATTEMPTS`]; WeChat's refusals (43004 the user unfollowed, 40003
-//! not an openid of this account, any other errcode) are final and recorded.
+//! send it; a sent row is never sent again. Failures that say WeChat did not send (HTTP
+//! 5xx, -1 system busy, no connection, an access token WeChat keeps refusing, rate limits)
+//! are retried with backoff until [`MAX_ATTEMPTS`]; WeChat's refusals (43004 the user
+//! unfollowed, 40003 not an openid of this account, any other errcode) are final and
+//! recorded. The template API takes no request id, so a send that may have reached WeChat
+//! (a timeout, a connection lost after sending, a sender that stopped mid-send and whose
+//! lease ran out) is `unclear` and never sent again: a message is lost rather than doubled.
 
 use std::time::Duration;
 
@@ -187,6 +190,7 @@ impl MpOutbox {
         let (status, error) = match &result {
             Ok(_) => (MpMessageStatus::Sent, String::new()),
             Err(e) if permanent(e) => (MpMessageStatus::Failed, e.to_string()),
+            Err(e) if maybe_sent(e) => (MpMessageStatus::Unclear, e.to_string()),
             Err(e) if row.attempts >= MAX_ATTEMPTS => (MpMessageStatus::GaveUp, e.to_string()),
             Err(e) => (MpMessageStatus::Pending, e.to_string()),
         };
@@ -228,8 +232,21 @@ impl MpOutbox {
         }
     }
 
-    /// Job tick (and tests): every due message, one attempt each.
+    /// Job tick (and tests): sends whose sender stopped mid-send become `unclear`; then
+    /// every due message, one attempt each.
     pub async fn send_due(&self) -> Result<usize, MpOutboxError> {
+        let stale = self
+            .db
+            .write(|c| {
+                q::expire_stale_sends(c, time::now(), STOPPED_MID_SEND).map_err(MpOutboxError::from)
+            })
+            .await?;
+        if stale > 0 {
+            tracing::warn!(
+                count = stale,
+                "official-account messages whose sender stopped mid-send are unclear, not sent again"
+            );
+        }
         let due = self
             .db
             .read(|c| q::due(c, time::now(), 100).map_err(MpOutboxError::from))
@@ -270,6 +287,14 @@ pub(crate) async fn list(
 fn permanent(e: &WechatError) -> bool {
     matches!(e, WechatError::Api { .. } | WechatError::Credentials(_))
 }
+
+/// WeChat may have sent it: the request left, and no answer says what became of it.
+fn maybe_sent(e: &WechatError) -> bool {
+    matches!(e, WechatError::Transport(t) if !t.is_connect() && !t.is_builder())
+}
+
+const STOPPED_MID_SEND: &str =
+    "the sender stopped mid-send (its lease ran out): WeChat may have sent it";
 
 fn backoff(attempts: i32) -> chrono::Duration {
     let i = usize::try_from(attempts.max(1) - 1).unwrap_or(0);

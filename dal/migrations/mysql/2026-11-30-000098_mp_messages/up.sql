@@ -22,6 +22,6 @@ CREATE TABLE mp_messages (
     INDEX mp_messages_due (status, next_attempt_at),
     FOREIGN KEY (user_id) REFERENCES users (id),
     FOREIGN KEY (order_id) REFERENCES orders (id),
-    CONSTRAINT mp_messages_status CHECK (status IN ('pending', 'sending', 'sent', 'failed', 'gave_up')),
+    CONSTRAINT mp_messages_status CHECK (status IN ('pending', 'sending', 'sent', 'failed', 'gave_up', 'unclear')),
     CONSTRAINT mp_messages_attempts CHECK (attempts >= 0)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;

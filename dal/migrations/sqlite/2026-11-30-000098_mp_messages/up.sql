@@ -10,7 +10,7 @@ CREATE TABLE mp_messages (
     order_id INTEGER REFERENCES orders (id),
     event_key TEXT NOT NULL CHECK (length(event_key) BETWEEN 1 AND 128),
     payload TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('pending', 'sending', 'sent', 'failed', 'gave_up')),
+    status TEXT NOT NULL CHECK (status IN ('pending', 'sending', 'sent', 'failed', 'gave_up', 'unclear')),
     attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
     next_attempt_at TEXT NOT NULL,
     last_error TEXT CHECK (length(last_error) <= 255),
