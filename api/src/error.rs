@@ -192,6 +192,8 @@ impl From<DbError> for ApiError {
                 ApiError::unavailable("the database", chain(&e))
             }
             _ if e.is_connection_lost() => ApiError::unavailable("the database", chain(&e)),
+            // Rolled back whole by the database: a retry is safe and almost always works.
+            _ if e.is_deadlock() => ApiError::unavailable("the database", chain(&e)),
             _ => ApiError::internal(chain(&e)),
         }
     }
@@ -688,6 +690,15 @@ mod tests {
             Box::new("Server has gone away".to_string()),
         );
         let (s, b) = body_of(DbError::Query(gone).into());
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (503, Some("service_unavailable"))
+        );
+        let deadlock = campus_dal::DieselError::DatabaseError(
+            campus_dal::DatabaseErrorKind::SerializationFailure,
+            Box::new("Deadlock found when trying to get lock".to_string()),
+        );
+        let (s, b) = body_of(DbError::Query(deadlock).into());
         assert_eq!(
             (s, b["error"]["code"].as_str()),
             (503, Some("service_unavailable"))

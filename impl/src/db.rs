@@ -43,6 +43,19 @@ impl DbError {
         }
     }
 
+    /// The database rolled the transaction back to break a deadlock with another one
+    /// (InnoDB's ER_LOCK_DEADLOCK, which diesel reports as a serialization failure): nothing
+    /// was written, and the same request again works.
+    pub fn is_deadlock(&self) -> bool {
+        matches!(
+            self,
+            DbError::Query(campus_dal::DieselError::DatabaseError(
+                campus_dal::DatabaseErrorKind::SerializationFailure,
+                _
+            ))
+        )
+    }
+
     /// The connection to the database server broke during the unit of work (MariaDB
     /// restarted, killed, or the network dropped): the database is unavailable, not the
     /// request wrong, and a retry after it is back works. (MariaDB Connector/C's texts of
