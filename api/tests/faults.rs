@@ -95,6 +95,25 @@ impl Report {
     }
 }
 
+/// The server's log lines of 500s, on stderr (`FAULTS_DEBUG=1`): their causes are logged,
+/// not returned.
+fn server_errors(rig: &Rig) {
+    if std::env::var_os("FAULTS_DEBUG").is_none() {
+        return;
+    }
+    let mut log = String::new();
+    for e in std::fs::read_dir(rig.dir.path().join("log"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        log.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+    }
+    for line in log.lines().filter(|l| l.contains("internal_error")) {
+        eprintln!("server: {line}");
+    }
+}
+
 fn ms(d: Duration) -> String {
     format!("{} ms", d.as_millis())
 }
@@ -951,19 +970,7 @@ async fn outages() {
         .count();
     let created = l.api.iter().filter(|(_, o)| o.status == Some(201)).count();
     drop(l);
-    if std::env::var_os("FAULTS_DEBUG").is_some() {
-        let mut log = String::new();
-        for e in std::fs::read_dir(rig.dir.path().join("log"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            log.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
-        }
-        for line in log.lines().filter(|l| l.contains("internal_error")) {
-            eprintln!("server: {line}");
-        }
-    }
+    server_errors(&rig);
     let alive = server.child.try_wait().ok().flatten().is_none();
     server.kill9();
     r.row("requests in the run", total);
@@ -1135,6 +1142,7 @@ async fn wechat_slow_and_failing() {
     rig.sim.set_notify_faults(NotifyFaults::default());
     let faults_off = Instant::now();
     let (t, payments_caught_up, catch_up) = converge(&rig, 120).await;
+    server_errors(&rig);
     server.kill9();
 
     let o = outcomes.lock().unwrap_or_else(|p| p.into_inner());
