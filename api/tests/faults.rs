@@ -932,7 +932,11 @@ async fn outages() {
         )));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut r = Report::new("MariaDB and Redis killed mid-load and restarted");
+    let mut r = Report::new(if mariadb_mode() {
+        "MariaDB and Redis killed mid-load and restarted"
+    } else {
+        "Redis killed mid-load and restarted (the database is the SQLite file)"
+    });
     if let Some((m, url)) = mariadb.as_mut() {
         let port: u16 = url
             .rsplit(':')
