@@ -190,7 +190,7 @@ pub async fn rig(sim_cfg: SimConfig, extra_env: &[(&str, &str)]) -> Rig {
             .map(|(k, v)| (k.to_string(), v.to_string())),
     );
     let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
         .build()
         .expect("client");
     Rig {
