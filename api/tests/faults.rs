@@ -944,7 +944,9 @@ async fn outages() {
             .and_then(|p| p.split('/').next())
             .and_then(|p| p.parse().ok())
             .expect("port");
-        outage(&mut r, &log, m, move || mariadb_probe(port), 8).await;
+        // Longer than Redis's: with the pool's 5 s checkout wait, a request must be sent
+        // and answered inside the outage to show what it answers.
+        outage(&mut r, &log, m, move || mariadb_probe(port), 12).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let rport: u16 = redis_url
