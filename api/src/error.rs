@@ -175,10 +175,27 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
+        if e.is_disk_full() {
+            // Not a bug to page someone about at 500: the operator frees space and writes
+            // work again; clients retry like any 503.
+            return ApiError {
+                cause: Some(chain(&e)),
+                retry_after: Some(30),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "disk_full",
+                    "the server's disk is full: nothing was saved, try again later",
+                )
+            };
+        }
         match e {
-            DbError::Unavailable(_) | DbError::Busy => {
+            // A group commit that did not happen wrote nothing: the same request again works.
+            DbError::Unavailable(_) | DbError::Busy | DbError::NotCommitted(_) => {
                 ApiError::unavailable("the database", chain(&e))
             }
+            _ if e.is_connection_lost() => ApiError::unavailable("the database", chain(&e)),
+            // Rolled back whole by the database: a retry is safe and almost always works.
+            _ if e.is_deadlock() => ApiError::unavailable("the database", chain(&e)),
             _ => ApiError::internal(chain(&e)),
         }
     }
@@ -724,6 +741,37 @@ mod tests {
             let (s, b) = body_of(e.into());
             assert_eq!((s, b["error"]["code"].as_str()), (status, Some(code)));
         }
+        let (s, b) = body_of(DbError::NotCommitted("database or disk is full".into()).into());
+        assert_eq!((s, b["error"]["code"].as_str()), (503, Some("disk_full")));
+        let full = campus_dal::DieselError::DatabaseError(
+            campus_dal::DatabaseErrorKind::Unknown,
+            Box::new("database or disk is full".to_string()),
+        );
+        let (s, b) = body_of(DbError::Query(full).into());
+        assert_eq!((s, b["error"]["code"].as_str()), (503, Some("disk_full")));
+        let gone = campus_dal::DieselError::DatabaseError(
+            campus_dal::DatabaseErrorKind::Unknown,
+            Box::new("Server has gone away".to_string()),
+        );
+        let (s, b) = body_of(DbError::Query(gone).into());
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (503, Some("service_unavailable"))
+        );
+        let deadlock = campus_dal::DieselError::DatabaseError(
+            campus_dal::DatabaseErrorKind::SerializationFailure,
+            Box::new("Deadlock found when trying to get lock".to_string()),
+        );
+        let (s, b) = body_of(DbError::Query(deadlock).into());
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (503, Some("service_unavailable"))
+        );
+        let (s, b) = body_of(DbError::NotCommitted("rolled back".into()).into());
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (503, Some("service_unavailable"))
+        );
         let (s, b) = body_of(OrderError::TooManyUnpaid(5).into());
         assert_eq!(
             (s, b["error"]["code"].as_str()),

@@ -82,7 +82,8 @@ pub fn add_common_responses(api: &mut utoipa::openapi::OpenApi) {
             if is_api {
                 add(
                     "503",
-                    "`service_unavailable`: the database or the cache is down (Retry-After)",
+                    "`service_unavailable`: the database or the cache is down (Retry-After); \
+                     `disk_full`: the database's disk is full, nothing was saved (Retry-After)",
                 );
             }
         }

@@ -144,6 +144,9 @@ impl r2d2::ManageConnection for ConnManager {
     }
 }
 
+/// The longest wait for a pooled connection (and for the first ones at start).
+pub const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The pools the services use. SQLite allows one writer at a time; giving writes one
 /// dedicated connection avoids lock-retry sleeps (busy_timeout waits, which put the p99 of
 /// writes in the 100 ms range with several writers), while reads use the rest. On MySQL
@@ -175,7 +178,11 @@ impl Pools {
                 .max_size(max.max(1))
                 .min_idle(Some(1))
                 .test_on_check_out(test_on_check_out)
-                .connection_timeout(Duration::from_secs(5))
+                // How long a unit of work waits for a connection: while the database is
+                // down every request waits this long before its 503. Not shorter: a
+                // stampede on one row (a thousand coupon claims) legitimately queues for
+                // connections for seconds.
+                .connection_timeout(CHECKOUT_TIMEOUT)
                 .build(manager.clone())
         };
         match target.backend() {

@@ -27,6 +27,59 @@ pub enum DbError {
     NotCommitted(String),
 }
 
+/// SQLite's text for SQLITE_FULL (the disk under the database file has no room left).
+const SQLITE_FULL_MESSAGE: &str = "database or disk is full";
+
+impl DbError {
+    /// The write failed because the disk is full: nothing was written, and it succeeds once
+    /// there is room again. (SQLite; MariaDB blocks its writers on a full disk instead.)
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            DbError::Query(q @ campus_dal::DieselError::DatabaseError(..)) => {
+                q.to_string().contains(SQLITE_FULL_MESSAGE)
+            }
+            DbError::NotCommitted(m) => m.contains(SQLITE_FULL_MESSAGE),
+            _ => false,
+        }
+    }
+
+    /// The database rolled the transaction back to break a deadlock with another one
+    /// (InnoDB's ER_LOCK_DEADLOCK, which diesel reports as a serialization failure): nothing
+    /// was written, and the same request again works.
+    pub fn is_deadlock(&self) -> bool {
+        matches!(
+            self,
+            DbError::Query(campus_dal::DieselError::DatabaseError(
+                campus_dal::DatabaseErrorKind::SerializationFailure,
+                _
+            ))
+        )
+    }
+
+    /// The connection to the database server broke during the unit of work (MariaDB
+    /// restarted, killed, or the network dropped): the database is unavailable, not the
+    /// request wrong, and a retry after it is back works. (MariaDB Connector/C's texts of
+    /// CR_SERVER_GONE_ERROR, CR_SERVER_LOST and the connect errors; diesel reports them all
+    /// as `DatabaseErrorKind::Unknown`.)
+    pub fn is_connection_lost(&self) -> bool {
+        const LOST: [&str; 5] = [
+            "server has gone away",
+            "lost connection to",
+            "can't connect to",
+            "connection refused",
+            "broken pipe",
+        ];
+        match self {
+            DbError::Query(q @ campus_dal::DieselError::DatabaseError(..)) => {
+                let m = q.to_string().to_ascii_lowercase();
+                LOST.iter().any(|l| m.contains(l))
+            }
+            DbError::Query(campus_dal::DieselError::BrokenTransactionManager) => true,
+            _ => false,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Db {
     pools: Pools,

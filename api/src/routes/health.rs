@@ -24,12 +24,20 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
+/// How long `/readyz` waits for the database and the cache before answering 503.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[utoipa::path(tag = "health",
     responses((status = 200, description = "Database (and Redis, if set) answer"),
               (status = 503, description = "A dependency does not answer")))]
 #[get("/readyz")]
 async fn readyz(ctx: web::Data<AppContext>) -> HttpResponse {
-    match ctx.ready().await {
+    // A database that is down can hold a pool checkout for the pool's whole connection
+    // timeout; a load balancer's check should hear "not ready" before its own timeout.
+    let ready = tokio::time::timeout(READY_TIMEOUT, ctx.ready())
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {READY_TIMEOUT:?}")));
+    match ready {
         Ok(()) => HttpResponse::Ok().json(json!({"status": "ready"})),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");

@@ -3,6 +3,8 @@
 //! `CAMPUS_TEST_MODE=mariadb` (a fresh database per test app).
 #![allow(dead_code)]
 
+pub mod rig;
+
 use std::time::Duration;
 
 use campus_api::Application;

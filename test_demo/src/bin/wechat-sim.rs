@@ -75,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "control: POST {0}/sim/code {{\"openid\":\"...\"}} · POST {0}/sim/pay <the wx.requestPayment parameters> · POST {0}/sim/subscribe/accept {{\"openid\":\"...\",\"template_ids\":[...]}} · POST {0}/sim/rules · GET {0}/sim/calls",
+        "control: POST {0}/sim/code {{\"openid\":\"...\"}} · POST {0}/sim/pay <the wx.requestPayment parameters> · POST {0}/sim/subscribe/accept {{\"openid\":\"...\",\"template_ids\":[...]}} · POST {0}/sim/rules · POST {0}/sim/api-faults {{\"delay_ms\":5000,\"delay_percent\":25,\"error_percent\":20,\"reset_percent\":20}} · GET {0}/sim/calls",
         handle.base_url()
     );
     tokio::signal::ctrl_c().await?;

@@ -24,6 +24,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/sim/mp/text", web::post().to(mp_text))
         .route("/sim/calls", web::get().to(calls))
         .route("/sim/notify-faults", web::post().to(notify_faults))
+        .route("/sim/api-faults", web::post().to(api_faults))
         .route("/sim/orders/{key}", web::get().to(order))
         .route("/sim/messages", web::get().to(messages))
         .route("/sim/invalidate-tokens", web::post().to(invalidate_tokens))
@@ -201,6 +202,24 @@ async fn notify_faults(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse 
     };
     sh.lock().faults = f.into();
     HttpResponse::Ok().json(json!({"ok": true}))
+}
+
+/// `POST /sim/api-faults {"delay_ms": 5000, "delay_percent": 25, "error_percent": 20,
+/// "reset_percent": 20}`:
+/// faults on every API call from now on; `{}` turns them off.
+async fn api_faults(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
+    let f: super::ApiFaults = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    if !f.is_valid() {
+        return bad(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "error_percent + reset_percent + delay_percent must not exceed 100",
+        );
+    }
+    sh.lock().api_faults = f.clone();
+    HttpResponse::Ok().json(f)
 }
 
 async fn order(path: web::Path<String>, sh: web::Data<Shared>) -> HttpResponse {

@@ -50,10 +50,14 @@
 //!   outcomes ([`SimHandle::push_transfer_faults`]).
 //! * `pay/downloadbill` builds WeChat's text bill from the recorded payments and refunds
 //!   (`bill.rs`); today's bill only with [`SimHandle::set_bill_same_day`].
+//! * [`SimHandle::set_api_faults`] (`/sim/api-faults`): every API call can be answered
+//!   late, refused with a 503 before it is carried out, or carried out and its connection
+//!   reset (`api_faults.rs`).
 //! * Keys are ECDSA P-256 (ring cannot generate RSA); `client_p12` is PBES2/AES-256-CBC +
 //!   HMAC-SHA256 MAC, as OpenSSL 3 writes by default (`p12::Profile::Legacy` writes the
 //!   RC2-40 profile of WeChat's own files).
 
+pub mod api_faults;
 mod bill;
 mod control;
 pub mod crypto;
@@ -83,6 +87,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
+pub use api_faults::ApiFaults;
 pub use bill::BillRowEdit;
 pub use pay::{JsapiParams, PaymentRefused};
 pub use state::{LoginFault, SimOrder, SimRefund};
@@ -340,6 +345,7 @@ fn run_server(
         let built = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .wrap_fn(api_faults::apply)
                 .app_data(web::PayloadConfig::new(xml::MAX_XML_BYTES))
                 .configure(routes)
         })
@@ -635,6 +641,12 @@ impl SimHandle {
 
     pub fn set_notify_faults(&self, f: NotifyFaults) {
         self.inner.shared.lock().faults = f;
+    }
+
+    /// Faults on every WeChat API call from now on (a slow WeChat, 5xx answers, reset
+    /// connections; see `api_faults.rs`); `ApiFaults::default()` turns them off.
+    pub fn set_api_faults(&self, f: ApiFaults) {
+        self.inner.shared.lock().api_faults = f;
     }
 
     /// Snapshot of an order (by out_trade_no, prepay_id or transaction_id).

@@ -432,6 +432,8 @@ pub struct State {
     pub refund_faults: VecDeque<super::refund_faults::RefundFault>,
     /// out_refund_no → how refundquery reports that refund.
     pub refund_outcomes: HashMap<String, super::refund_faults::RefundOutcome>,
+    /// Faults on every API call (`api_faults.rs`).
+    pub api_faults: super::api_faults::ApiFaults,
 }
 
 impl State {

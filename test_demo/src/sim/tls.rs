@@ -142,8 +142,11 @@ pub struct PeerCert(pub Option<Vec<u8>>);
 type TlsStream = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
 
 /// `HttpServer::on_connect` callback: records the peer certificate (already verified against
-/// our CA by rustls during the handshake).
+/// our CA by rustls during the handshake) and the socket (for simulated resets).
 pub fn on_connect(conn: &dyn Any, ext: &mut Extensions) {
+    if let Some(tls) = conn.downcast_ref::<TlsStream>() {
+        super::api_faults::record_socket(tls.get_ref().0, ext);
+    }
     let cert = conn.downcast_ref::<TlsStream>().and_then(|tls| {
         let (_, session) = tls.get_ref();
         session
