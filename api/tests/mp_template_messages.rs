@@ -305,7 +305,7 @@ async fn no_template_no_official_account_messages() {
     let app = TestApp::spawn().await;
     let admin = app.login(ADMIN_OPENID).await;
     let customer = app.login("tm-off-customer").await;
-    bind(&app, &customer, "tm-off-mp", 1).await;
+    bind(&app, &customer, "tm-off-mp", 201).await;
     app.paid_order(&customer, 300).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(app.ctx.subscriptions.mp_outbox().is_none());
@@ -324,7 +324,8 @@ async fn a_send_stopped_mid_way_is_unclear_and_never_sent_again() {
     let app = spawn().await;
     let admin = app.login(ADMIN_OPENID).await;
     let customer = app.login("tm-midway").await;
-    bind(&app, &customer, "tm-mp-midway", 3).await;
+    // Its own MsgId: pushes are deduplicated by (account, MsgId) in the shared cache.
+    bind(&app, &customer, "tm-mp-midway", 101).await;
     let o = app.paid_order(&customer, 300).await;
     let order = o["id"].as_i64().expect("id");
     let rows = settled(&app, &admin, order, 1).await;

@@ -111,8 +111,10 @@ impl Default for Options {
 
 pub async fn sim_for_tests() -> SimHandle {
     let cfg = SimConfig {
-        // A distinct appid keeps tests that share one Redis from sharing a token.
+        // Distinct appids keep tests that share one Redis from sharing an access token
+        // (the mini-program's and the official account's are cached under their appids).
         appid: format!("wxt{}", rand_suffix()),
+        mp_appid: format!("wxm{}", rand_suffix()),
         ..SimConfig::for_tests()
     };
     sim::start(cfg).await.expect("simulator starts")
