@@ -67,6 +67,7 @@ async fn list(
     responses((status = 200, description = "The quarter's total and unreimbursed sums, by member and by group", body = Summary),
               (status = 401, body = ErrorBody),
               (status = 403, description = "`not_group_member`, `not_group_leader`, `forbidden` (center: admins)", body = ErrorBody),
+              (status = 404, description = "`group_id` names no group", body = ErrorBody),
               (status = 422, body = ErrorBody)))]
 #[get("/expenses/summary")]
 async fn summary(
