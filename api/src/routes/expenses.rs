@@ -52,6 +52,7 @@ async fn create(
     responses((status = 200, description = "Ledger rows, newest first: expenses and their reversals", body = Page<ExpenseView>),
               (status = 401, body = ErrorBody),
               (status = 403, description = "`not_group_member`, `not_group_leader` (scope=group of a group the caller does not lead), `forbidden`", body = ErrorBody),
+              (status = 404, description = "`group_id` names no group", body = ErrorBody),
               (status = 422, body = ErrorBody)))]
 #[get("/expenses")]
 async fn list(
