@@ -208,7 +208,8 @@ say 'expense 35.555 tea'               # refused: at most two decimals, with the
 say 'group'                            # the group's unreimbursed total, per member
 #     The center's view, the reimbursement of the group's quarter in one step, and the CSV
 #     (UTF-8 with BOM: opens in a spreadsheet with the Chinese intact).
-Q=$(curl -s "{base}/api/v1/expenses/summary?scope=center" -H "Authorization: Bearer $ADMIN" | tee /dev/stderr | sed -E 's/.*"quarter":"([^"]+)".*/\1/'); echo
+SUMMARY=$(curl -s "{base}/api/v1/expenses/summary?scope=center" -H "Authorization: Bearer $ADMIN"); echo "$SUMMARY"
+Q=$(echo "$SUMMARY" | sed -E 's/.*"quarter":"([^"]+)".*/\1/')
 curl -s -X POST {base}/api/v1/admin/reimbursements -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' -d "{{\"group_id\":$GROUP,\"quarter\":\"$Q\"}}"; echo
 curl -s "{base}/api/v1/admin/reports/expenses.csv?quarter=$Q" -H "Authorization: Bearer $ADMIN" -o expenses.csv; head -3 expenses.csv
 #     From now on this student's order updates also come to the official account as
