@@ -255,6 +255,8 @@ text_enum!(
         Refused = "refused",
         UnknownUser = "unknown_user",
         Error = "error",
+        /// Over the user's daily cap (`MESSAGES_PER_USER_DAY`, one reminder): not sent.
+        Capped = "capped",
     }
 );
 

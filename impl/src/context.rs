@@ -176,6 +176,7 @@ impl AppContext {
                 reminder: settings.wechat_template_reminder.clone(),
                 draw: settings.wechat_template_draw.clone(),
                 reminder_hour_beijing: settings.reminder_hour_beijing,
+                messages_per_user_day: settings.messages_per_user_day,
             },
         );
         if let Some(t) = resolved.mp_templates {

@@ -107,12 +107,14 @@ const ENV_KEYS: &[&str] = &[
     "WECHAT_MP_SECRET",
     "WECHAT_MP_TEMPLATE_ORDER",
     "PUBLIC_BASE_URL_CHECK",
+    "WECHAT_CALLBACK_IP_CHECK",
     "METRICS_BIND",
     "METRICS_TOKEN",
     "WECHAT_TEMPLATE_ORDER",
     "WECHAT_TEMPLATE_REMINDER",
     "WECHAT_TEMPLATE_DRAW",
     "REMINDER_HOUR_BEIJING",
+    "MESSAGES_PER_USER_DAY",
     "BACKUP_HOUR_BEIJING",
     "BACKUP_KEEP_DAYS",
     "ORDER_PAY_TIMEOUT_SECS",
@@ -236,6 +238,8 @@ pub struct Settings {
     #[serde(default, deserialize_with = "lenient::opt")]
     pub wechat_template_draw: Option<String>,
     pub reminder_hour_beijing: u32,
+    /// Order messages WeChat accepts per user and Beijing day; the rest are logged `capped`.
+    pub messages_per_user_day: u32,
     /// Hour (Beijing time) of the daily backup; `BACKUP_KEEP_DAYS` days of backups are kept.
     pub backup_hour_beijing: u32,
     pub backup_keep_days: u32,
@@ -843,6 +847,10 @@ impl Settings {
             (
                 "REMINDER_HOUR_BEIJING",
                 self.reminder_hour_beijing.to_string(),
+            ),
+            (
+                "MESSAGES_PER_USER_DAY",
+                self.messages_per_user_day.to_string(),
             ),
             (
                 "ORDER_PAY_TIMEOUT_SECS",

@@ -154,6 +154,16 @@ async fn a_retried_claim_is_still_its_owners_and_counters_are_atomic() {
         .collect();
     seen.sort_unstable();
     assert_eq!(seen, (1..=50).collect::<Vec<i64>>());
+    // Taking counts back (a message WeChat did not accept) is atomic too, and never makes
+    // a counter that has gone.
+    let uncounts = (0..20).map(|_| cache.uncount(&counter));
+    for r in futures::future::join_all(uncounts).await {
+        r.expect("uncount");
+    }
+    assert_eq!(cache.incr_ex(&counter, ttl).await.expect("incr"), 31);
+    let gone = format!("test:gone:{}", rand::random::<u64>());
+    cache.uncount(&gone).await.expect("uncount");
+    assert!(cache.get(&gone).await.expect("get").is_none());
 }
 
 #[actix_web::test]

@@ -65,6 +65,15 @@ impl MemoryCache {
         }
     }
 
+    pub fn uncount(&self, key: &str) {
+        let mut m = self.map();
+        if let Some((v, exp)) = m.get_mut(key)
+            && *exp > Instant::now()
+        {
+            *v = v.parse::<i64>().unwrap_or(0).saturating_sub(1).to_string();
+        }
+    }
+
     pub fn delete_if_equals(&self, key: &str, value: &str) -> bool {
         let mut m = self.map();
         if m.get(key).is_some_and(|(v, _)| v == value) {

@@ -79,6 +79,18 @@ impl Cache {
         }
     }
 
+    /// Takes back one count of [`Cache::incr_ex`] (what it counted did not happen), unless
+    /// the counter's window is over.
+    pub async fn uncount(&self, key: &str) -> Result<(), CacheError> {
+        match self {
+            Cache::Memory(m) => {
+                m.uncount(key);
+                Ok(())
+            }
+            Cache::Redis(r) => r.uncount(key).await,
+        }
+    }
+
     /// Deletes `key` only while it still holds `value` (release my lock, drop the token I used).
     pub async fn delete_if_equals(&self, key: &str, value: &str) -> Result<bool, CacheError> {
         match self {
@@ -140,6 +152,17 @@ mod tests {
             c.incr_ex("m", Duration::from_secs(60)).await.expect("incr"),
             1,
             "expired"
+        );
+        c.uncount("n").await.expect("uncount");
+        assert_eq!(
+            c.incr_ex("n", Duration::from_secs(60)).await.expect("incr"),
+            2,
+            "one taken back"
+        );
+        c.uncount("absent").await.expect("uncount");
+        assert!(
+            c.get("absent").await.expect("get").is_none(),
+            "no counter made"
         );
         assert!(!c.delete_if_equals("a", "2").await.expect("del"));
         assert!(c.delete_if_equals("a", "1").await.expect("del"));

@@ -82,6 +82,15 @@ end
 return 0
 "#;
 
+/// Takes one back from a counter of [`INCR_EX`], unless it has expired meanwhile (then its
+/// window is over and there is nothing to take back).
+const UNCOUNT: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    return redis.call('DECR', KEYS[1])
+end
+return 0
+"#;
+
 /// What [`RedisCache::take_one`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Taken {
@@ -104,6 +113,7 @@ struct Scripts {
     throttle: Script,
     take_one: Script,
     give_back: Script,
+    uncount: Script,
 }
 
 fn unavailable(e: redis::RedisError) -> CacheError {
@@ -129,6 +139,7 @@ impl RedisCache {
                 throttle: Script::new(THROTTLE),
                 take_one: Script::new(TAKE_ONE),
                 give_back: Script::new(GIVE_BACK),
+                uncount: Script::new(UNCOUNT),
             }),
         })
     }
@@ -252,6 +263,16 @@ impl RedisCache {
     pub async fn give_back(&self, key: &str) -> Result<(), CacheError> {
         self.scripts
             .give_back
+            .key(key)
+            .invoke_async::<i64>(&mut self.conn.clone())
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    pub async fn uncount(&self, key: &str) -> Result<(), CacheError> {
+        self.scripts
+            .uncount
             .key(key)
             .invoke_async::<i64>(&mut self.conn.clone())
             .await

@@ -49,7 +49,13 @@ pub struct Templates {
     pub draw: Option<String>,
     /// `REMINDER_HOUR_BEIJING`.
     pub reminder_hour_beijing: u32,
+    /// `MESSAGES_PER_USER_DAY`: order messages WeChat accepts per user and Beijing day.
+    pub messages_per_user_day: u32,
 }
+
+/// How long a day's message count is kept: past the Beijing day it counts, whatever the
+/// clock skew between instances.
+const CAP_WINDOW: Duration = Duration::from_secs(26 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubscriptionError {
@@ -272,6 +278,53 @@ impl Subscriptions {
         });
     }
 
+    /// The daily cap `event` counts against, as (counter name, cap): order messages share
+    /// `MESSAGES_PER_USER_DAY`, the reminder has one a day; a draw's result is not capped.
+    fn cap_of(&self, event: MessageEvent) -> Option<(&'static str, i64)> {
+        match event {
+            MessageEvent::Paid
+            | MessageEvent::Accepted
+            | MessageEvent::Delivered
+            | MessageEvent::Refunded
+            | MessageEvent::Reassigned => {
+                Some(("order", i64::from(self.templates.messages_per_user_day)))
+            }
+            MessageEvent::Reminder => Some(("reminder", 1)),
+            MessageEvent::DrawResult => None,
+        }
+    }
+
+    /// Counts one message against the user's cap for today (Beijing). `Ok(Some(key))`: within
+    /// it, and `key` is to be uncounted if WeChat does not accept the message; `Ok(None)`:
+    /// not capped; `Err(outcome)`: not to be sent. A count that cannot be read sends
+    /// nothing: the cap is a promise to the user.
+    async fn count_against_cap(
+        &self,
+        user: UserId,
+        event: MessageEvent,
+    ) -> Result<Option<String>, MessageOutcome> {
+        let Some((name, cap)) = self.cap_of(event) else {
+            return Ok(None);
+        };
+        let day = (chrono::Utc::now() + chrono::Duration::hours(8)).format("%Y-%m-%d");
+        // The appid tells deployments sharing one Redis apart (user ids repeat across them).
+        let key = format!("msgcap:{}:{name}:{user}:{day}", self.mini.appid());
+        match self.cache.incr_ex(&key, CAP_WINDOW).await {
+            Ok(n) if n > cap => {
+                // What is not sent is not counted, so a later failed send frees a place.
+                if let Err(e) = self.cache.uncount(&key).await {
+                    tracing::warn!(error = %e, "could not uncount a capped message");
+                }
+                Err(MessageOutcome::Capped)
+            }
+            Ok(_) => Ok(Some(key)),
+            Err(e) => {
+                tracing::warn!(error = %e, %event, "message cap unreadable; not sent");
+                Err(MessageOutcome::Error)
+            }
+        }
+    }
+
     /// Spends a credit and sends; records the outcome whatever it is.
     async fn send_subscribe(
         &self,
@@ -282,38 +335,17 @@ impl Subscriptions {
         page: &str,
         data: serde_json::Value,
     ) -> MessageOutcome {
-        let t = template.to_string();
-        let credit = self
-            .db
-            .write(move |c| -> Result<_, SubscriptionError> {
-                let openid = campus_dal::users::find(c, user)?.map(|u| u.openid);
-                let credit = q::take(c, user, &t, time::now())?;
-                Ok((openid, credit))
-            })
-            .await;
-        let outcome = match credit {
-            Ok((Some(openid), true)) => {
-                let body = serde_json::json!({
-                    "touser": openid,
-                    "template_id": template,
-                    "page": page,
-                    "data": data,
-                });
-                match self.mini.send_subscribe(&body).await {
-                    Ok(()) => MessageOutcome::Sent,
-                    Err(WechatError::Api { code: 43101, .. }) => MessageOutcome::Refused,
-                    Err(e) => {
-                        tracing::warn!(error = %e, %event, "subscribe message failed");
-                        MessageOutcome::Error
-                    }
+        let outcome = match self.count_against_cap(user, event).await {
+            Ok(counted) => {
+                let outcome = self.spend_and_send(user, template, page, data, event).await;
+                if let (Some(key), false) = (counted, outcome == MessageOutcome::Sent)
+                    && let Err(e) = self.cache.uncount(&key).await
+                {
+                    tracing::warn!(error = %e, "could not uncount an unsent message");
                 }
+                outcome
             }
-            Ok((None, _)) => MessageOutcome::UnknownUser,
-            Ok((_, false)) => MessageOutcome::NoCredit,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not take a credit");
-                MessageOutcome::Error
-            }
+            Err(outcome) => outcome,
         };
         let t = template.to_string();
         let logged = self
@@ -338,6 +370,50 @@ impl Subscriptions {
             tracing::warn!(error = %e, "could not record a message send");
         }
         outcome
+    }
+
+    /// Takes one of the user's credits for `template` and sends the message with it.
+    async fn spend_and_send(
+        &self,
+        user: UserId,
+        template: &str,
+        page: &str,
+        data: serde_json::Value,
+        event: MessageEvent,
+    ) -> MessageOutcome {
+        let t = template.to_string();
+        let credit = self
+            .db
+            .write(move |c| -> Result<_, SubscriptionError> {
+                let openid = campus_dal::users::find(c, user)?.map(|u| u.openid);
+                let credit = q::take(c, user, &t, time::now())?;
+                Ok((openid, credit))
+            })
+            .await;
+        match credit {
+            Ok((Some(openid), true)) => {
+                let body = serde_json::json!({
+                    "touser": openid,
+                    "template_id": template,
+                    "page": page,
+                    "data": data,
+                });
+                match self.mini.send_subscribe(&body).await {
+                    Ok(()) => MessageOutcome::Sent,
+                    Err(WechatError::Api { code: 43101, .. }) => MessageOutcome::Refused,
+                    Err(e) => {
+                        tracing::warn!(error = %e, %event, "subscribe message failed");
+                        MessageOutcome::Error
+                    }
+                }
+            }
+            Ok((None, _)) => MessageOutcome::UnknownUser,
+            Ok((_, false)) => MessageOutcome::NoCredit,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not take a credit");
+                MessageOutcome::Error
+            }
+        }
     }
 
     /// Daily reminder: customers with delivered orders they have not confirmed.
