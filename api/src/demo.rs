@@ -133,6 +133,9 @@ TOKEN=$(curl -s -X POST {base}/api/v1/auth/login -H 'Content-Type: application/j
 # 3. Who am I? Then set a phone and dorm (stored encrypted).
 curl -s {base}/api/v1/me -H "Authorization: Bearer $TOKEN"; echo
 curl -s -X PATCH {base}/api/v1/me -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{{"nickname":"Xiao Ming","phone":"13800138000","dorm":"Building 5, Room 301"}}'; echo
+#    Or with one tap on the phone-number button: its code, redeemed with getuserphonenumber.
+PHONE_CODE=$(curl -sk -X POST {sim}/sim/phone-code -H 'Content-Type: application/json' -d '{{"phone":"13900139000"}}' | sed -E 's/.*"code":"([^"]+)".*/\1/')
+curl -s -X POST {base}/api/v1/me/phone -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d "{{\"code\":\"$PHONE_CODE\"}}"; echo     # {{"phone":"139****9000"}}
 
 # 4. Post an errand and pay: the server calls unifiedorder, the simulator plays the student
 #    confirming wx.requestPayment and then sends WeChat's signed pay notify back.
@@ -212,6 +215,9 @@ SUMMARY=$(curl -s "{base}/api/v1/expenses/summary?scope=center" -H "Authorizatio
 Q=$(echo "$SUMMARY" | sed -E 's/.*"quarter":"([^"]+)".*/\1/')
 curl -s -X POST {base}/api/v1/admin/reimbursements -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' -d "{{\"group_id\":$GROUP,\"quarter\":\"$Q\"}}"; echo
 curl -s "{base}/api/v1/admin/reports/expenses.csv?quarter=$Q" -H "Authorization: Bearer $ADMIN" -o expenses.csv; head -3 expenses.csv
+#     The account's menu (`cargo run --release -- mp-menu` creates it from conf/mp_menu.json);
+#     a tap on "我的订单" sends the command `orders`:
+curl -sk -X POST {sim}/sim/mp/click -H 'Content-Type: application/json' -d "{{\"endpoint\":\"{base}/wechat/mp\",\"from\":\"demo-oa-student\",\"key\":\"orders\"}}" | sed -E 's/.*"content":"([^"]*)".*/\1/; s/\\n/\n/g'; echo
 #     From now on this student's order updates also come to the official account as
 #     template messages (the outbox, its retries and outcomes):
 curl -s "{base}/api/v1/admin/mp-messages" -H "Authorization: Bearer $ADMIN"; echo

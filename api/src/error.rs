@@ -207,6 +207,25 @@ impl From<CacheError> for ApiError {
     }
 }
 
+impl From<campus_impl::wechat::callback_ips::CallbackIpError> for ApiError {
+    fn from(e: campus_impl::wechat::callback_ips::CallbackIpError) -> Self {
+        use campus_impl::wechat::callback_ips::CallbackIpError as E;
+        match e {
+            E::Foreign(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden_address", e.to_string())
+            }
+            E::Unknown(ref w) => ApiError {
+                cause: Some(chain(w)),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service_unavailable",
+                    "WeChat's callback addresses are not known yet",
+                )
+            },
+        }
+    }
+}
+
 impl From<WechatError> for ApiError {
     fn from(e: WechatError) -> Self {
         wechat_error(&e)
@@ -360,6 +379,16 @@ impl From<UserError> for ApiError {
             UserError::Invalid(m) => m.into(),
             UserError::Forbidden(f) => f.into(),
             UserError::Banned => banned(),
+            UserError::InvalidPhoneCode => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_phone_code",
+                e.to_string(),
+            ),
+            UserError::PhoneRefused(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "phone_refused",
+                e.to_string(),
+            ),
             UserError::NotFound => ApiError::not_found("user not found"),
             UserError::Conflict(m) => ApiError::conflict("conflict", m),
             UserError::Db(d) => d.into(),
@@ -643,6 +672,16 @@ mod tests {
         );
         let (s, b) = body_of(UserError::Banned.into());
         assert_eq!((s, b["error"]["code"].as_str()), (403, Some("banned")));
+        let (s, b) = body_of(UserError::InvalidPhoneCode.into());
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (422, Some("invalid_phone_code"))
+        );
+        let (s, b) = body_of(UserError::PhoneRefused(1_400_001).into());
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (422, Some("phone_refused"))
+        );
         let (s, b) = body_of(CacheError::Unavailable("down".into()).into());
         assert_eq!(
             (s, b["error"]["code"].as_str()),

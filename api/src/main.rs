@@ -67,6 +67,14 @@ enum Command {
         #[command(subcommand)]
         action: DrawAction,
     },
+    /// Creates the official account's menu from a file of WeChat's menu JSON
+    /// (`cgi-bin/menu/create`, with WECHAT_MP_APPID and WECHAT_MP_SECRET); a click
+    /// button's key is the text command its tap sends.
+    MpMenu {
+        /// The menu file.
+        #[arg(long, default_value = "conf/mp_menu.json")]
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -129,6 +137,7 @@ fn main() -> ExitCode {
             Command::Draw {
                 action: DrawAction::Replay { id },
             } => draw_replay(settings, id).await,
+            Command::MpMenu { file } => mp_menu(settings, &file).await,
         }
     });
     match result {
@@ -207,6 +216,17 @@ fn config_check(settings: &Settings) -> ExitCode {
     }
     println!("{} problem(s): fix them before serve", problems.len());
     ExitCode::FAILURE
+}
+
+async fn mp_menu(settings: Settings, file: &std::path::Path) -> anyhow::Result<()> {
+    let menu = campus_impl::mp_menu::load(file)?;
+    campus_impl::mp_menu::create(&settings, &menu).await?;
+    println!(
+        "menu created from {} (click keys: {})",
+        file.display(),
+        menu.click_keys.join(", ")
+    );
+    Ok(())
 }
 
 async fn draw_replay(settings: Settings, id: i64) -> anyhow::Result<()> {

@@ -31,6 +31,7 @@ use crate::subscriptions::mp_outbox::MpOutbox;
 use crate::subscriptions::{Subscriptions, Templates};
 use crate::telemetry::Metrics;
 use crate::users::Users;
+use crate::wechat::callback_ips::CallbackIps;
 use crate::wechat::http::HttpSetupError;
 use crate::wechat::mini::{MiniClient, MiniConfig};
 use crate::wechat::mp::MpClient;
@@ -93,6 +94,8 @@ pub struct AppContext {
     pub limits: Limits,
     /// Whose `X-Forwarded-For` names the client.
     pub trusted_proxies: TrustedProxies,
+    /// Where WeChat's pushes may come from (`WECHAT_CALLBACK_IP_CHECK`).
+    pub callback_ips: CallbackIps,
     /// The period of the reconcile jobs (`PAY_RECONCILE_SECS`).
     reconcile_every: Duration,
     idempotency_ttl: chrono::Duration,
@@ -157,6 +160,7 @@ impl AppContext {
         );
         let mini = MiniClient::new(resolved.mini.clone(), cache.clone(), metrics.clone())?;
         let pay = PayClient::new(resolved.pay, metrics.clone())?;
+        let callback_ips = CallbackIps::new(mini.clone(), resolved.callback_ip_check);
         let storage = Storage::build(&settings, metrics.clone())?;
         let base = &settings.public_base_url;
 
@@ -306,6 +310,7 @@ impl AppContext {
             metrics,
             limits,
             trusted_proxies: resolved.trusted_proxies,
+            callback_ips,
             reconcile_every: Duration::from_secs(settings.pay_reconcile_secs.max(1)),
             idempotency_ttl: chrono::Duration::seconds(settings.idempotency_ttl_secs),
             max_body_bytes: settings.max_body_bytes,
@@ -327,6 +332,7 @@ impl AppContext {
         handles.extend(self.bills.jobs(m));
         handles.extend(self.promotions.jobs(m));
         handles.extend(self.draws.jobs(m));
+        handles.extend(self.callback_ips.jobs(m));
         Jobs::new(handles)
     }
 

@@ -19,6 +19,7 @@ pub mod expenses;
 pub mod idempotency;
 pub mod jobs;
 pub mod limits;
+pub mod mp_menu;
 pub mod official_account;
 pub mod orders;
 pub mod payments;

@@ -38,10 +38,12 @@ pub enum Limit {
     WithdrawUser,
     /// Official-account messages per sender.
     MpOpenid,
+    /// Phone numbers fetched by code per user: each `getuserphonenumber` is billed.
+    PhoneUser,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 9] = [
+    pub const ALL: [Limit; 10] = [
         Limit::LoginIp,
         Limit::OrderUser,
         Limit::PayUser,
@@ -51,6 +53,7 @@ impl Limit {
         Limit::DrawJoinUser,
         Limit::WithdrawUser,
         Limit::MpOpenid,
+        Limit::PhoneUser,
     ];
 
     pub fn name(self) -> &'static str {
@@ -64,6 +67,7 @@ impl Limit {
             Limit::DrawJoinUser => "draw_join_user",
             Limit::WithdrawUser => "withdraw_user",
             Limit::MpOpenid => "mp_openid",
+            Limit::PhoneUser => "phone_user",
         }
     }
 
@@ -87,6 +91,8 @@ impl Limit {
             Limit::WithdrawUser => (20, 3600),
             // A person typing; a flood from one sender is a script.
             Limit::MpOpenid => (60, 60),
+            // A user sets their number once in a while; WeChat bills every call.
+            Limit::PhoneUser => (10, 3600),
         };
         Rate {
             count,

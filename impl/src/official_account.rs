@@ -2,7 +2,7 @@
 //! within its 5 seconds. Text commands: `help`, `bind <code>`, `orders`, `status <no>`,
 //! the team's expense commands (`expense 35.50 tea` / `报销 35.50 奶茶`, `mine`, `group`,
 //! `center`); a text equal to an active coupon's keyword claims that coupon for the bound
-//! user.
+//! user. A tap on a menu button (`CLICK`) is answered as its key typed as text.
 //!
 //! A signed URL is no credential: the plain signature covers token, timestamp and nonce
 //! but not the body, so a push must be fresh (±300 s) and, outside safe mode, a
@@ -310,17 +310,17 @@ impl OfficialAccount {
         to: &str,
         msg: &BTreeMap<String, String>,
     ) -> Result<Option<String>, OfficialAccountError> {
-        match msg.get("MsgType").map(String::as_str) {
-            Some("event") => {
-                return Ok(match msg.get("Event").map(String::as_str) {
-                    Some("subscribe") => Some(format!("欢迎 Welcome!\n{HELP}")),
-                    _ => None,
-                });
-            }
-            Some("text") => {}
+        // A menu button's key is the text command it stands for (`conf/mp_menu.json`).
+        let field = match msg.get("MsgType").map(String::as_str) {
+            Some("event") => match msg.get("Event").map(String::as_str) {
+                Some("subscribe") => return Ok(Some(format!("欢迎 Welcome!\n{HELP}"))),
+                Some("CLICK") => "EventKey",
+                _ => return Ok(None),
+            },
+            Some("text") => "Content",
             _ => return Ok(Some(HELP.into())),
-        }
-        let content = msg.get("Content").map(|c| c.trim()).unwrap_or("");
+        };
+        let content = msg.get(field).map(|c| c.trim()).unwrap_or("");
         if let Some(p) = &self.promotions
             && !content.is_empty()
             && let Some(claim) = p.claim_by_keyword(from, content).await?

@@ -224,6 +224,8 @@ pub struct Settings {
     pub wechat_mp_template_order: Option<String>,
     /// `on`: `serve` refuses a `PUBLIC_BASE_URL` WeChat cannot call back.
     pub public_base_url_check: String,
+    /// `on`: pushes to `/wechat/mp` come only from WeChat's callback addresses.
+    pub wechat_callback_ip_check: String,
     /// A separate listener for `/metrics` (then not served on `BIND`).
     #[serde(default, deserialize_with = "lenient::opt")]
     pub metrics_bind: Option<String>,
@@ -379,6 +381,8 @@ pub struct Resolved {
     pub rate_limits: RateLimits,
     pub trusted_proxies: TrustedProxies,
     pub coupon_stock_gate: GateKind,
+    /// `WECHAT_CALLBACK_IP_CHECK=on`.
+    pub callback_ip_check: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -563,6 +567,13 @@ impl Settings {
         if Switch::parse(self.public_base_url_check.trim()).is_none() {
             missing.push("PUBLIC_BASE_URL_CHECK (on or off)".into());
         }
+        let callback_ip_check = match Switch::parse(self.wechat_callback_ip_check.trim()) {
+            Some(s) => s == Switch::On,
+            None => {
+                missing.push("WECHAT_CALLBACK_IP_CHECK (on or off)".into());
+                false
+            }
+        };
         let rate_limits = RateLimits::parse(&self.rate_limits)
             .map_err(|e| missing.push(format!("RATE_LIMITS ({e})")))
             .ok();
@@ -673,6 +684,7 @@ impl Settings {
             rate_limits,
             trusted_proxies,
             coupon_stock_gate,
+            callback_ip_check,
         })
     }
 
@@ -876,6 +888,10 @@ impl Settings {
             ("LOG_KEEP_DAYS", self.log_keep_days.to_string()),
             ("WECHAT_MP_MODE", opt(&self.wechat_mp_mode)),
             ("PUBLIC_BASE_URL_CHECK", self.public_base_url_check.clone()),
+            (
+                "WECHAT_CALLBACK_IP_CHECK",
+                self.wechat_callback_ip_check.clone(),
+            ),
             ("METRICS_BIND", opt(&self.metrics_bind)),
             ("METRICS_TOKEN", secret(&self.metrics_token)),
             ("BACKUP_HOUR_BEIJING", self.backup_hour_beijing.to_string()),

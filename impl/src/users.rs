@@ -48,6 +48,12 @@ pub enum UserError {
     Forbidden(#[from] Forbidden),
     #[error("this account is banned")]
     Banned,
+    /// The phone-number button's code is unknown, used or expired (WeChat's 40029).
+    #[error("the phone code is invalid, expired or already used")]
+    InvalidPhoneCode,
+    /// WeChat refused to give the number for another reason (its errcode).
+    #[error("WeChat refused the phone number (errcode {0})")]
+    PhoneRefused(i64),
     #[error("user not found")]
     NotFound,
     #[error("{0}")]
@@ -132,6 +138,36 @@ mod double_option {
     {
         Option::<T>::deserialize(d).map(Some)
     }
+}
+
+/// `POST /me/phone`: the code of the mini-program's phone-number button.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneCode {
+    pub code: String,
+}
+
+/// The number as stored, masked: the first 3 and last 4 digits (`138****8000`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MaskedPhone {
+    pub phone: String,
+}
+
+/// Keeps the first 3 and last 4 characters of a number and stars the rest; a number too
+/// short for that shows only its last 4 (or nothing).
+pub fn mask_phone(p: &str) -> String {
+    let chars: Vec<char> = p.chars().collect();
+    let n = chars.len();
+    let (head, tail) = match n {
+        0..=4 => (0, 0),
+        5..=7 => (0, 4),
+        _ => (3, 4),
+    };
+    chars
+        .iter()
+        .enumerate()
+        .map(|(i, c)| if i < head || i >= n - tail { *c } else { '*' })
+        .collect()
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -305,6 +341,41 @@ impl Users {
             })
             .await?;
         self.view(&row, true)
+    }
+
+    /// `POST /me/phone`: the number WeChat gives for the phone-number button's code,
+    /// stored encrypted as the profile's phone.
+    pub async fn set_phone_by_code(
+        &self,
+        user: &CurrentUser,
+        req: PhoneCode,
+    ) -> Result<MaskedPhone, UserError> {
+        let code = req.code.trim();
+        if code.is_empty() || code.len() > 256 || !code.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(InvalidInput::new("code must be 1 to 256 visible ASCII characters").into());
+        }
+        let number = self.mini.phone_number(code).await.map_err(|e| match e {
+            WechatError::InvalidCode(_) => UserError::InvalidPhoneCode,
+            WechatError::Api { code, .. } => UserError::PhoneRefused(code),
+            other => UserError::Wechat(other),
+        })?;
+        let phone = number.stored_form();
+        let enc = self.cipher.encrypt(&phone);
+        let id = user.id;
+        self.db
+            .write(move |c| -> Result<(), UserError> {
+                let upd = ProfileUpdate {
+                    phone_enc: Some(Some(enc)),
+                    updated_at: Some(time::now()),
+                    ..ProfileUpdate::default()
+                };
+                q::update_profile(c, id, &upd)?;
+                Ok(())
+            })
+            .await?;
+        Ok(MaskedPhone {
+            phone: mask_phone(&phone),
+        })
     }
 
     pub async fn apply_runner(&self, user: &CurrentUser) -> Result<UserView, UserError> {
@@ -543,5 +614,19 @@ impl Users {
             })
             .await?;
         Ok(AdminUserView::of(&row))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_phone;
+
+    #[test]
+    fn phones_are_masked_to_first_three_and_last_four() {
+        assert_eq!(mask_phone("13800138000"), "138****8000");
+        assert_eq!(mask_phone("+85291234567"), "+85*****4567");
+        assert_eq!(mask_phone("1234567"), "***4567");
+        assert_eq!(mask_phone("1234"), "****");
+        assert_eq!(mask_phone(""), "");
     }
 }

@@ -229,8 +229,8 @@ async fn unhandled_events_with_nested_xml_are_answered_success() {
         ),
         format!(
             "<xml><ToUserName><![CDATA[gh_campus]]></ToUserName><FromUserName><![CDATA[mp-events]]></FromUserName>\
-             <CreateTime>{}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[CLICK]]></Event>\
-             <EventKey><![CDATA[menu]]></EventKey></xml>",
+             <CreateTime>{}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[VIEW]]></Event>\
+             <EventKey><![CDATA[https://example.com/menu]]></EventKey><MenuId>1</MenuId></xml>",
             ct + 3
         ),
     ];

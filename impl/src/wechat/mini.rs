@@ -346,4 +346,112 @@ impl MiniClient {
         self.record("subscribe_send", started, &r);
         r
     }
+
+    /// `wxa/business/getuserphonenumber`: the number behind a phone-number button's code.
+    /// The watermark must name this mini-program: a number fetched for another app is not
+    /// this user's consent.
+    pub async fn phone_number(&self, code: &str) -> Result<PhoneNumber, WechatError> {
+        let _turn = self.turn("getuserphonenumber").await;
+        let started = Instant::now();
+        let r = self
+            .with_token(|token| async move {
+                let resp = self
+                    .http
+                    .post(self.url("/wxa/business/getuserphonenumber"))
+                    .query(&[("access_token", token.as_str())])
+                    .json(&serde_json::json!({ "code": code }))
+                    .send()
+                    .await?;
+                let body: PhoneBody = Self::json_or_error(resp).await?;
+                Ok(body.phone_info)
+            })
+            .await
+            .and_then(|info| {
+                if info.watermark.appid != self.cfg.appid {
+                    return Err(WechatError::BadResponse(
+                        "phone number watermark names another appid".into(),
+                    ));
+                }
+                let country = match &info.country_code {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Number(n) => n.to_string(),
+                    _ => String::new(),
+                };
+                let pure = info.pure_phone_number;
+                if pure.is_empty() || pure.len() > 20 || !pure.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(WechatError::BadResponse("purePhoneNumber".into()));
+                }
+                if country.len() > 4 || !country.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(WechatError::BadResponse("countryCode".into()));
+                }
+                Ok(PhoneNumber { pure, country })
+            });
+        self.record("getuserphonenumber", started, &r);
+        r
+    }
+}
+
+impl MiniClient {
+    /// `cgi-bin/getcallbackip`: the addresses WeChat's pushes come from.
+    pub async fn callback_ips(&self) -> Result<Vec<ipnet::IpNet>, WechatError> {
+        let _turn = self.turn("getcallbackip").await;
+        let started = Instant::now();
+        let r = self
+            .with_token(|token| async move {
+                let resp = self
+                    .http
+                    .get(self.url("/cgi-bin/getcallbackip"))
+                    .query(&[("access_token", token.as_str())])
+                    .send()
+                    .await?;
+                let body: CallbackIpBody = Self::json_or_error(resp).await?;
+                super::callback_ips::parse_list(&body.ip_list)
+            })
+            .await;
+        self.record("getcallbackip", started, &r);
+        r
+    }
+}
+
+#[derive(Deserialize)]
+struct CallbackIpBody {
+    ip_list: Vec<String>,
+}
+
+/// A phone number the user shared: digits without the country code, and the country code
+/// (`86` for the mainland).
+#[derive(Clone, Debug)]
+pub struct PhoneNumber {
+    pub pure: String,
+    pub country: String,
+}
+
+impl PhoneNumber {
+    /// As stored: the bare number on the mainland, else `+<country><number>`.
+    pub fn stored_form(&self) -> String {
+        if self.country == "86" || self.country.is_empty() {
+            self.pure.clone()
+        } else {
+            format!("+{}{}", self.country, self.pure)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct PhoneBody {
+    phone_info: PhoneInfo,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PhoneInfo {
+    pure_phone_number: String,
+    #[serde(default)]
+    country_code: serde_json::Value,
+    watermark: Watermark,
+}
+
+#[derive(Deserialize)]
+struct Watermark {
+    appid: String,
 }

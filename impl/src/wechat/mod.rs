@@ -1,5 +1,6 @@
 //! Clients for WeChat's servers: the mini-program API, Pay v2 and the official account.
 
+pub mod callback_ips;
 pub mod http;
 pub mod mini;
 pub mod mp;

@@ -22,6 +22,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/sim/mp/follow", web::post().to(mp_follow))
         .route("/sim/mp/templates", web::post().to(mp_templates))
         .route("/sim/mp/text", web::post().to(mp_text))
+        .route("/sim/mp/click", web::post().to(mp_click))
+        .route("/sim/mp/menu", web::get().to(mp_menu))
+        .route("/sim/phone-code", web::post().to(phone_code))
         .route("/sim/calls", web::get().to(calls))
         .route("/sim/notify-faults", web::post().to(notify_faults))
         .route("/sim/api-faults", web::post().to(api_faults))
@@ -361,4 +364,84 @@ async fn mp_text(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
         }
         Err(e) => bad(actix_web::http::StatusCode::BAD_GATEWAY, e.to_string()),
     }
+}
+
+/// `POST /sim/mp/click`: the follower taps a `click` button of the account's menu.
+#[derive(Deserialize)]
+struct MpClickReq {
+    endpoint: String,
+    from: String,
+    key: String,
+    #[serde(default)]
+    safe: bool,
+}
+
+async fn mp_click(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
+    let r: MpClickReq = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    let cdata = |s: &str| format!("<![CDATA[{}]]>", s.replace("]]>", "]]]]><![CDATA[>"));
+    let msg = format!(
+        "<xml><ToUserName>{}</ToUserName><FromUserName>{}</FromUserName><CreateTime>{}</CreateTime>\
+         <MsgType><![CDATA[event]]></MsgType><Event><![CDATA[CLICK]]></Event><EventKey>{}</EventKey></xml>",
+        cdata("gh_campus_errand"),
+        cdata(&r.from),
+        chrono::Utc::now().timestamp(),
+        cdata(&r.key),
+    );
+    match super::mp::push_inner(&sh, &r.endpoint, &msg, r.safe).await {
+        Ok((status, reply)) => {
+            let content = super::xml::parse(reply.as_bytes())
+                .ok()
+                .and_then(|x| x.fields.get("Content").cloned());
+            HttpResponse::Ok().json(json!({"status": status, "reply": reply, "content": content}))
+        }
+        Err(e) => bad(actix_web::http::StatusCode::BAD_GATEWAY, e.to_string()),
+    }
+}
+
+/// `GET /sim/mp/menu`: the account's menu as `menu/create` last set it (404: none).
+async fn mp_menu(sh: web::Data<Shared>) -> HttpResponse {
+    match sh.lock().platform.menu.clone() {
+        Some(m) => HttpResponse::Ok().json(m),
+        None => bad(
+            actix_web::http::StatusCode::NOT_FOUND,
+            "no menu was created",
+        ),
+    }
+}
+
+/// `POST /sim/phone-code`: the user taps the phone-number button and allows it; the code
+/// the mini-program receives (`getuserphonenumber` redeems it once, within 5 minutes).
+#[derive(Deserialize)]
+struct PhoneCodeReq {
+    phone: String,
+    #[serde(default = "mainland")]
+    country_code: String,
+}
+
+fn mainland() -> String {
+    "86".into()
+}
+
+async fn phone_code(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
+    let r: PhoneCodeReq = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    let digits = |s: &str, n: std::ops::RangeInclusive<usize>| {
+        n.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+    };
+    if !digits(&r.phone, 5..=15) || !digits(&r.country_code, 1..=4) {
+        return bad(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "phone: 5-15 digits; country_code: 1-4 digits",
+        );
+    }
+    let code = sh
+        .lock()
+        .platform
+        .issue_phone_code(&r.phone, &r.country_code);
+    HttpResponse::Ok().json(json!({"code": code}))
 }

@@ -66,6 +66,7 @@ mod mp;
 mod notify;
 mod p12;
 mod pay;
+mod platform;
 mod qr;
 pub mod refund_faults;
 pub mod sign;
@@ -373,6 +374,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
     // Before pay's: the first route registered for a path answers.
     refund_faults::routes(cfg);
     mini::routes(cfg);
+    platform::routes(cfg);
     pay::routes(cfg);
     transfers::routes(cfg);
     bill::routes(cfg);
@@ -432,6 +434,36 @@ impl SimHandle {
     /// A fresh single-use wx.login code for this openid.
     pub fn issue_code(&self, openid: &str) -> String {
         self.inner.shared.lock().issue_code(openid)
+    }
+
+    /// The code the phone-number button hands the mini-program when the user shares
+    /// `phone` (a mainland number: country code 86); `getuserphonenumber` redeems it once.
+    pub fn issue_phone_code(&self, phone: &str) -> String {
+        self.inner
+            .shared
+            .lock()
+            .platform
+            .issue_phone_code(phone, "86")
+    }
+
+    /// As [`SimHandle::issue_phone_code`], for a number of another country or region.
+    pub fn issue_phone_code_in(&self, phone: &str, country_code: &str) -> String {
+        self.inner
+            .shared
+            .lock()
+            .platform
+            .issue_phone_code(phone, country_code)
+    }
+
+    /// What `getcallbackip` answers from now on (ranges or addresses).
+    pub fn set_callback_ips(&self, list: &[&str]) {
+        self.inner.shared.lock().platform.callback_ips =
+            list.iter().map(|s| (*s).to_string()).collect();
+    }
+
+    /// The official account's menu as `menu/create` last set it.
+    pub fn mp_menu(&self) -> Option<serde_json::Value> {
+        self.inner.shared.lock().platform.menu.clone()
     }
 
     /// Calls counted so far under `api` (0 when none): jscode2session, token, stable_token,

@@ -434,6 +434,8 @@ pub struct State {
     pub refund_outcomes: HashMap<String, super::refund_faults::RefundOutcome>,
     /// Faults on every API call (`api_faults.rs`).
     pub api_faults: super::api_faults::ApiFaults,
+    /// Phone codes and the official account's menu (`platform.rs`).
+    pub platform: super::platform::PlatformState,
 }
 
 impl State {
