@@ -12,11 +12,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
-
 use campus_dal::orders::{self as oq, Scope};
-use campus_dal::{MpMode, time, users};
-use sha2::{Digest, Sha256};
+use campus_dal::{time, users};
 
 use crate::cache::Cache;
 use crate::db::{Db, DbError};
@@ -24,15 +21,12 @@ use crate::expenses::money::parse_yuan;
 use crate::expenses::{ExpenseError, Expenses, Scope as ExpenseScope};
 use crate::limits::{Limit, LimitError, Limits};
 use crate::promotions::{KeywordClaim, PromotionError, Promotions};
-use crate::wechat::mp_crypto::{MpCrypto, check_signature};
 use crate::wechat::mp_xml::parse_message;
+pub use crate::wechat::push::PushQuery;
+use crate::wechat::push::{MAX_SKEW_SECS, PushError, PushKeys};
 
 /// WeChat retries a push three times within about 15 s; remember replies a while longer.
 const DEDUP_TTL: Duration = Duration::from_secs(60);
-/// A push whose timestamp is further than this from our clock is refused.
-const MAX_SKEW_SECS: i64 = 300;
-/// A `(timestamp, nonce)` pair is remembered for the whole window a timestamp is fresh.
-const NONCE_TTL: Duration = Duration::from_secs(2 * MAX_SKEW_SECS as u64 + 60);
 /// `bind` attempts per sender in [`BIND_WINDOW`].
 const MAX_BIND_ATTEMPTS: i64 = 5;
 const BIND_WINDOW: Duration = Duration::from_secs(600);
@@ -55,13 +49,7 @@ pub struct OfficialAccount {
 }
 
 /// The account's server token, and its AES key when safe mode is set up.
-#[derive(Clone)]
-pub struct AccountKeys {
-    pub token: SecretString,
-    pub crypto: Option<MpCrypto>,
-    /// Which pushes are accepted (`WECHAT_MP_MODE`).
-    pub mode: MpMode,
-}
+pub type AccountKeys = PushKeys;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OfficialAccountError {
@@ -89,18 +77,18 @@ pub enum OfficialAccountError {
     Expense(#[from] ExpenseError),
 }
 
-/// The query WeChat signs its pushes with.
-#[derive(Clone, Debug, Default, serde::Deserialize)]
-pub struct PushQuery {
-    #[serde(default)]
-    pub signature: String,
-    #[serde(default)]
-    pub timestamp: String,
-    #[serde(default)]
-    pub nonce: String,
-    pub echostr: Option<String>,
-    pub encrypt_type: Option<String>,
-    pub msg_signature: Option<String>,
+impl From<PushError> for OfficialAccountError {
+    fn from(e: PushError) -> Self {
+        match e {
+            PushError::BadSignature => Self::BadSignature,
+            PushError::StaleTimestamp => Self::StaleTimestamp,
+            PushError::ReplayedNonce => Self::ReplayedNonce,
+            PushError::ModeRefused => Self::ModeRefused,
+            PushError::NoKey => Self::NotConfigured,
+            PushError::Malformed(m) => Self::Malformed(m),
+            PushError::Cache(c) => Self::Cache(c),
+        }
+    }
 }
 
 /// What an unbound sender is told (the same words for every command that needs a user).
@@ -185,11 +173,7 @@ impl OfficialAccount {
 
     /// `GET /wechat/mp`: the URL check when the server is configured in WeChat's console.
     pub fn echo(&self, q: &PushQuery) -> Result<String, OfficialAccountError> {
-        let token = self.account()?.token.expose_secret();
-        if !check_signature(token, &q.timestamp, &q.nonce, &q.signature) {
-            return Err(OfficialAccountError::BadSignature);
-        }
-        Ok(q.echostr.clone().unwrap_or_default())
+        Ok(self.account()?.echo(q)?)
     }
 
     /// `POST /wechat/mp`: verifies, decrypts (safe mode), de-duplicates, answers.
@@ -199,66 +183,10 @@ impl OfficialAccount {
         body: &[u8],
     ) -> Result<String, OfficialAccountError> {
         let account = self.account()?;
-        let token = account.token.expose_secret();
-        let safe = q.encrypt_type.as_deref() == Some("aes");
-        match (account.mode, safe) {
-            (MpMode::Safe, false) | (MpMode::Plain, true) => {
-                return Err(OfficialAccountError::ModeRefused);
-            }
-            _ => {}
-        }
-        let crypto = if safe {
-            Some(
-                account
-                    .crypto
-                    .as_ref()
-                    .ok_or(OfficialAccountError::NotConfigured)?,
-            )
-        } else {
-            None
-        };
-        // Both modes carry the plain signature; safe mode adds msg_signature over Encrypt.
-        if !check_signature(token, &q.timestamp, &q.nonce, &q.signature) {
-            return Err(OfficialAccountError::BadSignature);
-        }
-        let sent = q
-            .timestamp
-            .trim()
-            .parse::<i64>()
-            .map_err(|_| OfficialAccountError::StaleTimestamp)?;
-        if (chrono::Utc::now().timestamp() - sent).abs() > MAX_SKEW_SECS {
-            return Err(OfficialAccountError::StaleTimestamp);
-        }
-        if !safe {
-            // The signature does not cover the body: the pair it signs is good for this
-            // body only. The same body again is WeChat retrying, answered from the dedup.
-            let digest = hex::encode(Sha256::digest(body));
-            let key = format!("mp:nonce:{}:{}", q.timestamp.trim(), q.nonce);
-            if !self.cache.set_nx_ex(&key, &digest, NONCE_TTL).await? {
-                return Err(OfficialAccountError::ReplayedNonce);
-            }
-        }
-        let outer =
-            parse_message(body).map_err(|e| OfficialAccountError::Malformed(e.to_string()))?;
-        let msg = match &crypto {
-            Some(c) => {
-                let enc = outer
-                    .get("Encrypt")
-                    .ok_or_else(|| OfficialAccountError::Malformed("no Encrypt".into()))?;
-                let sig = q.msg_signature.as_deref().unwrap_or("");
-                let inner = c
-                    .decrypt(sig, &q.timestamp, &q.nonce, enc)
-                    .map_err(|e| match e {
-                        crate::wechat::mp_crypto::MpCryptoError::BadSignature => {
-                            OfficialAccountError::BadSignature
-                        }
-                        other => OfficialAccountError::Malformed(other.to_string()),
-                    })?;
-                parse_message(inner.as_bytes())
-                    .map_err(|e| OfficialAccountError::Malformed(e.to_string()))?
-            }
-            None => outer,
-        };
+        let opened = account.open(&self.cache, "mp", q, body).await?;
+        let crypto = account.crypto_for(&opened);
+        let msg = parse_message(opened.text.as_bytes())
+            .map_err(|e| OfficialAccountError::Malformed(e.to_string()))?;
         let from = msg.get("FromUserName").cloned().unwrap_or_default();
         let to = msg.get("ToUserName").cloned().unwrap_or_default();
         if from.is_empty() {
@@ -297,7 +225,7 @@ impl OfficialAccount {
         if plain_reply == SUCCESS {
             return Ok(plain_reply);
         }
-        Ok(match &crypto {
+        Ok(match crypto {
             Some(c) => c.encrypt_reply(&plain_reply, &q.timestamp, &q.nonce),
             None => plain_reply,
         })

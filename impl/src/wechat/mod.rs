@@ -7,4 +7,5 @@ pub mod mp;
 pub mod mp_crypto;
 pub mod mp_xml;
 pub mod pay;
+pub mod push;
 pub mod wxacode;
