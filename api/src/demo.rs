@@ -57,6 +57,12 @@ pub fn use_simulator(
     settings.wechat_mp_token = Some(SecretString::from(cfg.mp_token.clone()));
     settings.wechat_mp_aes_key = Some(SecretString::from(cfg.mp_aes_key.clone()));
     settings.wechat_mp_secret = Some(SecretString::from(cfg.mp_secret.clone()));
+    settings.wechat_mini_token = Some(SecretString::from(cfg.mini_token.clone()));
+    // The mini-program's console setting: content check verdicts come back here.
+    sim.set_mini_push_url(&format!(
+        "{}/wechat/mini",
+        settings.public_base_url.trim_end_matches('/')
+    ));
     // The simulator pushes in both modes.
     settings.wechat_mp_mode = Some(campus_impl::MpMode::Compatible.to_string());
     settings.public_base_url_check = campus_impl::Switch::Off.to_string();
@@ -136,6 +142,11 @@ curl -s -X PATCH {base}/api/v1/me -H "Authorization: Bearer $TOKEN" -H 'Content-
 #    Or with one tap on the phone-number button: its code, redeemed with getuserphonenumber.
 PHONE_CODE=$(curl -sk -X POST {sim}/sim/phone-code -H 'Content-Type: application/json' -d '{{"phone":"13900139000"}}' | sed -E 's/.*"code":"([^"]+)".*/\1/')
 curl -s -X POST {base}/api/v1/me/phone -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d "{{\"code\":\"$PHONE_CODE\"}}"; echo     # {{"phone":"139****9000"}}
+#    An avatar (a 1x1 PNG whose text chunk says where it was taken): stored without that
+#    text, sent to WeChat's content check, and shown once the verdict `pass` came back.
+echo iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAAG3RFWHRDb21tZW50AHRha2VuIGF0IEJ1aWxkaW5nIDXnIMb8AAAADElEQVR4nGP438EAAAQRAYhxoDirAAAAAElFTkSuQmCC | base64 -d > avatar.png
+curl -s -X PUT {base}/api/v1/me/avatar -H "Authorization: Bearer $TOKEN" -H 'Content-Type: image/png' --data-binary @avatar.png; echo     # "check":"pending"
+sleep 1; curl -s {base}/api/v1/me -H "Authorization: Bearer $TOKEN"; echo     # "avatar_url":"…/images/<sha256>.png"
 
 # 4. Post an errand and pay: the server calls unifiedorder, the simulator plays the student
 #    confirming wx.requestPayment and then sends WeChat's signed pay notify back.

@@ -527,6 +527,56 @@ impl From<OfficialAccountError> for ApiError {
     }
 }
 
+impl From<campus_impl::uploads::UploadError> for ApiError {
+    fn from(e: campus_impl::uploads::UploadError) -> Self {
+        use campus_impl::uploads::UploadError as E;
+        use campus_impl::uploads::image::ImageError as I;
+        match e {
+            E::Image(I::TooLarge) => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                e.to_string(),
+            ),
+            E::Image(I::NotAnImage) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                e.to_string(),
+            ),
+            E::Image(I::Damaged(_) | I::BadSize) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_image",
+                e.to_string(),
+            ),
+            E::OrderNotFound => ApiError::not_found(e.to_string()),
+            E::WrongStatus(_) => ApiError::conflict("order_not_in_delivery", e.to_string()),
+            E::Storage(s) => s.into(),
+            E::Db(d) => d.into(),
+        }
+    }
+}
+
+impl From<campus_impl::mini_push::MiniPushError> for ApiError {
+    fn from(e: campus_impl::mini_push::MiniPushError) -> Self {
+        use campus_impl::mini_push::MiniPushError as E;
+        use campus_impl::wechat::push::PushError as P;
+        match e {
+            E::NotConfigured | E::Push(P::NoKey) => {
+                ApiError::not_found("the mini-program's message push is not configured")
+            }
+            E::Push(P::BadSignature) => ApiError::forbidden("bad signature"),
+            E::Push(P::StaleTimestamp) => ApiError::forbidden("push timestamp is not fresh"),
+            E::Push(P::ReplayedNonce) => ApiError::forbidden("timestamp and nonce already used"),
+            E::Push(P::ModeRefused) => ApiError::forbidden("push mode not accepted"),
+            E::Push(P::Malformed(m)) | E::Malformed(m) => {
+                ApiError::bad_request("invalid_message", m)
+            }
+            E::Push(P::Cache(c)) => c.into(),
+            E::Upload(u) => u.into(),
+            E::Db(d) => d.into(),
+        }
+    }
+}
+
 impl From<ExpenseError> for ApiError {
     fn from(e: ExpenseError) -> Self {
         use ExpenseError as E;
@@ -676,6 +726,20 @@ mod tests {
         assert_eq!(
             (s, b["error"]["code"].as_str()),
             (422, Some("invalid_phone_code"))
+        );
+        use campus_impl::uploads::{UploadError, image::ImageError};
+        for (e, want) in [
+            (ImageError::TooLarge, (413, "payload_too_large")),
+            (ImageError::NotAnImage, (415, "unsupported_media_type")),
+            (ImageError::BadSize, (422, "invalid_image")),
+        ] {
+            let (s, b) = body_of(UploadError::Image(e).into());
+            assert_eq!((s, b["error"]["code"].as_str()), (want.0, Some(want.1)));
+        }
+        let (s, b) = body_of(UploadError::WrongStatus(campus_dal::OrderStatus::Delivered).into());
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (409, Some("order_not_in_delivery"))
         );
         let (s, b) = body_of(UserError::PhoneRefused(1_400_001).into());
         assert_eq!(

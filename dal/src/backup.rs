@@ -291,7 +291,7 @@ macro_rules! all_tuples {
 all_tuples!([] [
     T0 0 T1 1 T2 2 T3 3 T4 4 T5 5 T6 6 T7 7 T8 8 T9 9 T10 10 T11 11 T12 12 T13 13 T14 14 T15 15
     T16 16 T17 17 T18 18 T19 19 T20 20 T21 21 T22 22 T23 23 T24 24 T25 25 T26 26 T27 27 T28 28
-    T29 29 T30 30 T31 31
+    T29 29 T30 30 T31 31 T32 32 T33 33 T34 34 T35 35 T36 36 T37 37 T38 38 T39 39
 ]);
 
 /// What receives the rows of a table, one at a time, in primary-key order.
@@ -437,6 +437,7 @@ backup_tables! {
     reimbursements,
     expenses,
     mp_messages,
+    uploads,
 }
 
 /// The table of that name in [`TABLES`].

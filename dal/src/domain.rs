@@ -232,6 +232,26 @@ text_enum!(
 );
 
 text_enum!(
+    /// What an uploaded image is for.
+    UploadPurpose, "upload purpose" {
+        Avatar = "avatar",
+        /// The runner's proof of delivery, on one order.
+        DeliveryPhoto = "delivery_photo",
+    }
+);
+
+text_enum!(
+    /// WeChat's verdict on an uploaded image (`media_check_async`'s `suggest`); `pending`
+    /// until it arrives. Only `pass` is shown to others.
+    MediaCheck, "media check" {
+        Pending = "pending",
+        Pass = "pass",
+        Risky = "risky",
+        Review = "review",
+    }
+);
+
+text_enum!(
     /// What a message is about.
     MessageEvent, "message event" {
         Paid = "paid",

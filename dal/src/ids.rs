@@ -77,3 +77,4 @@ id_type!(GroupId);
 id_type!(ExpenseId);
 id_type!(ReimbursementId);
 id_type!(MpMessageId);
+id_type!(UploadId);

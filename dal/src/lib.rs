@@ -23,6 +23,7 @@ pub mod refunds;
 pub mod schema;
 pub mod subscriptions;
 pub mod time;
+pub mod uploads;
 pub mod users;
 pub mod withdrawals;
 
@@ -31,13 +32,13 @@ pub use diesel::result::{DatabaseErrorKind, Error as DieselError, QueryResult};
 pub use domain::{
     BillTradeState, CallbackKind, CallbackOutcome, ConsoleSessionStatus, CouponStatus, CreditKind,
     DiscountKind, DrawStatus, EarningKind, ExpenseKind, ExpenseSource, LedgerEvent, LedgerSource,
-    MessageChannel, MessageEvent, MessageOutcome, MismatchKind, MpMessageStatus, MpMode, OrderKind,
-    OrderMove, OrderStatus, ReconciliationStatus, RefundCause, RefundStatus, Role, Switch,
-    UserCouponStatus, WithdrawApproval, WithdrawalStatus,
+    MediaCheck, MessageChannel, MessageEvent, MessageOutcome, MismatchKind, MpMessageStatus,
+    MpMode, OrderKind, OrderMove, OrderStatus, ReconciliationStatus, RefundCause, RefundStatus,
+    Role, Switch, UploadPurpose, UserCouponStatus, WithdrawApproval, WithdrawalStatus,
 };
 pub use ids::{
     CouponId, DrawId, DrawPrizeId, EarningId, ExpenseId, GroupId, MpMessageId, OrderId, RefundId,
-    ReimbursementId, UserCouponId, UserId, WithdrawalId,
+    ReimbursementId, UploadId, UserCouponId, UserId, WithdrawalId,
 };
 
 /// Failures of the data layer that are not a query's own result.

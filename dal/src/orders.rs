@@ -48,6 +48,8 @@ pub struct Order {
     pub wechat_close_at: Option<NaiveDateTime>,
     /// When the reconcile job may next ask `orderquery` (its claim and its backoff).
     pub query_after: Option<NaiveDateTime>,
+    /// The newest proof-of-delivery photo that passed WeChat's content check.
+    pub delivery_photo_url: Option<String>,
 }
 
 impl Order {

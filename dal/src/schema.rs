@@ -14,6 +14,7 @@ diesel::table! {
         updated_at -> Timestamp,
         banned_at -> Nullable<Timestamp>,
         role_granted_by -> Nullable<BigInt>,
+        avatar_url -> Nullable<Text>,
     }
 }
 
@@ -71,6 +72,7 @@ diesel::table! {
         prepay_at -> Nullable<Timestamp>,
         wechat_close_at -> Nullable<Timestamp>,
         query_after -> Nullable<Timestamp>,
+        delivery_photo_url -> Nullable<Text>,
     }
 }
 
@@ -379,3 +381,26 @@ diesel::table! {
         sent_at -> Nullable<Timestamp>,
     }
 }
+
+diesel::table! {
+    uploads (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        purpose -> Text,
+        order_id -> Nullable<BigInt>,
+        object_key -> Text,
+        url -> Text,
+        byte_size -> Integer,
+        width -> Integer,
+        height -> Integer,
+        check_status -> Text,
+        trace_id -> Nullable<Text>,
+        submit_after -> Nullable<Timestamp>,
+        attempts -> Integer,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        checked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(uploads -> users (user_id));

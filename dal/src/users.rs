@@ -26,6 +26,8 @@ pub struct User {
     /// The admin who granted `role` through the admin API; `None` when it came from
     /// `ADMIN_OPENIDS`, a runner approval or the default.
     pub role_granted_by: Option<UserId>,
+    /// The newest avatar that passed WeChat's content check.
+    pub avatar_url: Option<String>,
 }
 
 #[derive(Insertable)]

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 
+use campus_dal::MpMode;
+
 use crate::auth::TokenIssuer;
 use crate::backups::Backups;
 use crate::bills::Bills;
@@ -16,6 +18,7 @@ use crate::db::Db;
 use crate::expenses::Expenses;
 use crate::jobs::Jobs;
 use crate::limits::Limits;
+use crate::mini_push::MiniPush;
 use crate::official_account::{AccountKeys, OfficialAccount};
 use crate::orders::{OrderTimes, Orders};
 use crate::payments::{PayTimes, Payments};
@@ -30,12 +33,14 @@ use crate::storage::{Storage, StorageError};
 use crate::subscriptions::mp_outbox::MpOutbox;
 use crate::subscriptions::{Subscriptions, Templates};
 use crate::telemetry::Metrics;
+use crate::uploads::Uploads;
 use crate::users::Users;
 use crate::wechat::callback_ips::CallbackIps;
 use crate::wechat::http::HttpSetupError;
 use crate::wechat::mini::{MiniClient, MiniConfig};
 use crate::wechat::mp::MpClient;
 use crate::wechat::pay::{PayClient, PayError};
+use crate::wechat::push::PushKeys;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -84,6 +89,8 @@ pub struct AppContext {
     pub promotions: Promotions,
     pub draws: Draws,
     pub expenses: Expenses,
+    pub uploads: Uploads,
+    pub mini_push: MiniPush,
     /// Infrastructure, for readiness, metrics and the tests' look inside.
     pub db: Db,
     pub cache: Cache,
@@ -252,6 +259,20 @@ impl AppContext {
         )
         .with_earnings(earnings)
         .with_max_unpaid(settings.max_unpaid_orders);
+        let uploads = Uploads::new(db.clone(), storage.clone(), mini.clone());
+        let mini_push = MiniPush::new(
+            cache.clone(),
+            settings.wechat_mini_token.clone().map(|token| PushKeys {
+                token,
+                mode: if resolved.mini_push_crypto.is_some() {
+                    MpMode::Compatible
+                } else {
+                    MpMode::Plain
+                },
+                crypto: resolved.mini_push_crypto,
+            }),
+            uploads.clone(),
+        );
         let account = settings.wechat_mp_token.clone().map(|token| AccountKeys {
             token,
             crypto: resolved.official_account_crypto,
@@ -304,6 +325,8 @@ impl AppContext {
             promotions,
             draws,
             expenses,
+            uploads,
+            mini_push,
             db,
             cache,
             mini,
@@ -333,6 +356,7 @@ impl AppContext {
         handles.extend(self.promotions.jobs(m));
         handles.extend(self.draws.jobs(m));
         handles.extend(self.callback_ips.jobs(m));
+        handles.extend(self.uploads.jobs(m));
         Jobs::new(handles)
     }
 

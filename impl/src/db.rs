@@ -518,4 +518,6 @@ from_diesel!(
     crate::promotions::draws::DrawError,
     crate::subscriptions::mp_outbox::MpOutboxError,
     crate::expenses::ExpenseError,
+    crate::uploads::UploadError,
+    crate::mini_push::MiniPushError,
 );

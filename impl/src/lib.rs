@@ -19,6 +19,7 @@ pub mod expenses;
 pub mod idempotency;
 pub mod jobs;
 pub mod limits;
+pub mod mini_push;
 pub mod mp_menu;
 pub mod official_account;
 pub mod orders;
@@ -33,6 +34,7 @@ pub mod storage;
 pub mod subscriptions;
 pub mod telemetry;
 pub mod text;
+pub mod uploads;
 pub mod users;
 pub mod wechat;
 

@@ -40,10 +40,12 @@ pub enum Limit {
     MpOpenid,
     /// Phone numbers fetched by code per user: each `getuserphonenumber` is billed.
     PhoneUser,
+    /// Images uploaded per user (avatars, delivery photos): each is stored and checked.
+    UploadUser,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 10] = [
+    pub const ALL: [Limit; 11] = [
         Limit::LoginIp,
         Limit::OrderUser,
         Limit::PayUser,
@@ -54,6 +56,7 @@ impl Limit {
         Limit::WithdrawUser,
         Limit::MpOpenid,
         Limit::PhoneUser,
+        Limit::UploadUser,
     ];
 
     pub fn name(self) -> &'static str {
@@ -68,6 +71,7 @@ impl Limit {
             Limit::WithdrawUser => "withdraw_user",
             Limit::MpOpenid => "mp_openid",
             Limit::PhoneUser => "phone_user",
+            Limit::UploadUser => "upload_user",
         }
     }
 
@@ -93,6 +97,8 @@ impl Limit {
             Limit::MpOpenid => (60, 60),
             // A user sets their number once in a while; WeChat bills every call.
             Limit::PhoneUser => (10, 3600),
+            // An avatar now and then, a photo per delivery: a busy runner's evening.
+            Limit::UploadUser => (60, 3600),
         };
         Rate {
             count,

@@ -106,6 +106,8 @@ const ENV_KEYS: &[&str] = &[
     "WECHAT_MP_MODE",
     "WECHAT_MP_SECRET",
     "WECHAT_MP_TEMPLATE_ORDER",
+    "WECHAT_MINI_TOKEN",
+    "WECHAT_MINI_AES_KEY",
     "PUBLIC_BASE_URL_CHECK",
     "WECHAT_CALLBACK_IP_CHECK",
     "METRICS_BIND",
@@ -147,6 +149,8 @@ pub const SECRET_KEYS: &[&str] = &[
     "WECHAT_MP_TOKEN",
     "WECHAT_MP_AES_KEY",
     "WECHAT_MP_SECRET",
+    "WECHAT_MINI_TOKEN",
+    "WECHAT_MINI_AES_KEY",
     "AWS_SECRET_ACCESS_KEY",
 ];
 
@@ -212,6 +216,12 @@ pub struct Settings {
     pub wechat_mp_aes_key: Option<SecretString>,
     #[serde(default, deserialize_with = "lenient::opt")]
     pub wechat_mp_appid: Option<String>,
+    /// The mini-program's message push (`/wechat/mini`): its token; unset, 404.
+    #[serde(default, deserialize_with = "lenient::opt")]
+    pub wechat_mini_token: Option<SecretString>,
+    /// Its EncodingAESKey: safe-mode pushes are taken too.
+    #[serde(default, deserialize_with = "lenient::opt")]
+    pub wechat_mini_aes_key: Option<SecretString>,
     /// `plain`, `compatible` or `safe`; unset: `safe` with an AES key, else `plain`.
     #[serde(default, deserialize_with = "lenient::opt")]
     pub wechat_mp_mode: Option<String>,
@@ -383,6 +393,8 @@ pub struct Resolved {
     pub coupon_stock_gate: GateKind,
     /// `WECHAT_CALLBACK_IP_CHECK=on`.
     pub callback_ip_check: bool,
+    /// Safe mode of the mini-program's message push, when its AES key is set.
+    pub mini_push_crypto: Option<MpCrypto>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -454,6 +466,8 @@ impl Settings {
             &mut self.wechat_mp_token,
             &mut self.wechat_mp_aes_key,
             &mut self.wechat_mp_secret,
+            &mut self.wechat_mini_token,
+            &mut self.wechat_mini_aes_key,
             &mut self.aws_secret_access_key,
             &mut self.metrics_token,
         ] {
@@ -540,6 +554,24 @@ impl Settings {
         if !(pay_base.starts_with("http://") || pay_base.starts_with("https://")) {
             missing.push("WECHAT_PAY_API_BASE (an http(s) URL)".to_string());
         }
+        let mini_push_crypto = match (&self.wechat_mini_token, &self.wechat_mini_aes_key) {
+            (Some(token), Some(key)) => match MpCrypto::new(
+                token.expose_secret(),
+                key.expose_secret(),
+                self.wechat_appid.as_deref().unwrap_or_default(),
+            ) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    missing.push(format!("WECHAT_MINI_AES_KEY ({e})"));
+                    None
+                }
+            },
+            (None, Some(_)) => {
+                missing.push("WECHAT_MINI_TOKEN (WECHAT_MINI_AES_KEY is set)".into());
+                None
+            }
+            _ => None,
+        };
         let official_account = match MpCrypto::from_settings(self) {
             Ok(c) => c,
             Err(e) => {
@@ -685,6 +717,7 @@ impl Settings {
             trusted_proxies,
             coupon_stock_gate,
             callback_ip_check,
+            mini_push_crypto,
         })
     }
 
@@ -844,6 +877,8 @@ impl Settings {
             ("WECHAT_TIMEOUT_SECS", self.wechat_timeout_secs.to_string()),
             ("WECHAT_MP_TOKEN", secret(&self.wechat_mp_token)),
             ("WECHAT_MP_AES_KEY", secret(&self.wechat_mp_aes_key)),
+            ("WECHAT_MINI_TOKEN", secret(&self.wechat_mini_token)),
+            ("WECHAT_MINI_AES_KEY", secret(&self.wechat_mini_aes_key)),
             ("WECHAT_MP_APPID", opt(&self.wechat_mp_appid)),
             ("WECHAT_MP_SECRET", secret(&self.wechat_mp_secret)),
             (

@@ -102,6 +102,8 @@ pub struct UserView {
     pub dorm: Option<String>,
     pub runner_applied: bool,
     pub mp_bound: bool,
+    /// The newest avatar that passed WeChat's content check; `null` before.
+    pub avatar_url: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -224,6 +226,7 @@ impl Users {
             dorm: dec(&u.dorm_enc)?,
             runner_applied: u.runner_applied_at.is_some(),
             mp_bound: u.mp_openid.is_some(),
+            avatar_url: u.avatar_url.clone(),
             created_at: time::to_utc(u.created_at),
         })
     }

@@ -325,6 +325,27 @@ fn seed(pools: &Pools, orders: usize) {
                 updated_at: now,
             },
         )?;
+        let photo = campus_dal::uploads::insert(
+            c,
+            &campus_dal::uploads::NewUpload {
+                user_id: u,
+                purpose: campus_dal::UploadPurpose::DeliveryPhoto,
+                order_id: Some(first.id),
+                object_key: "3f1d.jpg",
+                url: "https://cdn.example.com/3f1d.jpg",
+                byte_size: 48_213,
+                width: 1080,
+                height: 1440,
+                check_status: campus_dal::MediaCheck::Pending,
+                submit_after: None,
+                created_at: now,
+                updated_at: now,
+            },
+        )?;
+        campus_dal::uploads::submitted(c, photo.id, "trace-1", now)?;
+        campus_dal::uploads::record_verdict(c, "trace-1", campus_dal::MediaCheck::Pass, now)?;
+        campus_dal::uploads::show_delivery_photo(c, first.id, &photo.url, now)?;
+        campus_dal::uploads::show_avatar(c, u, "https://cdn.example.com/av.png", now)?;
         Ok(())
     });
     r.expect("seed");

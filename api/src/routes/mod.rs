@@ -9,12 +9,14 @@ pub mod coupons;
 pub mod draws;
 pub mod expenses;
 pub mod health;
+pub mod mini_push;
 pub mod official_account;
 pub mod orders;
 pub mod qrcodes;
 pub mod runner_earnings;
 pub mod runners;
 pub mod subscriptions;
+pub mod uploads;
 pub mod users;
 pub mod wechat_pay;
 
@@ -26,12 +28,14 @@ use crate::error::ApiError;
 pub fn config(cfg: &mut ServiceConfig) {
     health::config(cfg);
     official_account::config(cfg);
+    mini_push::config(cfg);
     qrcodes::images_config(cfg);
     admin::console::page_config(cfg);
     cfg.service(
         scope("/api/v1")
             .configure(auth::config)
             .configure(users::config)
+            .configure(uploads::config)
             .configure(runners::config)
             .configure(orders::config)
             .configure(coupons::config)

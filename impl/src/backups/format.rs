@@ -441,6 +441,7 @@ mod tests {
                     Value::Time(t),
                     Value::Null,
                     Value::Null,
+                    Value::Null,
                 ])
                 .expect("row");
             }

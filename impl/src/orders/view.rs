@@ -39,6 +39,8 @@ pub struct OrderView {
     /// When an unpaid order closes by itself.
     pub pay_deadline: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The runner's proof of delivery; `null` until one passed WeChat's content check.
+    pub delivery_photo_url: Option<String>,
 }
 
 impl OrderView {
@@ -68,6 +70,7 @@ impl OrderView {
             closed_at: o.closed_at.map(to_utc),
             pay_deadline: to_utc(o.pay_deadline),
             updated_at: to_utc(o.updated_at),
+            delivery_photo_url: o.delivery_photo_url.clone(),
         }
     }
 }

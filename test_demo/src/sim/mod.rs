@@ -114,6 +114,8 @@ pub struct SimConfig {
     pub mp_secret: String,
     pub mp_token: String,
     pub mp_aes_key: String,
+    /// The mini-program's message-push token (media check verdicts are signed with it).
+    pub mini_token: String,
     /// Delays between notify attempts; after the last one fails, delivery stops.
     pub notify_retry_delays: Vec<Duration>,
     /// Access token lifetime (7200 s at WeChat).
@@ -156,6 +158,7 @@ impl SimConfig {
             mp_secret: "7b1d3f5a9c2e4b6d8f0a1c3e5b7d9f2a".into(),
             mp_token: "campuserranddemo".into(),
             mp_aes_key: "Q2FtcHVzRXJyYW5kRGVtb0FFU0tleTAxMjM0NTY3ODk".into(),
+            mini_token: "campuserrandminidemo".into(),
             notify_retry_delays: wechat_retry_schedule(),
             token_ttl: Duration::from_secs(7200),
             refund_settle_delay: Duration::from_secs(3),
@@ -177,6 +180,7 @@ impl SimConfig {
             mp_secret: "fedcba9876543210fedcba9876543210".into(),
             mp_token: "testtoken".into(),
             mp_aes_key: "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG".into(),
+            mini_token: "testminitoken".into(),
             notify_retry_delays: [50, 100, 150, 200, 200]
                 .into_iter()
                 .map(Duration::from_millis)
@@ -453,6 +457,27 @@ impl SimHandle {
             .lock()
             .platform
             .issue_phone_code(phone, country_code)
+    }
+
+    /// The mini-program's message-push URL (set in its console): where media check verdicts
+    /// go.
+    pub fn set_mini_push_url(&self, url: &str) {
+        self.inner.shared.lock().platform.mini_push_url = Some(url.to_string());
+    }
+
+    /// The next media checks answer these verdicts (`pass`, `risky`, `review`), one each.
+    pub fn push_media_verdicts(&self, verdicts: &[&str]) {
+        self.inner
+            .shared
+            .lock()
+            .platform
+            .media_verdicts
+            .extend(verdicts.iter().map(|v| (*v).to_string()));
+    }
+
+    /// Every media check taken so far (see `platform.rs`).
+    pub fn media_checks(&self) -> Vec<serde_json::Value> {
+        self.inner.shared.lock().platform.media_checks.clone()
     }
 
     /// What `getcallbackip` answers from now on (ranges or addresses).

@@ -2,7 +2,10 @@
 //! payments: phone numbers from the phone-number button (`wxa/business/getuserphonenumber`),
 //! the official account's menu (`cgi-bin/menu/create`, `menu/get`) and the addresses WeChat's
 //! pushes come from (`cgi-bin/getcallbackip`: the simulator pushes from loopback, so its list
-//! holds loopback beside a range of WeChat's own; tests change it).
+//! holds loopback beside a range of WeChat's own; tests change it), and image content checks
+//! (`wxa/media_check_async`: the image is downloaded from its URL, and the verdict is pushed
+//! as a `wxa_media_check` event, JSON, signed with the message-push token, to the URL set
+//! with [`super::SimHandle::set_mini_push_url`]; verdicts are `pass` unless queued).
 //!
 //! Rules as WeChat documents them:
 //! * A phone code (`getPhoneNumber`'s `e.detail.code`) is good once, for 5 minutes, for the
@@ -13,14 +16,16 @@
 //!   at most 1024 bytes, `miniprogram` an `appid`, a `pagepath` and a fallback `url`. The
 //!   official account's token only (48001 for the mini-program's).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 use super::mini::{check_token_for, err};
-use super::state::{App, Shared, random_alnum};
+use super::sign::sha1_sorted;
+use super::state::{App, Shared, random_alnum, random_digits};
 
 /// How long a phone code is good for.
 pub const PHONE_CODE_TTL: Duration = Duration::from_secs(300);
@@ -32,6 +37,13 @@ pub struct PlatformState {
     pub menu: Option<Value>,
     /// What `getcallbackip` answers.
     pub callback_ips: Vec<String>,
+    /// The mini-program's message-push URL (the console setting).
+    pub mini_push_url: Option<String>,
+    /// Verdicts (`pass`, `risky`, `review`) for the next media checks, one each.
+    pub media_verdicts: VecDeque<String>,
+    /// Every media check taken: trace_id, media_url, openid, scene, suggest, and once the
+    /// image was fetched, `fetched_bytes` (or `fetch_error`).
+    pub media_checks: Vec<Value>,
 }
 
 impl Default for PlatformState {
@@ -40,6 +52,9 @@ impl Default for PlatformState {
             phone_codes: HashMap::new(),
             menu: None,
             callback_ips: vec!["101.226.103.0/25".into(), "127.0.0.1".into(), "::1".into()],
+            mini_push_url: None,
+            media_verdicts: VecDeque::new(),
+            media_checks: Vec::new(),
         }
     }
 }
@@ -88,7 +103,145 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route("/cgi-bin/menu/create", web::post().to(menu_create))
     .route("/cgi-bin/menu/get", web::get().to(menu_get))
-    .route("/cgi-bin/getcallbackip", web::get().to(getcallbackip));
+    .route("/cgi-bin/getcallbackip", web::get().to(getcallbackip))
+    .route("/wxa/media_check_async", web::post().to(media_check_async));
+}
+
+async fn media_check_async(
+    req: HttpRequest,
+    body: web::Bytes,
+    sh: web::Data<Shared>,
+) -> HttpResponse {
+    sh.count("media_check_async");
+    if let Err(r) = check_token_for(&req, &sh, &[App::Mini]) {
+        return *r;
+    }
+    let Ok(Value::Object(v)) = serde_json::from_slice::<Value>(&body) else {
+        return err(47001, "data format error");
+    };
+    let url = match v.get("media_url").and_then(Value::as_str) {
+        Some(u) if (u.starts_with("http://") || u.starts_with("https://")) && u.len() <= 2048 => {
+            u.to_string()
+        }
+        _ => return err(40097, "invalid args, media_url"),
+    };
+    if !matches!(v.get("media_type").and_then(Value::as_u64), Some(1 | 2)) {
+        return err(40097, "invalid args, media_type");
+    }
+    if v.get("version").and_then(Value::as_u64) != Some(2) {
+        return err(40097, "invalid args, version");
+    }
+    let scene = match v.get("scene").and_then(Value::as_u64) {
+        Some(s @ 1..=4) => s,
+        _ => return err(40097, "invalid args, scene"),
+    };
+    let openid = v.get("openid").and_then(Value::as_str).unwrap_or("");
+    let trace_id = random_alnum(26).to_lowercase();
+    let suggest = {
+        let mut st = sh.lock();
+        // Only a user who used the mini-program (logged in) can be named.
+        if !st.issued_openids.contains(openid) {
+            return err(40003, "invalid openid");
+        }
+        let suggest = st
+            .platform
+            .media_verdicts
+            .pop_front()
+            .unwrap_or_else(|| "pass".into());
+        st.platform.media_checks.push(json!({
+            "trace_id": trace_id, "media_url": url, "openid": openid, "scene": scene,
+            "suggest": suggest,
+        }));
+        suggest
+    };
+    let shared: Arc<Shared> = sh.into_inner();
+    let (t, o) = (trace_id.clone(), openid.to_string());
+    actix_web::rt::spawn(async move { check_and_push(shared, t, url, o, suggest).await });
+    ok(json!({"errcode": 0, "errmsg": "ok", "trace_id": trace_id}))
+}
+
+/// Downloads the image as WeChat does, then pushes the verdict (three tries).
+async fn check_and_push(
+    sh: Arc<Shared>,
+    trace_id: String,
+    url: String,
+    openid: String,
+    suggest: String,
+) {
+    let fetched = match sh.http.get(&url).send().await {
+        Ok(r) if r.status().is_success() => {
+            r.bytes().await.map(|b| b.len()).map_err(|e| e.to_string())
+        }
+        Ok(r) => Err(format!("HTTP {}", r.status())),
+        Err(e) => Err(e.to_string()),
+    };
+    let (errcode, errmsg) = match &fetched {
+        Ok(_) => (0, "ok".to_string()),
+        Err(e) => (-1, format!("media download failed: {e}")),
+    };
+    let push_url = {
+        let mut st = sh.lock();
+        if let Some(rec) = st
+            .platform
+            .media_checks
+            .iter_mut()
+            .find(|r| r["trace_id"] == trace_id.as_str())
+        {
+            match &fetched {
+                Ok(n) => rec["fetched_bytes"] = json!(n),
+                Err(e) => rec["fetch_error"] = json!(e),
+            }
+        }
+        st.platform.mini_push_url.clone()
+    };
+    let Some(push_url) = push_url else {
+        tracing::warn!(target: "wechat_sim", "no mini-program push URL set; media check verdict dropped");
+        return;
+    };
+    let label = if suggest == "pass" { 100 } else { 20002 };
+    let body = json!({
+        "ToUserName": "gh_campus_errand_mini",
+        "FromUserName": openid,
+        "CreateTime": chrono::Utc::now().timestamp(),
+        "MsgType": "event",
+        "Event": "wxa_media_check",
+        "appid": sh.cfg.appid,
+        "trace_id": trace_id,
+        "version": 2,
+        "detail": [{"strategy": "content_model", "errcode": errcode, "suggest": suggest, "label": label, "prob": 90}],
+        "errcode": errcode,
+        "errmsg": errmsg,
+        "result": {"suggest": suggest, "label": label},
+    })
+    .to_string();
+    for _ in 0..3 {
+        let timestamp = chrono::Utc::now().timestamp().to_string();
+        let nonce = random_digits(10);
+        let signature = sha1_sorted(&[&sh.cfg.mini_token, &timestamp, &nonce]);
+        let sent = sh
+            .http
+            .post(&push_url)
+            .query(&[
+                ("signature", &signature),
+                ("timestamp", &timestamp),
+                ("nonce", &nonce),
+            ])
+            .header("Content-Type", "application/json")
+            .body(body.clone())
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => {
+                sh.count("media_check_pushed");
+                return;
+            }
+            Ok(r) => {
+                tracing::warn!(target: "wechat_sim", status = %r.status(), "media check push refused")
+            }
+            Err(e) => tracing::warn!(target: "wechat_sim", error = %e, "media check push failed"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn getcallbackip(req: HttpRequest, sh: web::Data<Shared>) -> HttpResponse {

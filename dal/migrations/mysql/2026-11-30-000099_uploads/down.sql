@@ -1,0 +1,3 @@
+ALTER TABLE orders DROP COLUMN delivery_photo_url;
+ALTER TABLE users DROP COLUMN avatar_url;
+DROP TABLE uploads;
