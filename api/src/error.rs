@@ -514,16 +514,27 @@ impl From<OfficialAccountError> for ApiError {
         use OfficialAccountError as E;
         match e {
             E::NotConfigured => ApiError::not_found("the official account is not configured"),
-            E::BadSignature => ApiError::forbidden("bad signature"),
-            E::StaleTimestamp => ApiError::forbidden("push timestamp is not fresh"),
-            E::ReplayedNonce => ApiError::forbidden("timestamp and nonce already used"),
-            E::ModeRefused => ApiError::forbidden("push mode not accepted"),
+            E::Push(p) => push_error(p, "the official account is not configured"),
             E::Malformed(m) => ApiError::bad_request("invalid_message", m),
             E::Db(d) => d.into(),
             E::Cache(c) => c.into(),
             E::Promotion(p) => p.into(),
             E::Expense(x) => x.into(),
         }
+    }
+}
+
+/// A push to a message URL that failed verification: the same answers on every such URL.
+fn push_error(p: campus_impl::wechat::push::PushError, not_configured: &str) -> ApiError {
+    use campus_impl::wechat::push::PushError as P;
+    match p {
+        P::NoKey => ApiError::not_found(not_configured),
+        P::BadSignature => ApiError::forbidden("bad signature"),
+        P::StaleTimestamp => ApiError::forbidden("push timestamp is not fresh"),
+        P::ReplayedNonce => ApiError::forbidden("timestamp and nonce already used"),
+        P::ModeRefused => ApiError::forbidden("push mode not accepted"),
+        P::Malformed(m) => ApiError::bad_request("invalid_message", m),
+        P::Cache(c) => c.into(),
     }
 }
 
@@ -558,19 +569,11 @@ impl From<campus_impl::uploads::UploadError> for ApiError {
 impl From<campus_impl::mini_push::MiniPushError> for ApiError {
     fn from(e: campus_impl::mini_push::MiniPushError) -> Self {
         use campus_impl::mini_push::MiniPushError as E;
-        use campus_impl::wechat::push::PushError as P;
+        const NOT_CONFIGURED: &str = "the mini-program's message push is not configured";
         match e {
-            E::NotConfigured | E::Push(P::NoKey) => {
-                ApiError::not_found("the mini-program's message push is not configured")
-            }
-            E::Push(P::BadSignature) => ApiError::forbidden("bad signature"),
-            E::Push(P::StaleTimestamp) => ApiError::forbidden("push timestamp is not fresh"),
-            E::Push(P::ReplayedNonce) => ApiError::forbidden("timestamp and nonce already used"),
-            E::Push(P::ModeRefused) => ApiError::forbidden("push mode not accepted"),
-            E::Push(P::Malformed(m)) | E::Malformed(m) => {
-                ApiError::bad_request("invalid_message", m)
-            }
-            E::Push(P::Cache(c)) => c.into(),
+            E::NotConfigured => ApiError::not_found(NOT_CONFIGURED),
+            E::Push(p) => push_error(p, NOT_CONFIGURED),
+            E::Malformed(m) => ApiError::bad_request("invalid_message", m),
             E::Upload(u) => u.into(),
             E::Db(d) => d.into(),
         }

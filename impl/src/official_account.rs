@@ -23,7 +23,7 @@ use crate::limits::{Limit, LimitError, Limits};
 use crate::promotions::{KeywordClaim, PromotionError, Promotions};
 use crate::wechat::mp_xml::parse_message;
 pub use crate::wechat::push::PushQuery;
-use crate::wechat::push::{MAX_SKEW_SECS, PushError, PushKeys};
+use crate::wechat::push::{PushError, PushKeys};
 
 /// WeChat retries a push three times within about 15 s; remember replies a while longer.
 const DEDUP_TTL: Duration = Duration::from_secs(60);
@@ -55,14 +55,9 @@ pub type AccountKeys = PushKeys;
 pub enum OfficialAccountError {
     #[error("the official account is not configured")]
     NotConfigured,
-    #[error("bad signature")]
-    BadSignature,
-    #[error("push timestamp missing or more than {MAX_SKEW_SECS} s off")]
-    StaleTimestamp,
-    #[error("this timestamp and nonce were already used for another message")]
-    ReplayedNonce,
-    #[error("this push mode is not accepted (WECHAT_MP_MODE)")]
-    ModeRefused,
+    /// The push failed verification (signature, freshness, a reused pair, its mode).
+    #[error(transparent)]
+    Push(#[from] PushError),
     #[error("malformed message: {0}")]
     Malformed(String),
     #[error(transparent)]
@@ -75,20 +70,6 @@ pub enum OfficialAccountError {
     /// An expense command that failed for a reason other than one the reply explains.
     #[error(transparent)]
     Expense(#[from] ExpenseError),
-}
-
-impl From<PushError> for OfficialAccountError {
-    fn from(e: PushError) -> Self {
-        match e {
-            PushError::BadSignature => Self::BadSignature,
-            PushError::StaleTimestamp => Self::StaleTimestamp,
-            PushError::ReplayedNonce => Self::ReplayedNonce,
-            PushError::ModeRefused => Self::ModeRefused,
-            PushError::NoKey => Self::NotConfigured,
-            PushError::Malformed(m) => Self::Malformed(m),
-            PushError::Cache(c) => Self::Cache(c),
-        }
-    }
 }
 
 /// What an unbound sender is told (the same words for every command that needs a user).

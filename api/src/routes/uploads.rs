@@ -41,6 +41,30 @@ fn take(buf: &mut BytesMut, chunk: &[u8]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// How the image comes: the raw body (`PUT`), or the `file` field of a form (`POST`).
+#[derive(Clone, Copy)]
+enum Form {
+    Raw,
+    Multipart,
+}
+
+/// The uploaded image's bytes, once the caller is within `upload_user`.
+async fn image_body(
+    ctx: &AppContext,
+    user: &Authed,
+    req: &HttpRequest,
+    payload: web::Payload,
+    form: Form,
+) -> Result<Bytes, ApiError> {
+    ctx.limits
+        .check(Limit::UploadUser, &user.0.id.to_string())
+        .await?;
+    match form {
+        Form::Raw => raw_body(payload).await,
+        Form::Multipart => multipart_file(req, payload).await,
+    }
+}
+
 async fn raw_body(mut payload: web::Payload) -> Result<Bytes, ApiError> {
     let mut buf = BytesMut::new();
     while let Some(chunk) = payload.next().await {
@@ -86,12 +110,10 @@ async fn multipart_file(req: &HttpRequest, payload: web::Payload) -> Result<Byte
 async fn put_avatar(
     ctx: web::Data<AppContext>,
     user: Authed,
+    req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    ctx.limits
-        .check(Limit::UploadUser, &user.0.id.to_string())
-        .await?;
-    let body = raw_body(payload).await?;
+    let body = image_body(&ctx, &user, &req, payload, Form::Raw).await?;
     Ok(HttpResponse::Ok().json(ctx.uploads.avatar(&user.0, body).await?))
 }
 
@@ -108,10 +130,7 @@ async fn post_avatar(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    ctx.limits
-        .check(Limit::UploadUser, &user.0.id.to_string())
-        .await?;
-    let body = multipart_file(&req, payload).await?;
+    let body = image_body(&ctx, &user, &req, payload, Form::Multipart).await?;
     Ok(HttpResponse::Ok().json(ctx.uploads.avatar(&user.0, body).await?))
 }
 
@@ -129,12 +148,10 @@ async fn put_photo(
     ctx: web::Data<AppContext>,
     user: Authed,
     id: web::Path<i64>,
+    req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    ctx.limits
-        .check(Limit::UploadUser, &user.0.id.to_string())
-        .await?;
-    let body = raw_body(payload).await?;
+    let body = image_body(&ctx, &user, &req, payload, Form::Raw).await?;
     let order = campus_impl::OrderId(id.into_inner());
     Ok(HttpResponse::Ok().json(ctx.uploads.delivery_photo(&user.0, order, body).await?))
 }
@@ -154,10 +171,7 @@ async fn post_photo(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    ctx.limits
-        .check(Limit::UploadUser, &user.0.id.to_string())
-        .await?;
-    let body = multipart_file(&req, payload).await?;
+    let body = image_body(&ctx, &user, &req, payload, Form::Multipart).await?;
     let order = campus_impl::OrderId(id.into_inner());
     Ok(HttpResponse::Ok().json(ctx.uploads.delivery_photo(&user.0, order, body).await?))
 }

@@ -72,16 +72,18 @@ pub struct Opened {
 }
 
 impl PushKeys {
+    fn signed(&self, q: &PushQuery) -> Result<(), PushError> {
+        let token = self.token.expose_secret();
+        if check_signature(token, &q.timestamp, &q.nonce, &q.signature) {
+            Ok(())
+        } else {
+            Err(PushError::BadSignature)
+        }
+    }
+
     /// The URL check: `echostr` when the signature holds.
     pub fn echo(&self, q: &PushQuery) -> Result<String, PushError> {
-        if !check_signature(
-            self.token.expose_secret(),
-            &q.timestamp,
-            &q.nonce,
-            &q.signature,
-        ) {
-            return Err(PushError::BadSignature);
-        }
+        self.signed(q)?;
         Ok(q.echostr.clone().unwrap_or_default())
     }
 
@@ -110,14 +112,7 @@ impl PushKeys {
             None
         };
         // Both modes carry the plain signature; safe mode adds msg_signature over Encrypt.
-        if !check_signature(
-            self.token.expose_secret(),
-            &q.timestamp,
-            &q.nonce,
-            &q.signature,
-        ) {
-            return Err(PushError::BadSignature);
-        }
+        self.signed(q)?;
         let sent = q
             .timestamp
             .trim()

@@ -355,15 +355,7 @@ async fn mp_text(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
         cdata(&r.content),
         super::state::random_digits(18),
     );
-    match super::mp::push_inner(&sh, &r.endpoint, &msg, r.safe).await {
-        Ok((status, reply)) => {
-            let content = super::xml::parse(reply.as_bytes())
-                .ok()
-                .and_then(|x| x.fields.get("Content").cloned());
-            HttpResponse::Ok().json(json!({"status": status, "reply": reply, "content": content}))
-        }
-        Err(e) => bad(actix_web::http::StatusCode::BAD_GATEWAY, e.to_string()),
-    }
+    push_and_answer(&sh, &r.endpoint, &msg, r.safe).await
 }
 
 /// `POST /sim/mp/click`: the follower taps a `click` button of the account's menu.
@@ -390,15 +382,7 @@ async fn mp_click(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
         chrono::Utc::now().timestamp(),
         cdata(&r.key),
     );
-    match super::mp::push_inner(&sh, &r.endpoint, &msg, r.safe).await {
-        Ok((status, reply)) => {
-            let content = super::xml::parse(reply.as_bytes())
-                .ok()
-                .and_then(|x| x.fields.get("Content").cloned());
-            HttpResponse::Ok().json(json!({"status": status, "reply": reply, "content": content}))
-        }
-        Err(e) => bad(actix_web::http::StatusCode::BAD_GATEWAY, e.to_string()),
-    }
+    push_and_answer(&sh, &r.endpoint, &msg, r.safe).await
 }
 
 /// `GET /sim/mp/menu`: the account's menu as `menu/create` last set it (404: none).
@@ -444,4 +428,17 @@ async fn phone_code(body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
         .platform
         .issue_phone_code(&r.phone, &r.country_code);
     HttpResponse::Ok().json(json!({"code": code}))
+}
+
+/// Pushes `msg` as WeChat would and answers with the account's reply (and its text).
+async fn push_and_answer(sh: &Shared, endpoint: &str, msg: &str, safe: bool) -> HttpResponse {
+    match super::mp::push_inner(sh, endpoint, msg, safe).await {
+        Ok((status, reply)) => {
+            let content = super::xml::parse(reply.as_bytes())
+                .ok()
+                .and_then(|x| x.fields.get("Content").cloned());
+            HttpResponse::Ok().json(json!({"status": status, "reply": reply, "content": content}))
+        }
+        Err(e) => bad(actix_web::http::StatusCode::BAD_GATEWAY, e.to_string()),
+    }
 }
