@@ -475,6 +475,11 @@ impl SimHandle {
             .extend(verdicts.iter().map(|v| (*v).to_string()));
     }
 
+    /// Every text `msg_sec_check` checked so far: content, openid, scene, suggest.
+    pub fn text_checks(&self) -> Vec<serde_json::Value> {
+        self.inner.shared.lock().platform.text_checks.clone()
+    }
+
     /// Every media check taken so far (see `platform.rs`).
     pub fn media_checks(&self) -> Vec<serde_json::Value> {
         self.inner.shared.lock().platform.media_checks.clone()

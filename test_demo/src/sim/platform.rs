@@ -44,6 +44,12 @@ pub struct PlatformState {
     /// Every media check taken: trace_id, media_url, openid, scene, suggest, and once the
     /// image was fetched, `fetched_bytes` (or `fetch_error`).
     pub media_checks: Vec<Value>,
+    /// `msg_sec_check`: a text holding one of these is `risky`; else one of `review_words`,
+    /// `review`; else `pass`.
+    pub risky_words: Vec<String>,
+    pub review_words: Vec<String>,
+    /// Every text checked: content, openid, scene, suggest.
+    pub text_checks: Vec<Value>,
 }
 
 impl Default for PlatformState {
@@ -55,6 +61,9 @@ impl Default for PlatformState {
             mini_push_url: None,
             media_verdicts: VecDeque::new(),
             media_checks: Vec::new(),
+            risky_words: vec!["违禁".into(), "forbidden-word".into()],
+            review_words: vec!["待审".into(), "review-word".into()],
+            text_checks: Vec::new(),
         }
     }
 }
@@ -104,7 +113,57 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/cgi-bin/menu/create", web::post().to(menu_create))
     .route("/cgi-bin/menu/get", web::get().to(menu_get))
     .route("/cgi-bin/getcallbackip", web::get().to(getcallbackip))
-    .route("/wxa/media_check_async", web::post().to(media_check_async));
+    .route("/wxa/media_check_async", web::post().to(media_check_async))
+    .route("/wxa/msg_sec_check", web::post().to(msg_sec_check));
+}
+
+/// Longest text `msg_sec_check` takes, in characters.
+const MAX_TEXT_CHARS: usize = 2500;
+
+async fn msg_sec_check(req: HttpRequest, body: web::Bytes, sh: web::Data<Shared>) -> HttpResponse {
+    sh.count("msg_sec_check");
+    if let Err(r) = check_token_for(&req, &sh, &[App::Mini]) {
+        return *r;
+    }
+    let Ok(Value::Object(v)) = serde_json::from_slice::<Value>(&body) else {
+        return err(47001, "data format error");
+    };
+    let content = match v.get("content").and_then(Value::as_str) {
+        Some(c) if !c.is_empty() && c.chars().count() <= MAX_TEXT_CHARS => c.to_string(),
+        _ => return err(40097, "invalid args, content"),
+    };
+    if v.get("version").and_then(Value::as_u64) != Some(2) {
+        return err(40097, "invalid args, version");
+    }
+    let scene = match v.get("scene").and_then(Value::as_u64) {
+        Some(s @ 1..=4) => s,
+        _ => return err(40097, "invalid args, scene"),
+    };
+    let openid = v.get("openid").and_then(Value::as_str).unwrap_or("");
+    let mut st = sh.lock();
+    if !st.issued_openids.contains(openid) {
+        return err(40003, "invalid openid");
+    }
+    let p = &mut st.platform;
+    let hit = |words: &[String]| words.iter().any(|w| content.contains(w.as_str()));
+    let (suggest, label) = if hit(&p.risky_words) {
+        ("risky", 20001)
+    } else if hit(&p.review_words) {
+        ("review", 21000)
+    } else {
+        ("pass", 100)
+    };
+    p.text_checks.push(json!({
+        "content": content, "openid": openid, "scene": scene, "suggest": suggest,
+    }));
+    let trace_id = random_alnum(26).to_lowercase();
+    ok(json!({
+        "errcode": 0,
+        "errmsg": "ok",
+        "trace_id": trace_id,
+        "result": {"suggest": suggest, "label": label},
+        "detail": [{"strategy": "content_model", "errcode": 0, "suggest": suggest, "label": label, "prob": 90}],
+    }))
 }
 
 async fn media_check_async(
