@@ -366,6 +366,7 @@ impl From<PayError> for ApiError {
 impl From<UserError> for ApiError {
     fn from(e: UserError) -> Self {
         match e {
+            UserError::ContentRejected(c) => c.into(),
             UserError::InvalidCode => ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_code",
@@ -402,6 +403,7 @@ impl From<OrderError> for ApiError {
         use OrderError as E;
         match e {
             E::NotFound(n) => n.into(),
+            E::ContentRejected(c) => c.into(),
             E::Invalid(m) => m.into(),
             E::Forbidden(f) => f.into(),
             E::InvalidTransition(t) => t.into(),
@@ -538,6 +540,27 @@ fn push_error(p: campus_impl::wechat::push::PushError, not_configured: &str) -> 
     }
 }
 
+impl From<campus_impl::content_check::ContentRejected> for ApiError {
+    fn from(e: campus_impl::content_check::ContentRejected) -> Self {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "content_rejected",
+            e.to_string(),
+        )
+    }
+}
+
+impl From<campus_impl::content_check::ContentCheckError> for ApiError {
+    fn from(e: campus_impl::content_check::ContentCheckError) -> Self {
+        use campus_impl::content_check::ContentCheckError as E;
+        match e {
+            E::Invalid(m) => m.into(),
+            E::Forbidden(f) => f.into(),
+            E::Db(d) => d.into(),
+        }
+    }
+}
+
 impl From<campus_impl::uploads::UploadError> for ApiError {
     fn from(e: campus_impl::uploads::UploadError) -> Self {
         use campus_impl::uploads::UploadError as E;
@@ -585,6 +608,7 @@ impl From<ExpenseError> for ApiError {
         use ExpenseError as E;
         match e {
             E::NotFound => ApiError::not_found(e.to_string()),
+            E::ContentRejected(c) => c.into(),
             E::Invalid(m) => m.into(),
             E::Forbidden(f) => f.into(),
             E::NotMember => ApiError::new(StatusCode::FORBIDDEN, "not_group_member", e.to_string()),
@@ -661,6 +685,7 @@ impl From<DrawError> for ApiError {
         use DrawError as E;
         match e {
             E::NotFound => ApiError::not_found(e.to_string()),
+            E::ContentRejected(c) => c.into(),
             E::Invalid(m) => m.into(),
             E::Forbidden(f) => f.into(),
             E::Locked => ApiError::conflict("draw_locked", e.to_string()),
@@ -725,6 +750,16 @@ mod tests {
         );
         let (s, b) = body_of(UserError::Banned.into());
         assert_eq!((s, b["error"]["code"].as_str()), (403, Some("banned")));
+        let (s, b) = body_of(
+            UserError::ContentRejected(campus_impl::content_check::ContentRejected {
+                field: "nickname",
+            })
+            .into(),
+        );
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (422, Some("content_rejected"))
+        );
         let (s, b) = body_of(UserError::InvalidPhoneCode.into());
         assert_eq!(
             (s, b["error"]["code"].as_str()),

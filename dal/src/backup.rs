@@ -438,6 +438,7 @@ backup_tables! {
     expenses,
     mp_messages,
     uploads,
+    content_checks,
 }
 
 /// The table of that name in [`TABLES`].

@@ -232,6 +232,27 @@ text_enum!(
 );
 
 text_enum!(
+    /// What a checked text belongs to.
+    ContentSubject, "content subject" {
+        Order = "order",
+        /// The user's own profile (the nickname).
+        Profile = "profile",
+        Draw = "draw",
+        Expense = "expense",
+    }
+);
+
+text_enum!(
+    /// WeChat's verdict on a text (`msg_sec_check`'s `suggest`); `pending` until it answers.
+    ContentVerdict, "content verdict" {
+        Pending = "pending",
+        Pass = "pass",
+        Review = "review",
+        Risky = "risky",
+    }
+);
+
+text_enum!(
     /// What an uploaded image is for.
     UploadPurpose, "upload purpose" {
         Avatar = "avatar",

@@ -7,6 +7,7 @@
 pub mod backup;
 pub mod bills;
 pub mod conn;
+pub mod content_checks;
 pub mod coupons;
 pub mod domain;
 pub mod draws;
@@ -30,11 +31,12 @@ pub mod withdrawals;
 pub use conn::{Backend, Conn, DbConn, Pool, PooledConn, Pools};
 pub use diesel::result::{DatabaseErrorKind, Error as DieselError, QueryResult};
 pub use domain::{
-    BillTradeState, CallbackKind, CallbackOutcome, ConsoleSessionStatus, CouponStatus, CreditKind,
-    DiscountKind, DrawStatus, EarningKind, ExpenseKind, ExpenseSource, LedgerEvent, LedgerSource,
-    MediaCheck, MessageChannel, MessageEvent, MessageOutcome, MismatchKind, MpMessageStatus,
-    MpMode, OrderKind, OrderMove, OrderStatus, ReconciliationStatus, RefundCause, RefundStatus,
-    Role, Switch, UploadPurpose, UserCouponStatus, WithdrawApproval, WithdrawalStatus,
+    BillTradeState, CallbackKind, CallbackOutcome, ConsoleSessionStatus, ContentSubject,
+    ContentVerdict, CouponStatus, CreditKind, DiscountKind, DrawStatus, EarningKind, ExpenseKind,
+    ExpenseSource, LedgerEvent, LedgerSource, MediaCheck, MessageChannel, MessageEvent,
+    MessageOutcome, MismatchKind, MpMessageStatus, MpMode, OrderKind, OrderMove, OrderStatus,
+    ReconciliationStatus, RefundCause, RefundStatus, Role, Switch, UploadPurpose, UserCouponStatus,
+    WithdrawApproval, WithdrawalStatus,
 };
 pub use ids::{
     CouponId, DrawId, DrawPrizeId, EarningId, ExpenseId, GroupId, MpMessageId, OrderId, RefundId,

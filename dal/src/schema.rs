@@ -404,3 +404,23 @@ diesel::table! {
 }
 
 diesel::joinable!(uploads -> users (user_id));
+
+diesel::table! {
+    content_checks (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        subject -> Text,
+        subject_id -> BigInt,
+        field -> Text,
+        content -> Text,
+        verdict -> Text,
+        label -> Nullable<Integer>,
+        attempts -> Integer,
+        check_after -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        checked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(content_checks -> users (user_id));

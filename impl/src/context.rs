@@ -14,6 +14,7 @@ use crate::bills::Bills;
 use crate::cache::{Cache, CacheError};
 use crate::client_addr::TrustedProxies;
 use crate::console::ConsoleSessions;
+use crate::content_check::ContentChecks;
 use crate::db::Db;
 use crate::expenses::Expenses;
 use crate::jobs::Jobs;
@@ -91,6 +92,7 @@ pub struct AppContext {
     pub expenses: Expenses,
     pub uploads: Uploads,
     pub mini_push: MiniPush,
+    pub content_checks: ContentChecks,
     /// Infrastructure, for readiness, metrics and the tests' look inside.
     pub db: Db,
     pub cache: Cache,
@@ -171,13 +173,15 @@ impl AppContext {
         let storage = Storage::build(&settings, metrics.clone())?;
         let base = &settings.public_base_url;
 
+        let content_checks = ContentChecks::new(db.clone(), mini.clone());
         let users = Users::new(
             db.clone(),
             mini.clone(),
             tokens.clone(),
             resolved.cipher,
             settings.admin_openid_list(),
-        );
+        )
+        .with_content_checks(content_checks.clone());
         let mut subscriptions = Subscriptions::new(
             db.clone(),
             cache.clone(),
@@ -258,7 +262,8 @@ impl AppContext {
             },
         )
         .with_earnings(earnings)
-        .with_max_unpaid(settings.max_unpaid_orders);
+        .with_max_unpaid(settings.max_unpaid_orders)
+        .with_content_checks(content_checks.clone());
         let uploads = Uploads::new(db.clone(), storage.clone(), mini.clone());
         let mini_push = MiniPush::new(
             cache.clone(),
@@ -287,8 +292,9 @@ impl AppContext {
         };
         let promotions = Promotions::new(db.clone()).with_gate(gate);
         let draws = Draws::new(db.clone(), settings.draw_lock_secs)
-            .with_subscriptions(subscriptions.clone());
-        let expenses = Expenses::new(db.clone());
+            .with_subscriptions(subscriptions.clone())
+            .with_content_checks(content_checks.clone());
+        let expenses = Expenses::new(db.clone()).with_content_checks(content_checks.clone());
         let official_account = OfficialAccount::new(db.clone(), cache.clone(), account)
             .with_limits(limits.clone())
             .with_promotions(promotions.clone())
@@ -327,6 +333,7 @@ impl AppContext {
             expenses,
             uploads,
             mini_push,
+            content_checks,
             db,
             cache,
             mini,
@@ -357,6 +364,7 @@ impl AppContext {
         handles.extend(self.draws.jobs(m));
         handles.extend(self.callback_ips.jobs(m));
         handles.extend(self.uploads.jobs(m));
+        handles.extend(self.content_checks.jobs(m));
         Jobs::new(handles)
     }
 

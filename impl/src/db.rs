@@ -519,5 +519,6 @@ from_diesel!(
     crate::subscriptions::mp_outbox::MpOutboxError,
     crate::expenses::ExpenseError,
     crate::uploads::UploadError,
+    crate::content_check::ContentCheckError,
     crate::mini_push::MiniPushError,
 );

@@ -12,6 +12,7 @@ pub mod bills;
 pub mod cache;
 pub mod client_addr;
 pub mod console;
+pub mod content_check;
 pub mod context;
 pub mod crypto;
 pub mod db;

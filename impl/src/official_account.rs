@@ -395,6 +395,10 @@ impl OfficialAccount {
         match result {
             Ok(text) => Ok(text),
             Err(ExpenseError::Invalid(e)) => Ok(format!("{e}.\n{EXPENSE_FORM}")),
+            Err(ExpenseError::ContentRejected(_)) => Ok(
+                "内容未通过审核 The description did not pass WeChat's content check: please reword it."
+                    .into(),
+            ),
             Err(ExpenseError::NotMember) => Ok(
                 "你还不在任何小组 You are not in an expense group: ask an admin to add you.".into(),
             ),

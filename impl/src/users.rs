@@ -6,11 +6,12 @@ use utoipa::{IntoParams, ToSchema};
 
 use std::sync::Arc;
 
-use campus_dal::time;
 use campus_dal::users::{self as q, ProfileUpdate, User};
+use campus_dal::{ContentSubject, time};
 pub use campus_dal::{Role, UserId};
 
 use crate::auth::{AuthError, TokenIssuer};
+use crate::content_check::{ContentChecks, ContentRejected, Findings};
 use crate::crypto::{CryptoError, FieldCipher, random_digits};
 use crate::db::{Db, DbError};
 use crate::orders::Page;
@@ -29,6 +30,8 @@ pub struct Users {
     cipher: FieldCipher,
     /// `ADMIN_OPENIDS`, read at every login.
     admin_openids: Arc<[String]>,
+    /// WeChat's check of the nickname; `None`: not checked.
+    content: Option<ContentChecks>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +51,8 @@ pub enum UserError {
     Forbidden(#[from] Forbidden),
     #[error("this account is banned")]
     Banned,
+    #[error(transparent)]
+    ContentRejected(#[from] ContentRejected),
     /// The phone-number button's code is unknown, used or expired (WeChat's 40029).
     #[error("the phone code is invalid, expired or already used")]
     InvalidPhoneCode,
@@ -203,7 +208,14 @@ impl Users {
             tokens,
             cipher,
             admin_openids: admin_openids.into(),
+            content: None,
         }
+    }
+
+    /// Nicknames pass WeChat's content check.
+    pub fn with_content_checks(mut self, content: ContentChecks) -> Self {
+        self.content = Some(content);
+        self
     }
 
     /// The caller's own profile, private fields included.
@@ -334,12 +346,17 @@ impl Users {
                 None => None,
             });
         }
+        let findings = match (&self.content, &upd.nickname) {
+            (Some(cc), Some(Some(nick))) => cc.check(user, 1, &[("nickname", nick)]).await?,
+            _ => Findings::default(),
+        };
         let id = user.id;
         let row = self
             .db
-            .write(move |c| -> Result<User, UserError> {
+            .write_tx(move |c| -> Result<User, UserError> {
                 upd.updated_at = Some(time::now());
                 q::update_profile(c, id, &upd)?;
+                findings.record(c, id, ContentSubject::Profile, id.0)?;
                 q::find(c, id)?.ok_or(UserError::NotFound)
             })
             .await?;

@@ -346,6 +346,22 @@ fn seed(pools: &Pools, orders: usize) {
         campus_dal::uploads::record_verdict(c, "trace-1", campus_dal::MediaCheck::Pass, now)?;
         campus_dal::uploads::show_delivery_photo(c, first.id, &photo.url, now)?;
         campus_dal::uploads::show_avatar(c, u, "https://cdn.example.com/av.png", now)?;
+        campus_dal::content_checks::insert(
+            c,
+            &[campus_dal::content_checks::NewContentCheck {
+                user_id: u,
+                subject: campus_dal::ContentSubject::Order,
+                subject_id: first.id.0,
+                field: "note",
+                content: "放在门口 待审",
+                verdict: campus_dal::ContentVerdict::Review,
+                label: Some(21000),
+                check_after: None,
+                created_at: now,
+                updated_at: now,
+                checked_at: Some(now),
+            }],
+        )?;
         Ok(())
     });
     r.expect("seed");

@@ -18,8 +18,11 @@ use campus_dal::expenses::{
     Sums, Whose,
 };
 use campus_dal::time::{self, to_utc};
-use campus_dal::{ExpenseId, ExpenseKind, ExpenseSource, GroupId, ReimbursementId, UserId};
+use campus_dal::{
+    ContentSubject, ExpenseId, ExpenseKind, ExpenseSource, GroupId, ReimbursementId, UserId,
+};
 
+use crate::content_check::{ContentChecks, ContentRejected, Findings};
 use crate::db::{Db, DbError};
 pub use crate::idempotency::Made;
 use crate::idempotency::{self, Fingerprint};
@@ -35,12 +38,16 @@ const WHAT: TextRule = TextRule::line("what", 64).required();
 #[derive(Clone)]
 pub struct Expenses {
     db: Db,
+    /// WeChat's check of descriptions; `None`: not checked.
+    content: Option<ContentChecks>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExpenseError {
     #[error("not found")]
     NotFound,
+    #[error(transparent)]
+    ContentRejected(#[from] ContentRejected),
     #[error(transparent)]
     Invalid(#[from] InvalidInput),
     #[error(transparent)]
@@ -352,7 +359,13 @@ fn readable_group(
 
 impl Expenses {
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self { db, content: None }
+    }
+
+    /// Descriptions pass WeChat's content check.
+    pub fn with_content_checks(mut self, content: ContentChecks) -> Self {
+        self.content = Some(content);
+        self
     }
 
     /// `POST /admin/groups`.
@@ -474,6 +487,10 @@ impl Expenses {
         let amount = check_fen(req.amount_fen)?;
         let what = WHAT.clean(&req.what)?;
         let day = parse_day(&req.spent_on)?;
+        let findings = match &self.content {
+            Some(cc) => cc.check(caller, 2, &[("what", &what)]).await?,
+            None => Findings::default(),
+        };
         let fingerprint = Fingerprint::of("POST /expenses", &req);
         let uid = caller.id;
         self.db
@@ -507,6 +524,7 @@ impl Expenses {
                         created_at: time::now(),
                     },
                 )?;
+                findings.record(c, uid, ContentSubject::Expense, e.id.0)?;
                 idempotency::remember(
                     c,
                     uid,

@@ -7,10 +7,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use campus_dal::orders::{self as q, NewOrder, Order, Scope};
-use campus_dal::{OrderId, OrderKind, OrderMove, OrderStatus, UserCouponId, time};
+use campus_dal::{ContentSubject, OrderId, OrderKind, OrderMove, OrderStatus, UserCouponId, time};
 
 use super::view::OrderView;
 use super::{OrderError, OrderNotFound, Orders, find_visible, lost_race};
+use crate::content_check::Findings;
 use crate::crypto::{random_alnum, random_digits};
 use crate::db::DbError;
 use crate::idempotency::{self, Fingerprint};
@@ -144,6 +145,17 @@ impl Orders {
         }
         let coupon = req.coupon_id.map(UserCouponId);
         let key = idempotency::Key::parse(idempotency_key)?;
+        let findings = match &self.content {
+            Some(cc) => {
+                cc.check(
+                    user,
+                    2,
+                    &[("pickup", &pickup), ("dropoff", &dropoff), ("note", &note)],
+                )
+                .await?
+            }
+            None => Findings::default(),
+        };
         let fingerprint = Fingerprint::of("POST /orders", &req);
         let uid = user.id;
         let kind = req.kind;
@@ -198,6 +210,7 @@ impl Orders {
                 if let Some(cid) = coupon {
                     promotions::lock_for_order(c, cid, order.id)??;
                 }
+                findings.record(c, uid, ContentSubject::Order, order.id.0)?;
                 let body = serde_json::to_string(&OrderView::of(&order, true))
                     .map_err(|e| InvalidInput(e.to_string()))?;
                 idempotency::remember(c, uid, key2.as_ref(), &fingerprint2, 201, &body, now)?;

@@ -16,6 +16,7 @@ use campus_dal::orders::{self as q, Order};
 use campus_dal::{OrderId, OrderStatus};
 
 use crate::cache::{Cache, CacheError};
+use crate::content_check::{ContentChecks, ContentRejected};
 use crate::db::{Db, DbError};
 use crate::payments::{PaymentError, Payments};
 use crate::payouts::Earnings;
@@ -38,6 +39,8 @@ pub struct Orders {
     earnings: Earnings,
     /// Unpaid orders a customer may hold at once (`MAX_UNPAID_ORDERS`).
     max_unpaid: i64,
+    /// WeChat's check of the texts others see; `None`: not checked.
+    content: Option<ContentChecks>,
 }
 
 /// How long an unpaid order waits, and when a delivered one completes by itself.
@@ -66,7 +69,14 @@ impl Orders {
             auto_complete_after: times.auto_complete_after,
             earnings: Earnings::default(),
             max_unpaid: i64::MAX,
+            content: None,
         }
+    }
+
+    /// Pickup, dropoff and note pass WeChat's content check.
+    pub fn with_content_checks(mut self, content: ContentChecks) -> Self {
+        self.content = Some(content);
+        self
     }
 
     /// The runner's share credited when orders complete (`RUNNER_SHARE_PERCENT`).
@@ -99,6 +109,8 @@ pub struct OrderNotFound;
 pub enum OrderError {
     #[error(transparent)]
     NotFound(#[from] OrderNotFound),
+    #[error(transparent)]
+    ContentRejected(#[from] ContentRejected),
     #[error(transparent)]
     Invalid(#[from] InvalidInput),
     #[error(transparent)]

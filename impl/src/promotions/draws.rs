@@ -23,8 +23,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use campus_dal::draws::{self as dq, DrawPrize, NewDraw, NewDrawPrize, NewDrawWinner};
 use campus_dal::time::{self, to_utc};
-use campus_dal::{CouponId, CouponStatus, DrawId, DrawStatus, UserCouponId, UserId};
+use campus_dal::{
+    ContentSubject, CouponId, CouponStatus, DrawId, DrawStatus, UserCouponId, UserId,
+};
 
+use crate::content_check::{ContentChecks, ContentRejected, Findings};
 use crate::db::{Db, DbError};
 use crate::idempotency::{self, Fingerprint};
 use crate::orders::Page;
@@ -50,6 +53,8 @@ pub enum DrawError {
     #[error("draw not found")]
     NotFound,
     #[error(transparent)]
+    ContentRejected(#[from] ContentRejected),
+    #[error(transparent)]
     Invalid(#[from] InvalidInput),
     #[error(transparent)]
     Forbidden(#[from] Forbidden),
@@ -73,6 +78,8 @@ pub struct Draws {
     lock_secs: i64,
     /// Results to the participants; `None` in the replay command, which sends nothing.
     subscriptions: Option<Subscriptions>,
+    /// WeChat's check of titles and prize names; `None`: not checked.
+    content: Option<ContentChecks>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -418,7 +425,14 @@ impl Draws {
             db,
             lock_secs,
             subscriptions: None,
+            content: None,
         }
+    }
+
+    /// Titles and prize names pass WeChat's content check.
+    pub fn with_content_checks(mut self, content: ContentChecks) -> Self {
+        self.content = Some(content);
+        self
     }
 
     pub fn with_subscriptions(mut self, s: Subscriptions) -> Self {
@@ -470,6 +484,19 @@ impl Draws {
         let key = idempotency::Key::parse(idempotency_key)?;
         let now = time::now();
         let checked = check_new(&req, caller, self.lock_secs, now)?;
+        let findings = match &self.content {
+            Some(cc) => {
+                let mut texts: Vec<(&'static str, &str)> = vec![("title", &checked.title)];
+                texts.extend(
+                    checked
+                        .prizes
+                        .iter()
+                        .map(|(name, _, _)| ("prize", name.as_str())),
+                );
+                cc.check(caller, 2, &texts).await?
+            }
+            None => Findings::default(),
+        };
         let fingerprint = Fingerprint::of("POST /draws", &req);
         let uid = caller.id;
         let (draw, replayed) = self
@@ -519,6 +546,7 @@ impl Draws {
                     })
                     .collect();
                 dq::insert_prizes(c, &prizes)?;
+                findings.record(c, uid, ContentSubject::Draw, draw.id.0)?;
                 idempotency::remember(
                     c,
                     uid,

@@ -456,6 +456,57 @@ impl MiniClient {
     }
 }
 
+/// WeChat's verdict on a text: its `suggest` and `label`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct TextVerdict {
+    pub suggest: String,
+    #[serde(default)]
+    pub label: i64,
+}
+
+#[derive(Deserialize)]
+struct SecCheckBody {
+    result: TextVerdict,
+}
+
+impl MiniClient {
+    /// `wxa/msg_sec_check` (version 2) of a text `openid` wrote. `scene`: 1 a profile, 2 a
+    /// comment, 3 a forum post, 4 a social log.
+    pub async fn msg_sec_check(
+        &self,
+        content: &str,
+        openid: &str,
+        scene: u8,
+    ) -> Result<TextVerdict, WechatError> {
+        let _turn = self.turn("msg_sec_check").await;
+        let started = Instant::now();
+        let body = serde_json::json!({
+            "content": content,
+            "version": 2,
+            "scene": scene,
+            "openid": openid,
+        });
+        let r = self
+            .with_token(|token| {
+                let body = &body;
+                async move {
+                    let resp = self
+                        .http
+                        .post(self.url("/wxa/msg_sec_check"))
+                        .query(&[("access_token", token.as_str())])
+                        .json(body)
+                        .send()
+                        .await?;
+                    let b: SecCheckBody = Self::json_or_error(resp).await?;
+                    Ok(b.result)
+                }
+            })
+            .await;
+        self.record("msg_sec_check", started, &r);
+        r
+    }
+}
+
 #[derive(Deserialize)]
 struct TraceBody {
     trace_id: String,

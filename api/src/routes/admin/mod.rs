@@ -4,6 +4,7 @@
 //! swallow the admin routes other modules register (`/admin/orders/{id}/refund`).
 
 pub mod console;
+pub mod content_checks;
 pub mod coupons;
 pub mod expenses;
 pub mod messages;
@@ -30,4 +31,5 @@ pub fn config(cfg: &mut ServiceConfig) {
     coupons::config(cfg);
     expenses::config(cfg);
     mp_messages::config(cfg);
+    content_checks::config(cfg);
 }

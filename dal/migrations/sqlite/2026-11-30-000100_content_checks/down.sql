@@ -1,0 +1,3 @@
+DROP INDEX content_checks_verdict;
+DROP INDEX content_checks_due;
+DROP TABLE content_checks;
