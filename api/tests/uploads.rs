@@ -93,10 +93,16 @@ async fn put(app: &TestApp, path: &str, token: &str, body: Vec<u8>, ctype: &str)
     (s, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
+/// Waits for the verdict's round trip (WeChat's download, its push, our write), which a
+/// loaded machine (the whole suite at once) can stretch to seconds.
+async fn wait_for(app: &TestApp, what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(45);
     while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; media checks: {:?}",
+            app.sim.media_checks()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -135,7 +141,7 @@ async fn an_avatar_is_stripped_stored_checked_and_then_shown() {
     assert!(!contains(&served, b"shot at home"), "the comment is gone");
 
     // WeChat downloaded it, and its verdict `pass` came back on the message push.
-    wait_for("the avatar to be shown", async || {
+    wait_for(&app, "the avatar to be shown", async || {
         app.get("/api/v1/me", &token).await.1["avatar_url"] == url.as_str()
     })
     .await;
@@ -162,7 +168,7 @@ async fn an_avatar_is_stripped_stored_checked_and_then_shown() {
         post_form(&app, "/api/v1/me/avatar", &token, form).await,
         200
     );
-    wait_for("the risky verdict", async || {
+    wait_for(&app, "the risky verdict", async || {
         app.sim.calls("media_check_pushed") > pushed
     })
     .await;
@@ -275,7 +281,7 @@ async fn the_runner_proves_delivery_with_a_photo_the_customer_sees_after_the_che
     .await;
     assert_eq!((s, b["check"].as_str()), (200, Some("pending")), "{b}");
     let url = b["url"].as_str().expect("url").to_string();
-    wait_for("the photo on the order", async || {
+    wait_for(&app, "the photo on the order", async || {
         app.get(&format!("/api/v1/orders/{id}"), &customer).await.1["delivery_photo_url"]
             == url.as_str()
     })
@@ -356,7 +362,7 @@ async fn forged_replayed_and_unknown_verdicts_change_nothing() {
         .expect("trace")
         .to_string();
     let url = b["url"].as_str().expect("url").to_string();
-    wait_for("the avatar", async || {
+    wait_for(&app, "the avatar", async || {
         app.get("/api/v1/me", &token).await.1["avatar_url"] == url.as_str()
     })
     .await;

@@ -273,7 +273,10 @@ async fn check_and_push(
         "result": {"suggest": suggest, "label": label},
     })
     .to_string();
-    for _ in 0..3 {
+    // WeChat pushes again when a push is not answered with 200 in time: here after 0.2,
+    // 0.5, 1, 2 and 4 s (its own gaps are longer).
+    let mut outcomes = Vec::new();
+    for pause_ms in [200, 500, 1000, 2000, 4000, 0] {
         let timestamp = chrono::Utc::now().timestamp().to_string();
         let nonce = random_digits(10);
         let signature = sha1_sorted(&[&sh.cfg.mini_token, &timestamp, &nonce]);
@@ -289,17 +292,29 @@ async fn check_and_push(
             .body(body.clone())
             .send()
             .await;
-        match sent {
-            Ok(r) if r.status().is_success() => {
-                sh.count("media_check_pushed");
-                return;
+        let outcome = match &sent {
+            Ok(r) => r.status().to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::info!(target: "wechat_sim", %trace_id, outcome, "media check verdict pushed");
+        outcomes.push(outcome);
+        let done = matches!(&sent, Ok(r) if r.status().is_success());
+        {
+            let mut st = sh.lock();
+            if let Some(rec) = st
+                .platform
+                .media_checks
+                .iter_mut()
+                .find(|r| r["trace_id"] == trace_id.as_str())
+            {
+                rec["pushes"] = json!(outcomes);
             }
-            Ok(r) => {
-                tracing::warn!(target: "wechat_sim", status = %r.status(), "media check push refused")
-            }
-            Err(e) => tracing::warn!(target: "wechat_sim", error = %e, "media check push failed"),
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        if done {
+            sh.count("media_check_pushed");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
     }
 }
 
