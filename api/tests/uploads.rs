@@ -310,6 +310,41 @@ async fn the_runner_proves_delivery_with_a_photo_the_customer_sees_after_the_che
     assert_eq!((s, code_of(&b)), (409, "order_not_in_delivery"), "{b}");
 }
 
+#[actix_web::test]
+async fn verdicts_in_the_xml_data_format_are_read_too() {
+    let app = TestApp::spawn().await;
+    app.sim.set_mini_push_xml(true);
+    let token = app.login("xml-avatar").await;
+    let first = jpeg_with_exif("x");
+    // Stored by content: the second image must differ from the first once stripped.
+    let second = loop {
+        let j = jpeg_with_exif("x");
+        if j != first {
+            break j;
+        }
+    };
+    let (s, b) = put(&app, "/api/v1/me/avatar", &token, first, "image/jpeg").await;
+    assert_eq!(s, 200, "{b}");
+    let url = b["url"].as_str().expect("url").to_string();
+    wait_for(&app, "the avatar passed in XML", async || {
+        app.get("/api/v1/me", &token).await.1["avatar_url"] == url.as_str()
+    })
+    .await;
+
+    app.sim.push_media_verdicts(&["risky"]);
+    let pushed = app.sim.calls("media_check_pushed");
+    let (s, _) = put(&app, "/api/v1/me/avatar", &token, second, "image/jpeg").await;
+    assert_eq!(s, 200);
+    wait_for(&app, "the risky verdict in XML", async || {
+        app.sim.calls("media_check_pushed") > pushed
+    })
+    .await;
+    assert_eq!(
+        app.get("/api/v1/me", &token).await.1["avatar_url"],
+        url.as_str()
+    );
+}
+
 /// A push to `/wechat/mini` signed with the message-push token, at `ts`.
 async fn mini_push(app: &TestApp, body: &str, ts: i64, nonce: &str, token: &str) -> (u16, String) {
     let mut parts = [token, &ts.to_string(), nonce].map(str::to_string);
@@ -393,7 +428,7 @@ async fn forged_replayed_and_unknown_verdicts_change_nothing() {
     assert_eq!((s, r.as_str()), (200, "success"));
     let (s, _) = mini_push(&app, &verdict("other", "pass"), now, "3", &mini_token).await;
     assert_eq!(s, 403, "the pair was used for another body");
-    // An unknown trace id, a bad suggest, XML: nothing happens.
+    // An unknown trace id, a bad suggest, a malformed or verdict-less XML: nothing happens.
     let (s, r) = mini_push(
         &app,
         &verdict("no-such-trace", "pass"),
@@ -405,14 +440,14 @@ async fn forged_replayed_and_unknown_verdicts_change_nothing() {
     assert_eq!((s, r.as_str()), (200, "success"));
     let (s, _) = mini_push(&app, &verdict(&trace, "maybe"), now, "5", &mini_token).await;
     assert_eq!(s, 400);
-    let (s, _) = mini_push(
-        &app,
-        "<xml><MsgType>event</MsgType></xml>",
-        now,
-        "6",
-        &mini_token,
-    )
-    .await;
+    let (s, _) = mini_push(&app, "<xml><MsgType>event</MsgType>", now, "6", &mini_token).await;
+    assert_eq!(s, 400);
+    let xml_verdict = format!(
+        "<xml><MsgType>event</MsgType><Event>wxa_media_check</Event>\
+         <trace_id><![CDATA[{trace}]]></trace_id><errcode>0</errcode>\
+         <result><suggest>maybe</suggest></result></xml>"
+    );
+    let (s, _) = mini_push(&app, &xml_verdict, now, "7", &mini_token).await;
     assert_eq!(s, 400);
     let (_, me) = app.get("/api/v1/me", &token).await;
     assert_eq!(me["avatar_url"], url.as_str(), "{me}");

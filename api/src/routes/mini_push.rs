@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, get, post, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use campus_impl::AppContext;
-use campus_impl::official_account::PushQuery;
+use campus_impl::wechat::push::PushQuery;
 
 use crate::error::ApiError;
 use crate::extract::ClientIp;
@@ -31,9 +31,12 @@ async fn verify(
 }
 
 #[utoipa::path(tag = "mini-program",
-    request_body(content = String, content_type = "application/json"),
+    request_body(content(
+        (String = "text/xml"),
+        (String = "application/json"),
+    )),
     responses((status = 200, description = "`success`", content_type = "text/plain"),
-              (status = 400, description = "malformed message (or XML: the data format must be JSON)"),
+              (status = 400, description = "malformed message"),
               (status = 403, description = "bad signature, stale timestamp, reused nonce, refused mode; `forbidden_address`"),
               (status = 404, description = "WECHAT_MINI_TOKEN not set"),
               (status = 503, description = "the database or cache is unavailable (WeChat retries)")))]

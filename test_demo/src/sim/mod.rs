@@ -465,6 +465,11 @@ impl SimHandle {
         self.inner.shared.lock().platform.mini_push_url = Some(url.to_string());
     }
 
+    /// The mini-program console's data format for its push URL: XML (`true`) or JSON.
+    pub fn set_mini_push_xml(&self, xml: bool) {
+        self.inner.shared.lock().platform.mini_push_xml = xml;
+    }
+
     /// The next media checks answer these verdicts (`pass`, `risky`, `review`), one each.
     pub fn push_media_verdicts(&self, verdicts: &[&str]) {
         self.inner

@@ -4,8 +4,10 @@
 //! pushes come from (`cgi-bin/getcallbackip`: the simulator pushes from loopback, so its list
 //! holds loopback beside a range of WeChat's own; tests change it), and image content checks
 //! (`wxa/media_check_async`: the image is downloaded from its URL, and the verdict is pushed
-//! as a `wxa_media_check` event, JSON, signed with the message-push token, to the URL set
-//! with [`super::SimHandle::set_mini_push_url`]; verdicts are `pass` unless queued).
+//! as a `wxa_media_check` event, in the data format set with
+//! [`super::SimHandle::set_mini_push_xml`] (JSON unless set), signed with the message-push
+//! token, to the URL set with [`super::SimHandle::set_mini_push_url`]; verdicts are `pass`
+//! unless queued).
 //!
 //! Rules as WeChat documents them:
 //! * A phone code (`getPhoneNumber`'s `e.detail.code`) is good once, for 5 minutes, for the
@@ -39,6 +41,8 @@ pub struct PlatformState {
     pub callback_ips: Vec<String>,
     /// The mini-program's message-push URL (the console setting).
     pub mini_push_url: Option<String>,
+    /// The console's data format for that URL: XML when set, else JSON.
+    pub mini_push_xml: bool,
     /// Verdicts (`pass`, `risky`, `review`) for the next media checks, one each.
     pub media_verdicts: VecDeque<String>,
     /// Every media check taken: trace_id, media_url, openid, scene, suggest, and once the
@@ -59,6 +63,7 @@ impl Default for PlatformState {
             menu: None,
             callback_ips: vec!["101.226.103.0/25".into(), "127.0.0.1".into(), "::1".into()],
             mini_push_url: None,
+            mini_push_xml: false,
             media_verdicts: VecDeque::new(),
             media_checks: Vec::new(),
             risky_words: vec!["违禁".into(), "forbidden-word".into()],
@@ -251,9 +256,9 @@ async fn check_and_push(
                 Err(e) => rec["fetch_error"] = json!(e),
             }
         }
-        st.platform.mini_push_url.clone()
+        (st.platform.mini_push_url.clone(), st.platform.mini_push_xml)
     };
-    let Some(push_url) = push_url else {
+    let (Some(push_url), xml) = push_url else {
         tracing::warn!(target: "wechat_sim", "no mini-program push URL set; media check verdict dropped");
         return;
     };
@@ -271,8 +276,12 @@ async fn check_and_push(
         "errcode": errcode,
         "errmsg": errmsg,
         "result": {"suggest": suggest, "label": label},
-    })
-    .to_string();
+    });
+    let (body, content_type) = if xml {
+        (to_xml(&body), "text/xml")
+    } else {
+        (body.to_string(), "application/json")
+    };
     // WeChat pushes again when a push is not answered with 200 in time: here after 0.2,
     // 0.5, 1, 2 and 4 s (its own gaps are longer).
     let mut outcomes = Vec::new();
@@ -288,7 +297,7 @@ async fn check_and_push(
                 ("timestamp", &timestamp),
                 ("nonce", &nonce),
             ])
-            .header("Content-Type", "application/json")
+            .header("Content-Type", content_type)
             .body(body.clone())
             .send()
             .await;
@@ -316,6 +325,26 @@ async fn check_and_push(
         }
         tokio::time::sleep(Duration::from_millis(pause_ms)).await;
     }
+}
+
+/// A push in WeChat's XML data format: the JSON's keys as elements under `<xml>`, strings
+/// in CDATA, an object as nested elements, a list as the element repeated.
+fn to_xml(v: &Value) -> String {
+    fn element(out: &mut String, name: &str, v: &Value) {
+        match v {
+            Value::Array(items) => items.iter().for_each(|i| element(out, name, i)),
+            Value::Object(m) => {
+                out.push_str(&format!("<{name}>"));
+                m.iter().for_each(|(k, v)| element(out, k, v));
+                out.push_str(&format!("</{name}>"));
+            }
+            Value::String(s) => out.push_str(&format!("<{name}><![CDATA[{s}]]></{name}>")),
+            other => out.push_str(&format!("<{name}>{other}</{name}>")),
+        }
+    }
+    let mut out = String::new();
+    element(&mut out, "xml", v);
+    out
 }
 
 async fn getcallbackip(req: HttpRequest, sh: web::Data<Shared>) -> HttpResponse {
