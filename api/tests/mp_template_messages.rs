@@ -372,3 +372,49 @@ async fn a_send_stopped_mid_way_is_unclear_and_never_sent_again() {
         "{row}"
     );
 }
+
+#[actix_web::test]
+async fn the_accounts_messages_have_their_own_daily_cap() {
+    let app = TestApp::spawn_with(Options {
+        tweak: Box::new(|s| {
+            s.wechat_mp_template_order = Some(TEMPLATE.into());
+            s.messages_per_user_day = 2;
+        }),
+        ..Options::default()
+    })
+    .await;
+    app.sim.mp_add_template(TEMPLATE);
+    let admin = app.login(ADMIN_OPENID).await;
+    let customer = app.login("cap-customer").await;
+    bind(&app, &customer, "cap-mp-customer", 50).await;
+    let status_of = async |order: &Value| -> Value {
+        let id = order["id"].as_i64().expect("id");
+        settled(&app, &admin, id, 1).await[0].clone()
+    };
+
+    // A send WeChat did not take (busy) gives its place back.
+    app.sim
+        .push_template_faults(&[test_demo::sim::TemplateFault::Busy]);
+    let busy = status_of(&app.paid_order(&customer, 100).await).await;
+    assert_eq!(busy["status"], "pending", "{busy}");
+    for _ in 0..2 {
+        let m = status_of(&app.paid_order(&customer, 100).await).await;
+        assert_eq!(m["status"], "sent", "{m}");
+    }
+    // The third of the day is recorded, not sent; so is the busy one when its retry comes.
+    let over = status_of(&app.paid_order(&customer, 100).await).await;
+    assert_eq!(over["status"], "capped", "{over}");
+    assert!(
+        over["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("MESSAGES_PER_USER_DAY"),
+        "{over}"
+    );
+    retry_now(&app, busy["id"].as_i64().expect("id")).await;
+    let (_, page) = app
+        .get("/api/v1/admin/mp-messages?status=capped&limit=100", &admin)
+        .await;
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(2), "{page}");
+    assert_eq!(sent_to(&app, "cap-mp-customer").len(), 2);
+}

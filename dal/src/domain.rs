@@ -464,6 +464,8 @@ text_enum!(
         /// The send may have reached WeChat (a timeout, a reset after sending, a sender
         /// that stopped mid-send): never sent again, since WeChat cannot say.
         Unclear = "unclear",
+        /// Over the user's `MESSAGES_PER_USER_DAY` on the account: not sent.
+        Capped = "capped",
     }
 );
 

@@ -31,6 +31,7 @@ use crate::refunds::Refunds;
 use crate::settings::{Settings, SettingsError};
 use crate::stats::Stats;
 use crate::storage::{Storage, StorageError};
+use crate::subscriptions::daily_cap::DailyCaps;
 use crate::subscriptions::mp_outbox::MpOutbox;
 use crate::subscriptions::{Subscriptions, Templates};
 use crate::telemetry::Metrics;
@@ -211,6 +212,8 @@ impl AppContext {
                 client,
                 t.order,
                 mini.appid().to_string(),
+                DailyCaps::new(cache.clone(), mini.appid()),
+                settings.messages_per_user_day,
             ));
         }
         let earnings = Earnings::new(settings.runner_share_percent);

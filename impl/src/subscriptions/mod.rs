@@ -3,6 +3,7 @@
 //! recorded. Sending never blocks the request that caused it. Message data is built
 //! from typed values that obey WeChat's rules ([`message`]).
 
+pub mod daily_cap;
 pub mod message;
 pub mod mp_outbox;
 
@@ -25,6 +26,7 @@ use crate::text::{id_cursor, into_page, page_limit_text};
 use crate::users::{CurrentUser, Forbidden, Role};
 use crate::wechat::mini::{MiniClient, WechatError};
 
+use daily_cap::{CapRefusal, DailyCaps, Taken};
 use message::{MessageData, Phrase, Value};
 
 /// The subscribe-message service.
@@ -32,6 +34,7 @@ use message::{MessageData, Phrase, Value};
 pub struct Subscriptions {
     db: Db,
     cache: Cache,
+    caps: DailyCaps,
     mini: MiniClient,
     templates: Templates,
     /// Order events as official-account template messages; `None`: not configured.
@@ -52,10 +55,6 @@ pub struct Templates {
     /// `MESSAGES_PER_USER_DAY`: order messages WeChat accepts per user and Beijing day.
     pub messages_per_user_day: u32,
 }
-
-/// How long a day's message count is kept: past the Beijing day it counts, whatever the
-/// clock skew between instances.
-const CAP_WINDOW: Duration = Duration::from_secs(26 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubscriptionError {
@@ -134,6 +133,7 @@ impl Subscriptions {
     pub fn new(db: Db, cache: Cache, mini: MiniClient, templates: Templates) -> Self {
         Self {
             db,
+            caps: DailyCaps::new(cache.clone(), mini.appid()),
             cache,
             mini,
             templates,
@@ -294,34 +294,21 @@ impl Subscriptions {
         }
     }
 
-    /// Counts one message against the user's cap for today (Beijing). `Ok(Some(key))`: within
-    /// it, and `key` is to be uncounted if WeChat does not accept the message; `Ok(None)`:
-    /// not capped; `Err(outcome)`: not to be sent. A count that cannot be read sends
-    /// nothing: the cap is a promise to the user.
+    /// Counts one message against the user's cap for today (Beijing). `Ok(Some(place))`:
+    /// within it, and the place is given back if WeChat does not accept the message;
+    /// `Ok(None)`: not capped; `Err(outcome)`: not to be sent.
     async fn count_against_cap(
         &self,
         user: UserId,
         event: MessageEvent,
-    ) -> Result<Option<String>, MessageOutcome> {
-        let Some((name, cap)) = self.cap_of(event) else {
+    ) -> Result<Option<Taken>, MessageOutcome> {
+        let Some((channel, cap)) = self.cap_of(event) else {
             return Ok(None);
         };
-        let day = (chrono::Utc::now() + chrono::Duration::hours(8)).format("%Y-%m-%d");
-        // The appid tells deployments sharing one Redis apart (user ids repeat across them).
-        let key = format!("msgcap:{}:{name}:{user}:{day}", self.mini.appid());
-        match self.cache.incr_ex(&key, CAP_WINDOW).await {
-            Ok(n) if n > cap => {
-                // What is not sent is not counted, so a later failed send frees a place.
-                if let Err(e) = self.cache.uncount(&key).await {
-                    tracing::warn!(error = %e, "could not uncount a capped message");
-                }
-                Err(MessageOutcome::Capped)
-            }
-            Ok(_) => Ok(Some(key)),
-            Err(e) => {
-                tracing::warn!(error = %e, %event, "message cap unreadable; not sent");
-                Err(MessageOutcome::Error)
-            }
+        match self.caps.take(channel, user, cap).await {
+            Ok(taken) => Ok(Some(taken)),
+            Err(CapRefusal::Over) => Err(MessageOutcome::Capped),
+            Err(CapRefusal::Unreadable) => Err(MessageOutcome::Error),
         }
     }
 
@@ -338,10 +325,8 @@ impl Subscriptions {
         let outcome = match self.count_against_cap(user, event).await {
             Ok(counted) => {
                 let outcome = self.spend_and_send(user, template, page, data, event).await;
-                if let (Some(key), false) = (counted, outcome == MessageOutcome::Sent)
-                    && let Err(e) = self.cache.uncount(&key).await
-                {
-                    tracing::warn!(error = %e, "could not uncount an unsent message");
+                if let (Some(taken), false) = (counted, outcome == MessageOutcome::Sent) {
+                    self.caps.give_back(taken).await;
                 }
                 outcome
             }

@@ -12,6 +12,8 @@
 //! recorded. The template API takes no request id, so a send that may have reached WeChat
 //! (a timeout, a connection lost after sending, a sender that stopped mid-send and whose
 //! lease ran out) is `unclear` and never sent again: a message is lost rather than doubled.
+//! The account's messages have their own `MESSAGES_PER_USER_DAY` cap beside the
+//! mini-program's; one over it is recorded `capped` and not sent.
 
 use std::time::Duration;
 
@@ -24,6 +26,7 @@ use campus_dal::orders::Order;
 use campus_dal::{MessageEvent, MpMessageId, MpMessageStatus, OrderId, UserId, time};
 
 use super::OrderEvent;
+use super::daily_cap::{CapRefusal, DailyCaps};
 use super::message::Value;
 use crate::db::{Db, DbError};
 use crate::jobs::{Job, every};
@@ -48,6 +51,8 @@ const BACKOFF: [Duration; 5] = [
 const LEASE: Duration = Duration::from_secs(120);
 /// How often the job looks for due retries.
 const TICK: Duration = Duration::from_secs(10);
+/// The cap's counter: the account's messages are a channel of their own.
+const CAP_CHANNEL: &str = "mp_order";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MpOutboxError {
@@ -68,15 +73,27 @@ pub struct MpOutbox {
     template: String,
     /// The mini-program the message opens (its detail page).
     mini_appid: String,
+    caps: DailyCaps,
+    /// `MESSAGES_PER_USER_DAY`.
+    per_day: i64,
 }
 
 impl MpOutbox {
-    pub fn new(db: Db, client: MpClient, template: String, mini_appid: String) -> Self {
+    pub fn new(
+        db: Db,
+        client: MpClient,
+        template: String,
+        mini_appid: String,
+        caps: DailyCaps,
+        per_day: u32,
+    ) -> Self {
         Self {
             db,
             client,
             template,
             mini_appid,
+            caps,
+            per_day: i64::from(per_day),
         }
     }
 
@@ -180,25 +197,11 @@ impl MpOutbox {
                 return None;
             }
         };
-        let result = match serde_json::from_str::<serde_json::Value>(&row.payload) {
-            Ok(body) => self.client.send_template(&body).await,
-            Err(e) => Err(WechatError::Api {
-                code: 0,
-                msg: format!("stored payload unreadable: {e}"),
-            }),
-        };
-        let (status, error) = match &result {
-            Ok(_) => (MpMessageStatus::Sent, String::new()),
-            Err(e) if permanent(e) => (MpMessageStatus::Failed, e.to_string()),
-            Err(e) if maybe_sent(e) => (MpMessageStatus::Unclear, e.to_string()),
-            Err(e) if row.attempts >= MAX_ATTEMPTS => (MpMessageStatus::GaveUp, e.to_string()),
-            Err(e) => (MpMessageStatus::Pending, e.to_string()),
-        };
+        let (status, error, msgid) = self.attempt(&row).await;
         if status != MpMessageStatus::Sent {
             tracing::warn!(message = %id, attempt = row.attempts, %status, error, "official-account message not sent");
         }
         let attempts = row.attempts;
-        let msgid = result.ok().flatten();
         let written = self
             .db
             .write(move |c| -> Result<usize, MpOutboxError> {
@@ -230,6 +233,47 @@ impl MpOutbox {
                 None
             }
         }
+    }
+
+    /// Sends a claimed row within the user's cap: the status to leave it in, the error, and
+    /// WeChat's msgid.
+    async fn attempt(&self, row: &MpMessage) -> (MpMessageStatus, String, Option<String>) {
+        let retry_or_give_up = if row.attempts >= MAX_ATTEMPTS {
+            MpMessageStatus::GaveUp
+        } else {
+            MpMessageStatus::Pending
+        };
+        let taken = match self.caps.take(CAP_CHANNEL, row.user_id, self.per_day).await {
+            Ok(t) => t,
+            Err(CapRefusal::Over) => {
+                let why = format!("over MESSAGES_PER_USER_DAY ({})", self.per_day);
+                return (MpMessageStatus::Capped, why, None);
+            }
+            Err(CapRefusal::Unreadable) => {
+                return (retry_or_give_up, "message cap unreadable".into(), None);
+            }
+        };
+        let result = match serde_json::from_str::<serde_json::Value>(&row.payload) {
+            Ok(body) => self.client.send_template(&body).await,
+            Err(e) => Err(WechatError::Api {
+                code: 0,
+                msg: format!("stored payload unreadable: {e}"),
+            }),
+        };
+        let (status, error) = match &result {
+            Ok(_) => (MpMessageStatus::Sent, String::new()),
+            Err(e) if permanent(e) => (MpMessageStatus::Failed, e.to_string()),
+            Err(e) if maybe_sent(e) => (MpMessageStatus::Unclear, e.to_string()),
+            Err(e) => (retry_or_give_up, e.to_string()),
+        };
+        // An unclear send keeps its place: WeChat may have taken it.
+        if matches!(
+            status,
+            MpMessageStatus::Failed | MpMessageStatus::Pending | MpMessageStatus::GaveUp
+        ) {
+            self.caps.give_back(taken).await;
+        }
+        (status, error, result.ok().flatten())
     }
 
     /// Job tick (and tests): sends whose sender stopped mid-send become `unclear`; then
