@@ -190,9 +190,10 @@ impl From<DbError> for ApiError {
         }
         match e {
             // A group commit that did not happen wrote nothing: the same request again works.
-            DbError::Unavailable(_) | DbError::Busy | DbError::NotCommitted(_) => {
-                ApiError::unavailable("the database", chain(&e))
-            }
+            DbError::Unavailable(_)
+            | DbError::Unreachable(_)
+            | DbError::Busy
+            | DbError::NotCommitted(_) => ApiError::unavailable("the database", chain(&e)),
             _ if e.is_connection_lost() => ApiError::unavailable("the database", chain(&e)),
             // Rolled back whole by the database: a retry is safe and almost always works.
             _ if e.is_deadlock() => ApiError::unavailable("the database", chain(&e)),

@@ -3,6 +3,7 @@
 //! libmysqlclient, which the default build (and `demo`) must not need.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -10,6 +11,8 @@ use diesel::connection::SimpleConnection;
 use diesel::mysql::MysqlConnection;
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
+
+use crate::checkout::Freshness;
 
 /// One connection type for both backends; queries written once against it.
 #[derive(diesel::MultiConnection)]
@@ -84,11 +87,14 @@ impl Target {
 #[derive(Clone, Debug)]
 pub struct ConnManager {
     target: Target,
+    /// Told by each MySQL connection when it finds its server gone.
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+    freshness: Arc<Freshness>,
 }
 
 impl ConnManager {
-    pub fn new(target: Target) -> Self {
-        Self { target }
+    pub fn new(target: Target, freshness: Arc<Freshness>) -> Self {
+        Self { target, freshness }
     }
 }
 
@@ -122,6 +128,7 @@ impl r2d2::ManageConnection for ConnManager {
                     .map_err(diesel::r2d2::Error::ConnectionError)?;
                 c.batch_execute("SET time_zone = '+00:00'")
                     .map_err(diesel::r2d2::Error::QueryError)?;
+                c.set_instrumentation(self.freshness.watch());
                 Ok(DbConn::Mysql(c))
             }
         }
@@ -156,6 +163,8 @@ pub struct Pools {
     pub read: Pool,
     pub write: Pool,
     pub backend: Backend,
+    /// Checkouts for units of work go through it (`checkout`).
+    pub freshness: Arc<Freshness>,
 }
 
 impl Pools {
@@ -168,16 +177,15 @@ impl Pools {
             std::fs::create_dir_all(dir)
                 .map_err(|e| UrlError::Dir(dir.display().to_string(), e))?;
         }
-        let manager = ConnManager::new(target.clone());
-        // A checkout test (`health::ping`, one round trip) catches MySQL connections the
-        // server dropped while idle or lost in a restart; an embedded SQLite connection
-        // cannot go away, so there the test would only be one more statement per unit of work.
-        let test_on_check_out = target.backend() == Backend::Mysql;
+        let freshness = Freshness::new();
+        let manager = ConnManager::new(target.clone(), Arc::clone(&freshness));
         let build = |max: u32| {
             r2d2::Pool::builder()
                 .max_size(max.max(1))
                 .min_idle(Some(1))
-                .test_on_check_out(test_on_check_out)
+                // Units of work test a MySQL connection only when it may have gone stale
+                // (`checkout`); an embedded SQLite connection cannot go away.
+                .test_on_check_out(false)
                 // How long a unit of work waits for a connection: while the database is
                 // down every request waits this long before its 503. Not shorter: a
                 // stampede on one row (a thousand coupon claims) legitimately queues for
@@ -194,6 +202,7 @@ impl Pools {
                     read,
                     write,
                     backend: Backend::Sqlite,
+                    freshness,
                 })
             }
             Backend::Mysql => {
@@ -202,6 +211,7 @@ impl Pools {
                     read: pool.clone(),
                     write: pool,
                     backend: Backend::Mysql,
+                    freshness,
                 })
             }
         }

@@ -6,6 +6,7 @@
 
 pub mod backup;
 pub mod bills;
+pub mod checkout;
 pub mod conn;
 pub mod content_checks;
 pub mod coupons;
@@ -18,6 +19,8 @@ pub mod idempotency;
 pub mod ids;
 pub mod migrate;
 pub mod mp_messages;
+#[cfg(feature = "mysql")]
+mod mysql_tx;
 pub mod orders;
 pub mod payments;
 pub mod refunds;
@@ -56,13 +59,18 @@ pub enum DalError {
     Query(#[from] diesel::result::Error),
 }
 
-/// Runs `f` in a transaction (nested calls become savepoints).
+/// Runs `f` in a transaction (nested calls become savepoints). On MySQL a top-level one
+/// costs one round trip to begin and one to end (`mysql_tx`).
 pub fn transaction<T, E, F>(conn: &mut Conn, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut Conn) -> Result<T, E>,
     E: From<diesel::result::Error>,
 {
     use diesel::Connection;
+    #[cfg(feature = "mysql")]
+    if mysql_tx::applies(conn) {
+        return mysql_tx::run(conn, f);
+    }
     conn.transaction(f)
 }
 
@@ -76,6 +84,37 @@ pub fn in_transaction(conn: &mut Conn) -> bool {
     }
     let _ = conn.batch_execute("ROLLBACK");
     false
+}
+
+/// True when `e` says the connection to the database is gone (MariaDB Connector/C's texts
+/// of CR_SERVER_GONE_ERROR, CR_SERVER_LOST and the connect errors, which diesel reports as
+/// `DatabaseErrorKind::Unknown`; or a transaction manager diesel gave up on).
+pub fn is_connection_lost(e: &diesel::result::Error) -> bool {
+    const LOST: [&str; 5] = [
+        "server has gone away",
+        "lost connection to",
+        "can't connect to",
+        "connection refused",
+        "broken pipe",
+    ];
+    match e {
+        diesel::result::Error::DatabaseError(..) => {
+            let m = e.to_string().to_ascii_lowercase();
+            LOST.iter().any(|l| m.contains(l))
+        }
+        diesel::result::Error::BrokenTransactionManager => true,
+        _ => false,
+    }
+}
+
+/// True when the database rolled the statement's transaction back to break a deadlock
+/// (InnoDB's ER_LOCK_DEADLOCK, which diesel reports as a serialization failure): nothing
+/// of it was written, and running it again is safe.
+pub fn is_deadlock(e: &diesel::result::Error) -> bool {
+    matches!(
+        e,
+        diesel::result::Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _)
+    )
 }
 
 /// True when `e` is a unique-key violation (same kind on both backends).

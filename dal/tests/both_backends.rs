@@ -158,6 +158,42 @@ fn exercise(pools: &Pools) {
     }
 }
 
+/// Transactions through `campus_dal::transaction`: committed, rolled back, nested as a
+/// savepoint, and the connection left outside any transaction after each.
+fn transactions(pools: &Pools) {
+    use campus_dal::DieselError;
+    let mut c = pools.write.get().expect("conn");
+    let now = time::now();
+    let exists = |c: &mut campus_dal::Conn, openid: &str| {
+        users::find_by_openid(c, openid).expect("find").is_some()
+    };
+    campus_dal::transaction(&mut c, |c| {
+        users::upsert_by_openid(c, "tx-commit", Role::Customer, now)
+    })
+    .expect("committed");
+    assert!(exists(&mut c, "tx-commit"));
+    let r: Result<(), DieselError> = campus_dal::transaction(&mut c, |c| {
+        users::upsert_by_openid(c, "tx-rollback", Role::Customer, now)?;
+        Err(DieselError::RollbackTransaction)
+    });
+    assert!(r.is_err());
+    assert!(!exists(&mut c, "tx-rollback"));
+    campus_dal::transaction(&mut c, |c| {
+        users::upsert_by_openid(c, "tx-outer", Role::Customer, now)?;
+        let inner: Result<(), DieselError> = campus_dal::transaction(c, |c| {
+            users::upsert_by_openid(c, "tx-inner", Role::Customer, now)?;
+            Err(DieselError::RollbackTransaction)
+        });
+        assert!(inner.is_err());
+        Ok::<_, DieselError>(())
+    })
+    .expect("outer committed");
+    assert!(exists(&mut c, "tx-outer"));
+    assert!(!exists(&mut c, "tx-inner"));
+    // Outside any transaction again: a unique violation ends only its own statement.
+    assert!(!campus_dal::in_transaction(&mut c));
+}
+
 #[test]
 fn sqlite() {
     let dir = tempfile::tempdir().expect("dir");
@@ -167,6 +203,110 @@ fn sqlite() {
     )
     .expect("pool");
     exercise(&pools);
+    transactions(&pools);
+}
+
+/// MariaDB's count of statements this connection sent, by kind.
+#[cfg(feature = "mysql")]
+fn session_counts(c: &mut campus_dal::Conn) -> std::collections::HashMap<String, i64> {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        #[diesel(column_name = Variable_name)]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        #[diesel(column_name = Value)]
+        value: String,
+    }
+    let campus_dal::DbConn::Mysql(m) = c else {
+        panic!("a MariaDB connection");
+    };
+    diesel::sql_query(
+        "SHOW SESSION STATUS WHERE Variable_name IN \
+         ('Com_set_option', 'Com_begin', 'Com_commit', 'Com_rollback', 'Com_select')",
+    )
+    .load::<Row>(m)
+    .expect("status")
+    .into_iter()
+    .map(|r| (r.name, r.value.parse().expect("a count")))
+    .collect()
+}
+
+/// BEGIN and COMMIT are one round trip each: no multi-statement toggles around them.
+#[cfg(feature = "mysql")]
+fn transaction_round_trips(pools: &Pools) {
+    let mut c = pools.write.get().expect("conn");
+    let before = session_counts(&mut c);
+    for _ in 0..10 {
+        campus_dal::transaction(&mut c, campus_dal::health::ping).expect("tx");
+    }
+    let after = session_counts(&mut c);
+    let delta = |k: &str| after[k] - before[k];
+    assert_eq!(
+        (
+            delta("Com_begin"),
+            delta("Com_commit"),
+            delta("Com_set_option")
+        ),
+        (10, 10, 0),
+        "{before:?} -> {after:?}"
+    );
+}
+
+/// The connection's id on the server.
+#[cfg(feature = "mysql")]
+fn connection_id(c: &mut campus_dal::Conn) -> diesel::QueryResult<i64> {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        id: i64,
+    }
+    let campus_dal::DbConn::Mysql(m) = c else {
+        panic!("a MariaDB connection");
+    };
+    diesel::sql_query("SELECT CAST(CONNECTION_ID() AS SIGNED) AS id")
+        .get_result::<Id>(m)
+        .map(|r| r.id)
+}
+
+/// A connection taken a moment ago is not tested again; one the server dropped is found
+/// out by the first query that fails on it, and the next checkout replaces it.
+#[cfg(feature = "mysql")]
+fn stale_connections_are_tested_and_replaced(url: &str) {
+    let pools = Pools::connect(url, 1).expect("a pool of one");
+    let f = &pools.freshness;
+    let mut c = f.checkout(&pools.write).expect("conn");
+    let id = connection_id(&mut c).expect("id");
+    let before = session_counts(&mut c)["Com_select"];
+    drop(c);
+    for _ in 0..5 {
+        let c = f.checkout(&pools.write).expect("conn");
+        drop(c);
+    }
+    let mut c = f.checkout(&pools.write).expect("conn");
+    // Five takes, no test (a SELECT) among them.
+    assert_eq!(session_counts(&mut c)["Com_select"], before);
+    drop(c);
+
+    let out = std::process::Command::new("mariadb")
+        .args(["-h127.0.0.1", "-uroot", "-e", &format!("KILL {id}")])
+        .output()
+        .expect("mariadb client");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut c = f
+        .checkout(&pools.write)
+        .expect("the same connection, untested");
+    let e = connection_id(&mut c).expect_err("the server dropped it");
+    assert!(campus_dal::is_connection_lost(&e), "{e}");
+    drop(c);
+    let mut c = f.checkout(&pools.write).expect("a new connection");
+    assert_ne!(connection_id(&mut c).expect("id"), id);
 }
 
 #[test]
@@ -177,6 +317,14 @@ fn sqlite() {
 fn mariadb() {
     let (pools, name) = mysql_pools();
     exercise(&pools);
+    transactions(&pools);
+    #[cfg(feature = "mysql")]
+    {
+        transaction_round_trips(&pools);
+        let base = std::env::var("CAMPUS_TEST_MYSQL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+        stale_connections_are_tested_and_replaced(&format!("{base}/{name}"));
+    }
     drop(pools);
     let _ = std::process::Command::new("mariadb")
         .args([

@@ -6,12 +6,16 @@ use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
 
+use campus_dal::checkout::CheckoutError;
 use campus_dal::{Backend, Conn, Pools};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("database unavailable: {0}")]
     Unavailable(#[from] r2d2::Error),
+    /// Every pooled connection tried failed its test at checkout.
+    #[error("database unavailable: {0}")]
+    Unreachable(campus_dal::DieselError),
     #[error(transparent)]
     Query(#[from] campus_dal::DieselError),
     #[error("database task failed: {0}")]
@@ -47,34 +51,15 @@ impl DbError {
     /// (InnoDB's ER_LOCK_DEADLOCK, which diesel reports as a serialization failure): nothing
     /// was written, and the same request again works.
     pub fn is_deadlock(&self) -> bool {
-        matches!(
-            self,
-            DbError::Query(campus_dal::DieselError::DatabaseError(
-                campus_dal::DatabaseErrorKind::SerializationFailure,
-                _
-            ))
-        )
+        matches!(self, DbError::Query(q) if campus_dal::is_deadlock(q))
     }
 
     /// The connection to the database server broke during the unit of work (MariaDB
     /// restarted, killed, or the network dropped): the database is unavailable, not the
-    /// request wrong, and a retry after it is back works. (MariaDB Connector/C's texts of
-    /// CR_SERVER_GONE_ERROR, CR_SERVER_LOST and the connect errors; diesel reports them all
-    /// as `DatabaseErrorKind::Unknown`.)
+    /// request wrong, and a retry after it is back works.
     pub fn is_connection_lost(&self) -> bool {
-        const LOST: [&str; 5] = [
-            "server has gone away",
-            "lost connection to",
-            "can't connect to",
-            "connection refused",
-            "broken pipe",
-        ];
         match self {
-            DbError::Query(q @ campus_dal::DieselError::DatabaseError(..)) => {
-                let m = q.to_string().to_ascii_lowercase();
-                LOST.iter().any(|l| m.contains(l))
-            }
-            DbError::Query(campus_dal::DieselError::BrokenTransactionManager) => true,
+            DbError::Query(q) => campus_dal::is_connection_lost(q),
             _ => false,
         }
     }
@@ -105,7 +90,7 @@ impl Db {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        run(self.pools.read.clone(), f).await
+        run(self.pools.clone(), false, f).await
     }
 
     /// A unit of work that writes; on SQLite it goes to the single writer connection.
@@ -117,7 +102,7 @@ impl Db {
     {
         match &self.writer {
             Some(w) => w.run(f).await,
-            None => run(self.pools.write.clone(), f).await,
+            None => run(self.pools.clone(), true, f).await,
         }
     }
 
@@ -155,14 +140,24 @@ fn ping_conn(c: &mut Conn) -> Result<(), DbError> {
     campus_dal::health::ping(c).map_err(DbError::Query)
 }
 
-async fn run<T, E, F>(pool: campus_dal::Pool, f: F) -> Result<T, E>
+impl From<CheckoutError> for DbError {
+    fn from(e: CheckoutError) -> Self {
+        match e {
+            CheckoutError::Pool(p) => DbError::Unavailable(p),
+            CheckoutError::Dead(d) => DbError::Unreachable(d),
+        }
+    }
+}
+
+async fn run<T, E, F>(pools: Pools, write: bool, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut Conn) -> Result<T, E> + Send + 'static,
     T: Send + 'static,
     E: From<DbError> + Send + 'static,
 {
     tokio::task::spawn_blocking(move || {
-        let mut conn = pool.get().map_err(DbError::from)?;
+        let pool = if write { &pools.write } else { &pools.read };
+        let mut conn = pools.freshness.checkout(pool).map_err(DbError::from)?;
         f(&mut conn)
     })
     .await
