@@ -658,7 +658,16 @@ impl Draws {
                 let now = time::now();
                 let mut n = 0;
                 for id in dq::due_to_lock(c, now)? {
-                    n += dq::lock(c, id, &new_seed(), ALGORITHM, now)?;
+                    match dq::lock(c, id, &new_seed(), ALGORITHM, now) {
+                        Ok(k) => n += k,
+                        // Chosen as a deadlock's victim (another instance drawing holds
+                        // the row's index entries): nothing was written; the next tick
+                        // locks it.
+                        Err(e) if campus_dal::is_deadlock(&e) => {
+                            tracing::warn!(draw = %id, "draw lock lost a deadlock; retried next tick");
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 Ok(n)
             })
