@@ -161,3 +161,51 @@ async fn text_written_while_wechat_is_down_is_checked_later() {
     assert_eq!(review[0]["field"], "note");
     assert_eq!(checks(&app, &admin, "pass").await.len(), 2);
 }
+
+#[actix_web::test]
+async fn a_text_passed_a_moment_ago_is_not_asked_again() {
+    let app = TestApp::spawn().await;
+    let token = app.login("repeat-writer").await;
+    let other = app.login("other-writer").await;
+    let asked = |text: &str| {
+        app.sim
+            .text_checks()
+            .iter()
+            .filter(|t| t["content"] == text)
+            .count()
+    };
+    // The same pickup and dropoff, order after order: WeChat is asked once.
+    for _ in 0..3 {
+        let (s, b) = app
+            .post(
+                "/api/v1/orders",
+                &token,
+                order("Gate 3 lockers", "Dorm 12", ""),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    assert_eq!((asked("Gate 3 lockers"), asked("Dorm 12")), (1, 1));
+    // Remembered per author: another user's same text is asked about.
+    let (s, _) = app
+        .post(
+            "/api/v1/orders",
+            &other,
+            order("Gate 3 lockers", "Dorm 12", ""),
+        )
+        .await;
+    assert_eq!(s, 201);
+    assert_eq!(asked("Gate 3 lockers"), 2);
+    // What WeChat refused is never remembered: asked each time, refused each time.
+    for _ in 0..2 {
+        let (s, b) = app
+            .post(
+                "/api/v1/orders",
+                &token,
+                order("Gate 3 lockers", "Dorm 12", "forbidden-word"),
+            )
+            .await;
+        assert_eq!((s, code_of(&b)), (422, "content_rejected"), "{b}");
+    }
+    assert_eq!(asked("forbidden-word"), 2);
+}

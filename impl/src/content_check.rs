@@ -6,16 +6,22 @@
 //! through and records it for admins; when WeChat cannot answer, the text is let through and
 //! recorded `pending`, and the job `content_checks` asks again until WeChat answers (never
 //! skipped). What is recorded is written in the same transaction as the text itself.
+//!
+//! A text WeChat passed is remembered for an hour per author and scene (in the cache, so
+//! across instances with Redis): students type the same pickup points and dorm addresses
+//! order after order, and WeChat allows an appid only so many checks a minute.
 
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
 use campus_dal::content_checks::{self as q, NewContentCheck};
 use campus_dal::{ContentSubject, ContentVerdict, UserId, time};
 
+use crate::cache::Cache;
 use crate::db::{Db, DbError};
 use crate::jobs::{Job, every};
 use crate::orders::Page;
@@ -32,6 +38,8 @@ const MAX_CHARS: usize = 2500;
 /// How long a write waits for WeChat's verdicts (its texts are checked side by side): past
 /// it, the texts are let through as `pending`, so a slow WeChat does not stall the write.
 const CHECK_BUDGET: Duration = Duration::from_millis(1500);
+/// How long a passed text is taken as passed again without asking WeChat.
+const PASS_REMEMBERED: Duration = Duration::from_secs(3600);
 
 /// The text was refused by WeChat's content check.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +133,7 @@ pub struct ContentChecksQuery {
 pub struct ContentChecks {
     db: Db,
     mini: MiniClient,
+    cache: Cache,
 }
 
 fn verdict_of(suggest: &str) -> Option<ContentVerdict> {
@@ -137,8 +146,51 @@ fn retry_at(now: NaiveDateTime, attempts: i32) -> NaiveDateTime {
 }
 
 impl ContentChecks {
-    pub fn new(db: Db, mini: MiniClient) -> Self {
-        Self { db, mini }
+    pub fn new(db: Db, mini: MiniClient, cache: Cache) -> Self {
+        Self { db, mini, cache }
+    }
+
+    /// The cache key remembering that WeChat passed `content` by `openid` in `scene`.
+    fn passed_key(&self, openid: &str, scene: u8, content: &str) -> String {
+        let mut h = Sha256::new();
+        for part in [openid.as_bytes(), &[scene], content.as_bytes()] {
+            h.update(u64::try_from(part.len()).unwrap_or(u64::MAX).to_be_bytes());
+            h.update(part);
+        }
+        format!(
+            "seccheck:{}:{}",
+            self.mini.appid(),
+            hex::encode(h.finalize())
+        )
+    }
+
+    /// WeChat's verdict on one text (`None`: it could not answer), a recent pass remembered.
+    async fn verdict(
+        &self,
+        openid: &str,
+        scene: u8,
+        content: &str,
+        field: &'static str,
+    ) -> Option<(ContentVerdict, Option<i32>)> {
+        let key = self.passed_key(openid, scene, content);
+        if let Ok(Some(_)) = self.cache.get(&key).await {
+            return Some((ContentVerdict::Pass, None));
+        }
+        match self.mini.msg_sec_check(content, openid, scene).await {
+            Ok(v) => {
+                let verdict = verdict_of(&v.suggest)?;
+                if verdict == ContentVerdict::Pass
+                    && let Err(e) = self.cache.set_ex(&key, "pass", PASS_REMEMBERED).await
+                {
+                    tracing::debug!(error = %e, "could not remember a passed text");
+                }
+                Some((verdict, i32::try_from(v.label).ok()))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, field, "content check unavailable; the text is checked again later");
+                None
+            }
+        }
     }
 
     /// Checks the texts `author` is about to write (empty ones are skipped). `Err` names the
@@ -164,13 +216,7 @@ impl ContentChecks {
             (!text.is_empty()).then(|| {
                 let content: String = text.chars().take(MAX_CHARS).collect();
                 async move {
-                    let got = match self.mini.msg_sec_check(&content, openid, scene).await {
-                        Ok(v) => Some(v),
-                        Err(e) => {
-                            tracing::warn!(error = %e, field, "content check unavailable; the text is checked again later");
-                            None
-                        }
-                    };
+                    let got = self.verdict(openid, scene, &content, field).await;
                     (*field, content, got)
                 }
             })
@@ -192,11 +238,7 @@ impl ContentChecks {
         };
         let mut found = Findings::default();
         for (field, content, got) in answers {
-            let (verdict, label) = match got.and_then(|v| Some((verdict_of(&v.suggest)?, v.label)))
-            {
-                Some((verdict, label)) => (verdict, i32::try_from(label).ok()),
-                None => (ContentVerdict::Pending, None),
-            };
+            let (verdict, label) = got.unwrap_or((ContentVerdict::Pending, None));
             match verdict {
                 ContentVerdict::Risky => return Err(ContentRejected { field }),
                 ContentVerdict::Pass => {}

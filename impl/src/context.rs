@@ -174,7 +174,7 @@ impl AppContext {
         let storage = Storage::build(&settings, metrics.clone())?;
         let base = &settings.public_base_url;
 
-        let content_checks = ContentChecks::new(db.clone(), mini.clone());
+        let content_checks = ContentChecks::new(db.clone(), mini.clone(), cache.clone());
         let users = Users::new(
             db.clone(),
             mini.clone(),
