@@ -60,7 +60,7 @@ impl Order {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = orders)]
+#[diesel(table_name = orders, treat_none_as_default_value = false)]
 pub struct NewOrder<'a> {
     pub out_trade_no: &'a str,
     pub kind: OrderKind,
@@ -663,11 +663,19 @@ pub fn runner_activity_between(
         .collect())
 }
 
-/// The customer's orders still waiting for payment.
-pub fn count_unpaid(conn: &mut Conn, customer: UserId) -> QueryResult<i64> {
+/// Whether the customer holds at least `n` unpaid orders. Reads at most `n` entries of the
+/// `(customer_id, status)` index, however many orders the customer has had.
+pub fn holds_unpaid(conn: &mut Conn, customer: UserId, n: i64) -> QueryResult<bool> {
+    if n <= 0 {
+        return Ok(true);
+    }
     orders::table
         .filter(orders::customer_id.eq(customer.0))
         .filter(orders::status.eq(OrderStatus::Created.as_str()))
-        .count()
-        .get_result(conn)
+        .select(orders::id)
+        .offset(n - 1)
+        .limit(1)
+        .first::<i64>(conn)
+        .optional()
+        .map(|found| found.is_some())
 }

@@ -174,7 +174,7 @@ impl Orders {
                 }
                 // Each unpaid order may hold a prepay at WeChat and costs an orderquery and
                 // a closeorder when it expires: a user holds only a few at once.
-                if campus_dal::orders::count_unpaid(c, uid)? >= max_unpaid {
+                if campus_dal::orders::holds_unpaid(c, uid, max_unpaid)? {
                     return Err(OrderError::TooManyUnpaid(max_unpaid));
                 }
                 // Read under the user's lock: no other order of theirs can take the
