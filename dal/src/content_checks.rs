@@ -30,7 +30,7 @@ pub struct ContentCheck {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = content_checks)]
+#[diesel(table_name = content_checks, treat_none_as_default_value = false)]
 pub struct NewContentCheck<'a> {
     pub user_id: UserId,
     pub subject: ContentSubject,

@@ -36,7 +36,7 @@ pub struct Coupon {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = coupons)]
+#[diesel(table_name = coupons, treat_none_as_default_value = false)]
 pub struct NewCoupon<'a> {
     pub title: &'a str,
     pub discount_kind: DiscountKind,
@@ -75,7 +75,7 @@ pub struct UserCoupon {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = user_coupons)]
+#[diesel(table_name = user_coupons, treat_none_as_default_value = false)]
 pub struct NewUserCoupon {
     pub coupon_id: CouponId,
     pub user_id: UserId,

@@ -29,7 +29,7 @@ pub struct Draw {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = draws)]
+#[diesel(table_name = draws, treat_none_as_default_value = false)]
 pub struct NewDraw<'a> {
     pub title: &'a str,
     pub status: DrawStatus,
@@ -53,7 +53,7 @@ pub struct DrawPrize {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = draw_prizes)]
+#[diesel(table_name = draw_prizes, treat_none_as_default_value = false)]
 pub struct NewDrawPrize<'a> {
     pub draw_id: DrawId,
     pub position: i32,
@@ -73,7 +73,7 @@ pub struct DrawWinner {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = draw_winners)]
+#[diesel(table_name = draw_winners, treat_none_as_default_value = false)]
 pub struct NewDrawWinner {
     pub draw_id: DrawId,
     pub user_id: UserId,

@@ -21,7 +21,7 @@ pub struct Group {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = expense_groups)]
+#[diesel(table_name = expense_groups, treat_none_as_default_value = false)]
 pub struct NewGroup<'a> {
     pub name: &'a str,
     pub created_by: UserId,
@@ -40,7 +40,7 @@ pub struct Member {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = group_members)]
+#[diesel(table_name = group_members, treat_none_as_default_value = false)]
 pub struct NewMember {
     pub user_id: UserId,
     pub group_id: GroupId,
@@ -74,7 +74,7 @@ pub struct Expense {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = expenses)]
+#[diesel(table_name = expenses, treat_none_as_default_value = false)]
 pub struct NewExpense<'a> {
     pub group_id: GroupId,
     pub user_id: UserId,
@@ -102,7 +102,7 @@ pub struct Reimbursement {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = reimbursements)]
+#[diesel(table_name = reimbursements, treat_none_as_default_value = false)]
 pub struct NewReimbursement<'a> {
     pub group_id: GroupId,
     pub quarter: &'a str,

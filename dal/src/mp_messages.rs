@@ -37,7 +37,7 @@ pub struct MpMessage {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = mp_messages)]
+#[diesel(table_name = mp_messages, treat_none_as_default_value = false)]
 pub struct NewMpMessage<'a> {
     pub user_id: UserId,
     pub touser: &'a str,

@@ -37,7 +37,7 @@ pub struct Refund {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = refunds)]
+#[diesel(table_name = refunds, treat_none_as_default_value = false)]
 pub struct NewRefund<'a> {
     pub order_id: OrderId,
     pub out_refund_no: &'a str,

@@ -37,7 +37,7 @@ pub struct Upload {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = uploads)]
+#[diesel(table_name = uploads, treat_none_as_default_value = false)]
 pub struct NewUpload<'a> {
     pub user_id: UserId,
     pub purpose: UploadPurpose,

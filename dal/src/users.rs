@@ -31,7 +31,7 @@ pub struct User {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = users)]
+#[diesel(table_name = users, treat_none_as_default_value = false)]
 pub struct NewUser<'a> {
     pub openid: &'a str,
     pub role: Role,
@@ -309,12 +309,24 @@ pub fn set_banned(
 
 /// Holds the user's row until the transaction ends, so checks on the user's other rows
 /// (how many unpaid orders they have) and the write that follows are one step for that
-/// user. A write that changes nothing: InnoDB locks the row it matched, and on SQLite the
-/// transaction takes the write lock before its first read (a read first could not be
-/// upgraded to a write once another instance has written to the file).
+/// user. On MariaDB a `SELECT … FOR UPDATE` by primary key: the same exclusive row lock as
+/// a write, and a statement diesel keeps prepared (it prepares every UPDATE afresh, a round
+/// trip more). On SQLite a write that changes nothing, so that the transaction takes the
+/// write lock before its first read (a read first could not be upgraded to a write once
+/// another instance has written to the file).
 pub fn lock(conn: &mut Conn, id: UserId) -> QueryResult<()> {
-    diesel::update(users::table.find(id.0))
-        .set(users::id.eq(users::id))
-        .execute(conn)
-        .map(drop)
+    match conn {
+        #[cfg(feature = "mysql")]
+        crate::conn::DbConn::Mysql(c) => users::table
+            .find(id.0)
+            .select(users::id)
+            .for_update()
+            .first::<i64>(c)
+            .optional()
+            .map(drop),
+        c => diesel::update(users::table.find(id.0))
+            .set(users::id.eq(users::id))
+            .execute(c)
+            .map(drop),
+    }
 }

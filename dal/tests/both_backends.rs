@@ -78,9 +78,15 @@ fn exercise(pools: &Pools) {
         q::insert(&mut c, &new("CE0000000001")).is_err_and(|e| campus_dal::is_unique_violation(&e))
     );
     let id = o.id;
+    // The unpaid cap's check counts unpaid orders only, up to the cap.
+    assert!(q::holds_unpaid(&mut c, u.id, 1).expect("one"));
+    assert!(!q::holds_unpaid(&mut c, u.id, 2).expect("not two"));
+    assert!(q::holds_unpaid(&mut c, u.id, 0).expect("a cap of 0"));
+    assert!(!q::holds_unpaid(&mut c, u.id, i64::MAX).expect("no cap"));
     // Compare-and-set: the second identical move affects no row.
     assert_eq!(q::mark_paid(&mut c, id, "tx1", now).expect("paid"), 1);
     assert_eq!(q::mark_paid(&mut c, id, "tx1", now).expect("again"), 0);
+    assert!(!q::holds_unpaid(&mut c, u.id, 1).expect("paid is not unpaid"));
     assert_eq!(q::accept(&mut c, id, runner.id, now).expect("accept"), 1);
     assert_eq!(q::accept(&mut c, id, other.id, now).expect("lost"), 0);
     // Refund reservations never exceed the amount.
@@ -224,7 +230,8 @@ fn session_counts(c: &mut campus_dal::Conn) -> std::collections::HashMap<String,
     };
     diesel::sql_query(
         "SHOW SESSION STATUS WHERE Variable_name IN \
-         ('Com_set_option', 'Com_begin', 'Com_commit', 'Com_rollback', 'Com_select')",
+         ('Com_set_option', 'Com_begin', 'Com_commit', 'Com_rollback', 'Com_select', \
+         'Com_stmt_prepare')",
     )
     .load::<Row>(m)
     .expect("status")
@@ -250,6 +257,61 @@ fn transaction_round_trips(pools: &Pools) {
             delta("Com_set_option")
         ),
         (10, 10, 0),
+        "{before:?} -> {after:?}"
+    );
+}
+
+/// The statements of an order's create are prepared once per connection: the user's lock,
+/// the unpaid check, the INSERT and the read back (diesel prepares an INSERT with
+/// `DEFAULT`s afresh each time, and every UPDATE, as the pay below).
+#[cfg(feature = "mysql")]
+fn writes_stay_prepared(pools: &Pools) {
+    use campus_dal::domain::{OrderKind, OrderStatus, Role};
+    use campus_dal::orders::{self, NewOrder};
+    let mut c = pools.write.get().expect("conn");
+    let now = time::now();
+    let u = users::upsert_by_openid(&mut c, "prepared-once", Role::Customer, now).expect("user");
+    let write = |c: &mut campus_dal::Conn, i: usize| {
+        let otn = format!("PREPARED{i:04}");
+        campus_dal::transaction(c, |c| -> diesel::QueryResult<()> {
+            users::lock(c, u.id)?;
+            assert!(!orders::holds_unpaid(c, u.id, 1000)?);
+            let o = orders::insert(
+                c,
+                &NewOrder {
+                    out_trade_no: &otn,
+                    kind: OrderKind::Express,
+                    status: OrderStatus::Created,
+                    pickup: "A",
+                    dropoff: "B",
+                    note: "",
+                    fee_fen: 300,
+                    goods_fen: 0,
+                    discount_fen: 0,
+                    amount_fen: 300,
+                    customer_id: u.id,
+                    pickup_code: "123456",
+                    pay_deadline: now,
+                    created_at: now,
+                    updated_at: now,
+                },
+            )?;
+            assert_eq!(orders::mark_paid(c, o.id, &otn, now)?, 1);
+            Ok(())
+        })
+        .expect("write");
+    };
+    write(&mut c, 0);
+    let before = session_counts(&mut c);
+    for i in 1..=5 {
+        write(&mut c, i);
+    }
+    let after = session_counts(&mut c);
+    // One: the SHOW STATUS of `session_counts` (a raw query) prepares itself each time;
+    // and each UPDATE (the pay), which diesel never keeps prepared.
+    assert_eq!(
+        after["Com_stmt_prepare"] - before["Com_stmt_prepare"],
+        1 + 5,
         "{before:?} -> {after:?}"
     );
 }
@@ -321,6 +383,7 @@ fn mariadb() {
     #[cfg(feature = "mysql")]
     {
         transaction_round_trips(&pools);
+        writes_stay_prepared(&pools);
         let base = std::env::var("CAMPUS_TEST_MYSQL")
             .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
         stale_connections_are_tested_and_replaced(&format!("{base}/{name}"));
