@@ -6,8 +6,8 @@
 //!
 //! Insert structs say `treat_none_as_default_value = false`: a `None` binds NULL (the
 //! default of every optional column) instead of writing `DEFAULT` into the SQL, which
-//! makes diesel prepare the INSERT afresh on MariaDB each time (a round trip more). diesel
-//! prepares every UPDATE and every `IN (…)` list afresh too; that is left as it is.
+//! makes diesel prepare the INSERT afresh on MariaDB each time (a round trip more). The hot
+//! UPDATEs go through `sql_keyed::execute` for the same reason.
 
 pub mod backup;
 pub mod bills;
@@ -30,6 +30,7 @@ pub mod orders;
 pub mod payments;
 pub mod refunds;
 pub mod schema;
+mod sql_keyed;
 pub mod subscriptions;
 pub mod time;
 pub mod uploads;

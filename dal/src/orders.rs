@@ -8,6 +8,7 @@ use crate::conn::Conn;
 use crate::domain::{OrderKind, OrderMove, OrderStatus};
 use crate::ids::{OrderId, UserId};
 use crate::schema::orders;
+use crate::sql_keyed;
 
 #[derive(Clone, Debug, Queryable, Selectable)]
 #[diesel(table_name = orders)]
@@ -182,18 +183,20 @@ pub fn mark_paid(
     transaction_id: &str,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
-    diesel::update(
-        orders::table
-            .find(id.0)
-            .filter(in_any(OrderMove::Pay.from())),
+    sql_keyed::execute(
+        conn,
+        diesel::update(
+            orders::table
+                .find(id.0)
+                .filter(in_any(OrderMove::Pay.from())),
+        )
+        .set((
+            orders::status.eq(OrderMove::Pay.to().as_str()),
+            orders::transaction_id.eq(Some(transaction_id)),
+            orders::paid_at.eq(Some(now)),
+            orders::updated_at.eq(now),
+        )),
     )
-    .set((
-        orders::status.eq(OrderMove::Pay.to().as_str()),
-        orders::transaction_id.eq(Some(transaction_id)),
-        orders::paid_at.eq(Some(now)),
-        orders::updated_at.eq(now),
-    ))
-    .execute(conn)
 }
 
 /// Records the transaction of a payment that landed on an order that was closed meanwhile.
@@ -231,9 +234,10 @@ pub fn transition(
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
     let target = orders::table.find(id.0).filter(in_any(mv.from()));
-    diesel::update(target)
-        .set(StatusChange::new(mv.to(), now))
-        .execute(conn)
+    sql_keyed::execute(
+        conn,
+        diesel::update(target).set(StatusChange::new(mv.to(), now)),
+    )
 }
 
 /// The columns a move to `status` sets: the status, `updated_at`, and the timestamp of the
@@ -297,9 +301,10 @@ pub fn runner_transition(
         .find(id.0)
         .filter(in_any(mv.from()))
         .filter(orders::runner_id.eq(runner.0));
-    diesel::update(target)
-        .set(StatusChange::new(mv.to(), now))
-        .execute(conn)
+    sql_keyed::execute(
+        conn,
+        diesel::update(target).set(StatusChange::new(mv.to(), now)),
+    )
 }
 
 /// Reserves `fen` of the paid amount for a refund; fails (0 rows) when it would exceed
