@@ -4,17 +4,26 @@
 //!   through the API, creating the missing ones through `POST /api/v1/orders`) and writes one
 //!   WeChat Pay v2 notify per order, one per line, signed with the demo simulator's merchant
 //!   key (`SimConfig::demo()`): the body list for `qps --body-list` and for wrk's `BENCH_BODY_LIST` (`bench/wrk.lua`).
+//!   With `--token-list FILE` (a crowd written by `users`) the orders come from the crowd
+//!   instead: user by user, in the file's order, up to `--per-user K` orders each (their
+//!   `created` ones first, then new ones), so that no user holds more unpaid orders than a
+//!   real one may (`MAX_UNPAID_ORDERS`); the notify's openid is the owner's (`PREFIX-i` for
+//!   the user on line i, as `users --prefix` made them), and the notifies alternate between
+//!   users, so that concurrent ones pay different users' orders as real payments would.
 //! * `count --status S`: how many of the caller's orders are in status S (to check afterwards
-//!   that every notify sent was applied, since a refused notify is still HTTP 200).
+//!   that every notify sent was applied, since a refused notify is still HTTP 200); with
+//!   `--token-list FILE`, the sum over the crowd.
 //! * `users --count N --out FILE`: logs in N distinct users (wx.login codes from the
-//!   simulator) and writes their session tokens, one per line: the crowd of `qps --token-list`
-//!   (the coupon-claim workload, where every claim must come from another user).
+//!   simulator) and writes their session tokens, one per line: the crowd of `qps --token-list`,
+//!   of wrk's `BENCH_TOKEN_LIST` and of `make`/`count --token-list` (creates, claims and
+//!   notifies each from another user).
 //!
 //! Loopback targets only; every request has a timeout.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -30,7 +39,7 @@ use test_demo::sim::xml;
 const MAX_COUNT: usize = 2_000_000;
 /// Orders per list page (the contract's maximum).
 const PAGE: usize = 100;
-/// Orders created concurrently when topping up.
+/// Orders created (or users served, with `--token-list`) concurrently.
 const IN_FLIGHT: usize = 32;
 
 #[derive(Parser)]
@@ -39,7 +48,8 @@ struct Cli {
     /// The server's base URL (loopback only).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// Session token of the customer whose orders are used (`make`, `count`).
+    /// Session token of the customer whose orders are used (`make`, `count` without
+    /// `--token-list`).
     #[arg(long, env = "BENCH_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Per-request timeout in seconds.
@@ -57,14 +67,29 @@ enum Command {
         count: usize,
         #[arg(long)]
         out: PathBuf,
-        /// The payer's openid in the notifies.
-        #[arg(long, default_value = "bench-student")]
+        /// The payer's openid in the notifies (with `--token-list`: each owner's, from
+        /// `--prefix`).
+        #[arg(long, default_value = "bench-student", conflicts_with = "token_list")]
         openid: String,
+        /// Take the orders from these users (session tokens, one per line, as `users` writes
+        /// them) instead of the `--token` user.
+        #[arg(long, value_name = "FILE")]
+        token_list: Option<PathBuf>,
+        /// `users --prefix` of the `--token-list` crowd: the user on line i is PREFIX-i.
+        #[arg(long, default_value = "bench-crowd")]
+        prefix: String,
+        /// With `--token-list`: at most K orders of each user, below the server's
+        /// MAX_UNPAID_ORDERS.
+        #[arg(long, value_name = "K", default_value_t = 45)]
+        per_user: usize,
     },
     /// Print how many of the caller's orders are in STATUS.
     Count {
         #[arg(long, default_value = "paid")]
         status: String,
+        /// Sum over these users (session tokens, one per line) instead of the `--token` user.
+        #[arg(long, value_name = "FILE")]
+        token_list: Option<PathBuf>,
     },
     /// Log in COUNT distinct users and write their session tokens, one per line.
     Users {
@@ -139,6 +164,15 @@ struct Api {
 }
 
 impl Api {
+    /// The same server, as the user of `token` (the client and its connections shared).
+    fn as_user(&self, token: &str) -> Api {
+        Api {
+            client: self.client.clone(),
+            base: self.base.clone(),
+            auth: format!("Bearer {}", token.trim()),
+        }
+    }
+
     async fn json(&self, req: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value> {
         let resp = req
             .header("Authorization", &self.auth)
@@ -208,10 +242,8 @@ fn unpaid_of(o: &Value) -> anyhow::Result<Unpaid> {
     })
 }
 
-async fn make(api: &Api, count: usize, out: &PathBuf, openid: &str) -> anyhow::Result<()> {
-    if count == 0 || count > MAX_COUNT {
-        bail!("--count must be between 1 and {MAX_COUNT}");
-    }
+/// Takes `count` of the caller's `created` orders, creating the missing ones.
+async fn orders_of_caller(api: &Api, count: usize) -> anyhow::Result<Taken> {
     let mut orders = Vec::with_capacity(count);
     let mut bad = None;
     api.each_order("created", |o| {
@@ -233,18 +265,214 @@ async fn make(api: &Api, count: usize, out: &PathBuf, openid: &str) -> anyhow::R
     while let Some(o) = created.next().await {
         orders.push(unpaid_of(&o?)?);
     }
+    Ok(Taken {
+        orders: vec![orders],
+        lines: vec![0],
+        listed,
+        created: missing,
+    })
+}
+
+/// The orders `make` found, per owner, and how many of them it listed and created.
+struct Taken {
+    orders: Vec<Vec<Unpaid>>,
+    /// Each owner's line in --token-list.
+    lines: Vec<usize>,
+    listed: usize,
+    created: usize,
+}
+
+/// How many orders are still wanted, shared by the users served at once, so that the last
+/// users create only what is still missing instead of topping up to `--per-user` each.
+struct Need(Cell<usize>);
+
+impl Need {
+    /// Counts a user's `listed` orders, then reserves up to `room` new ones for that user:
+    /// how many it should create.
+    fn take(&self, listed: usize, room: usize) -> usize {
+        let left = self.0.get().saturating_sub(listed);
+        let create = left.min(room);
+        self.0.set(left - create);
+        create
+    }
+}
+
+/// `--per-user` must be able to cover `--count` with the crowd at hand: checked before any
+/// request, rather than after minutes of creating orders.
+fn check_crowd(users: usize, per_user: usize, count: usize) -> anyhow::Result<()> {
+    if per_user == 0 {
+        bail!("--per-user must be at least 1");
+    }
+    if users.saturating_mul(per_user) < count {
+        bail!(
+            "--token-list has {users} users, at most {per_user} orders each (--per-user): \
+             {} < --count {count}; log in at least {} users",
+            users * per_user,
+            count.div_ceil(per_user)
+        );
+    }
+    Ok(())
+}
+
+/// Takes `count` `created` orders from the crowd, user by user in the list's order (a
+/// user's own listing and creating in sequence, IN_FLIGHT users at once), at most
+/// `per_user` of each user.
+async fn orders_of_crowd(
+    api: &Api,
+    tokens: &[(usize, String)],
+    per_user: usize,
+    count: usize,
+) -> anyhow::Result<Taken> {
+    check_crowd(tokens.len(), per_user, count)?;
+    let need = Need(Cell::new(count));
+    let one = |(line, token): &(usize, String)| {
+        let (api, need, line) = (api.as_user(token), &need, *line);
+        async move {
+            let what = || format!("the user on line {} of --token-list", line + 1);
+            let mut mine = Vec::with_capacity(per_user);
+            let mut bad = None;
+            api.each_order("created", |o| {
+                match unpaid_of(o) {
+                    Ok(u) => mine.push(u),
+                    Err(e) => bad = Some(e),
+                }
+                bad.is_none() && mine.len() < per_user
+            })
+            .await
+            .with_context(what)?;
+            if let Some(e) = bad {
+                return Err(e.context(what()));
+            }
+            let listed = mine.len();
+            let create = need.take(listed, per_user - listed);
+            for _ in 0..create {
+                let o = api.create_order().await.with_context(what)?;
+                mine.push(unpaid_of(&o).with_context(what)?);
+            }
+            anyhow::Ok((line, mine, listed))
+        }
+    };
+    let mut served = futures::stream::iter(tokens).map(one).buffered(IN_FLIGHT);
+    let mut taken = Taken {
+        orders: Vec::new(),
+        lines: Vec::new(),
+        listed: 0,
+        created: 0,
+    };
+    let mut have = 0;
+    // In the list's order, so that the orders used are those of the first users; the users
+    // still in flight once enough are in hand are dropped.
+    while have < count {
+        let Some(user) = served.next().await else {
+            break;
+        };
+        let (line, mine, listed) = user?;
+        have += mine.len();
+        taken.listed += listed;
+        taken.created += mine.len() - listed;
+        taken.orders.push(mine);
+        taken.lines.push(line);
+    }
+    if have < count {
+        bail!(
+            "the {} users of --token-list gave only {have} of {count} orders",
+            tokens.len()
+        );
+    }
+    Ok(taken)
+}
+
+/// The orders in the order of their notifies: the owners' first orders, then their
+/// second ones, and so on, so that notifies sent together pay different users' orders (a
+/// real crowd pays its own orders, not one user's dozens back to back).
+fn interleave<T: Clone>(per_owner: &[Vec<T>], count: usize) -> Vec<(usize, T)> {
+    let rounds = per_owner.iter().map(Vec::len).max().unwrap_or(0);
+    (0..rounds)
+        .flat_map(|r| {
+            per_owner
+                .iter()
+                .enumerate()
+                .filter_map(move |(owner, v)| v.get(r).map(|o| (owner, o.clone())))
+        })
+        .take(count)
+        .collect()
+}
+
+/// The tokens of a `users` list with their line numbers (from 0; the user on line i is
+/// PREFIX-i), empty lines skipped but counted.
+fn parse_tokens(text: &str) -> Vec<(usize, String)> {
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| (i, l.trim()))
+        .filter(|(_, l)| !l.is_empty())
+        .map(|(i, l)| (i, l.to_string()))
+        .collect()
+}
+
+fn read_tokens(path: &Path) -> anyhow::Result<Vec<(usize, String)>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --token-list {}", path.display()))?;
+    let tokens = parse_tokens(&text);
+    if tokens.is_empty() || tokens.len() > MAX_USERS {
+        bail!(
+            "--token-list {} has {} tokens; between 1 and {MAX_USERS} are accepted",
+            path.display(),
+            tokens.len()
+        );
+    }
+    Ok(tokens)
+}
+
+/// Whose orders `make` and `count` use.
+enum Owners {
+    /// The `--token` user.
+    Caller(Api),
+    /// A crowd: (line, token) of each user of `--token-list`.
+    Crowd(Api, Vec<(usize, String)>),
+}
+
+/// The payer's openid in the notifies: the one given, or each crowd user's own.
+enum Openid<'a> {
+    Fixed(&'a str),
+    Prefix(&'a str),
+}
+
+async fn make(
+    owners: &Owners,
+    count: usize,
+    out: &Path,
+    openid: Openid<'_>,
+    per_user: usize,
+) -> anyhow::Result<()> {
+    if count == 0 || count > MAX_COUNT {
+        bail!("--count must be between 1 and {MAX_COUNT}");
+    }
+    let taken = match owners {
+        Owners::Caller(api) => orders_of_caller(api, count).await?,
+        Owners::Crowd(api, tokens) => orders_of_crowd(api, tokens, per_user, count).await?,
+    };
+    let openid_of = |owner: usize| match openid {
+        Openid::Fixed(o) => o.to_string(),
+        Openid::Prefix(p) => format!("{p}-{}", taken.lines[owner]),
+    };
+    let orders = interleave(&taken.orders, count);
     let cfg = SimConfig::demo();
-    let file = std::fs::File::create(out).with_context(|| format!("cannot write {out:?}"))?;
+    let wrote = || format!("cannot write {}", out.display());
+    let file = std::fs::File::create(out).with_context(wrote)?;
     let mut w = std::io::BufWriter::new(file);
     let run = random_alnum(6).to_ascii_uppercase();
-    for (i, o) in orders.iter().enumerate() {
+    for (i, (owner, o)) in orders.iter().enumerate() {
         let txid = format!("4200BENCH{run}{i:012}");
-        writeln!(w, "{}", notify_xml(&cfg, o, openid, &txid))?;
+        writeln!(w, "{}", notify_xml(&cfg, o, &openid_of(*owner), &txid)).with_context(wrote)?;
     }
-    w.flush()?;
+    w.flush().with_context(wrote)?;
+    let users = taken.orders.iter().filter(|v| !v.is_empty()).count();
     eprintln!(
-        "bench-notifies: {count} notifies in {} ({listed} orders listed, {missing} created)",
-        out.display()
+        "bench-notifies: {count} notifies in {} ({} orders listed, {} created, of {users} user{})",
+        out.display(),
+        taken.listed,
+        taken.created,
+        if users == 1 { "" } else { "s" }
     );
     Ok(())
 }
@@ -316,13 +544,37 @@ async fn users(
     Ok(())
 }
 
-async fn count(api: &Api, status: &str) -> anyhow::Result<()> {
+async fn count_of(api: &Api, status: &str) -> anyhow::Result<u64> {
     let mut n = 0u64;
     api.each_order(status, |_| {
         n += 1;
         true
     })
     .await?;
+    Ok(n)
+}
+
+async fn count(owners: &Owners, status: &str) -> anyhow::Result<()> {
+    let n = match owners {
+        Owners::Caller(api) => count_of(api, status).await?,
+        Owners::Crowd(api, tokens) => {
+            let mut per_user = futures::stream::iter(tokens)
+                .map(|(line, token)| {
+                    let api = api.as_user(token);
+                    async move {
+                        count_of(&api, status).await.with_context(|| {
+                            format!("the user on line {} of --token-list", line + 1)
+                        })
+                    }
+                })
+                .buffer_unordered(IN_FLIGHT);
+            let mut n = 0;
+            while let Some(k) = per_user.next().await {
+                n += k?;
+            }
+            n
+        }
+    };
     println!("{n}");
     Ok(())
 }
@@ -334,27 +586,44 @@ async fn main() -> anyhow::Result<()> {
     target::check_host(&url, "server", false)?;
     let base = cli.url.trim_end_matches('/').to_string();
     let timeout = Duration::from_secs(cli.timeout.clamp(1, 600));
-    let api = || -> anyhow::Result<Api> {
-        let Some(token) = &cli.token else {
-            bail!("--token (or BENCH_TOKEN) is required for make and count");
-        };
-        Ok(Api {
+    let owners = |token_list: &Option<PathBuf>| -> anyhow::Result<Owners> {
+        let api = Api {
             client: reqwest::Client::builder()
                 .no_proxy()
                 .timeout(timeout)
                 .connect_timeout(timeout)
-                .build()?,
+                .build()
+                .context("cannot build the HTTP client")?,
             base: base.clone(),
-            auth: format!("Bearer {}", token.trim()),
-        })
+            auth: String::new(),
+        };
+        match (&cli.token, token_list) {
+            (Some(_), Some(_)) => {
+                bail!("--token (or BENCH_TOKEN) and --token-list: use one of them")
+            }
+            (Some(token), None) => Ok(Owners::Caller(api.as_user(token))),
+            (None, Some(path)) => Ok(Owners::Crowd(api, read_tokens(path)?)),
+            (None, None) => {
+                bail!("make and count need --token (or BENCH_TOKEN) or --token-list")
+            }
+        }
     };
     match &cli.command {
         Command::Make {
             count: n,
             out,
             openid,
-        } => make(&api()?, *n, out, openid).await,
-        Command::Count { status } => count(&api()?, status).await,
+            token_list,
+            prefix,
+            per_user,
+        } => {
+            let openid = match token_list {
+                Some(_) => Openid::Prefix(prefix),
+                None => Openid::Fixed(openid),
+            };
+            make(&owners(token_list)?, *n, out, openid, *per_user).await
+        }
+        Command::Count { status, token_list } => count(&owners(token_list)?, status).await,
         Command::Users {
             count: n,
             out,
@@ -386,5 +655,41 @@ mod tests {
         let mut forged = f.clone();
         forged.insert("total_fee".into(), "1".into());
         assert!(!sign::pay_verify(&forged, &cfg.pay_key, SignType::Md5));
+    }
+
+    #[test]
+    fn token_lists_keep_line_numbers() {
+        let t = parse_tokens("a\n  b \n\nc\r\n");
+        let want = [(0, "a"), (1, "b"), (3, "c")].map(|(i, t)| (i, t.to_string()));
+        assert_eq!(t, want);
+        assert!(parse_tokens("\n \n").is_empty());
+    }
+
+    #[test]
+    fn crowd_must_cover_the_count() {
+        assert!(check_crowd(10, 45, 450).is_ok());
+        let e = check_crowd(10, 45, 451).expect_err("one order short");
+        assert!(e.to_string().contains("at least 11 users"), "{e}");
+        assert!(check_crowd(10, 0, 1).is_err());
+    }
+
+    #[test]
+    fn users_create_only_what_is_still_missing() {
+        let need = Need(Cell::new(100));
+        assert_eq!(need.take(10, 35), 35, "room for 35 more");
+        assert_eq!(need.take(45, 0), 0, "a full user creates none");
+        assert_eq!(need.take(0, 45), 10, "the last 10");
+        assert_eq!(need.take(3, 42), 0, "none once enough are reserved");
+        assert_eq!(need.0.get(), 0);
+    }
+
+    #[test]
+    fn notifies_alternate_between_owners() {
+        let per_owner = vec![vec!['a', 'b', 'c'], vec![], vec!['x']];
+        assert_eq!(
+            interleave(&per_owner, 10),
+            [(0, 'a'), (2, 'x'), (0, 'b'), (0, 'c')]
+        );
+        assert_eq!(interleave(&per_owner, 2), [(0, 'a'), (2, 'x')]);
     }
 }
