@@ -196,6 +196,25 @@ pub fn cancel(conn: &mut Conn, id: DrawId, now: NaiveDateTime) -> QueryResult<us
     .execute(conn)
 }
 
+/// Takes the draw's row lock by its primary key before an UPDATE that changes `status`.
+/// MariaDB may search such an UPDATE by the `draws_due (status, draw_at)` index, and two
+/// of them on one draw then deadlock on that index (each changes the key the other is
+/// scanning). Locked by primary key first, the second waits there holding nothing. SQLite
+/// has one writer: nothing to do.
+#[cfg_attr(not(feature = "mysql"), allow(unused_variables))]
+fn hold(conn: &mut Conn, id: DrawId) -> QueryResult<()> {
+    #[cfg(feature = "mysql")]
+    if let crate::conn::DbConn::Mysql(c) = conn {
+        draws::table
+            .find(id.0)
+            .select(draws::id)
+            .for_update()
+            .first::<i64>(c)
+            .optional()?;
+    }
+    Ok(())
+}
+
 /// Open draws whose `lock_at` has come.
 pub fn due_to_lock(conn: &mut Conn, now: NaiveDateTime) -> QueryResult<Vec<DrawId>> {
     draws::table
@@ -215,6 +234,7 @@ pub fn lock(
     algorithm: &str,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
+    hold(conn, id)?;
     diesel::update(
         draws::table
             .find(id.0)
@@ -244,6 +264,7 @@ pub fn due_to_draw(conn: &mut Conn, now: NaiveDateTime) -> QueryResult<Vec<DrawI
 /// takes the row lock, so a second instance's attempt waits for the first to commit
 /// and then changes nothing (0 rows).
 pub fn mark_drawn(conn: &mut Conn, id: DrawId, now: NaiveDateTime) -> QueryResult<usize> {
+    hold(conn, id)?;
     diesel::update(
         draws::table
             .find(id.0)
