@@ -196,23 +196,11 @@ pub fn cancel(conn: &mut Conn, id: DrawId, now: NaiveDateTime) -> QueryResult<us
     .execute(conn)
 }
 
-/// Takes the draw's row lock by its primary key before an UPDATE that changes `status`.
+/// Takes the draw's row lock by its primary key before an UPDATE that changes `status`:
 /// MariaDB may search such an UPDATE by the `draws_due (status, draw_at)` index, and two
-/// of them on one draw then deadlock on that index (each changes the key the other is
-/// scanning). Locked by primary key first, the second waits there holding nothing. SQLite
-/// has one writer: nothing to do.
-#[cfg_attr(not(feature = "mysql"), allow(unused_variables))]
+/// of them on one draw would deadlock there.
 fn hold(conn: &mut Conn, id: DrawId) -> QueryResult<()> {
-    #[cfg(feature = "mysql")]
-    if let crate::conn::DbConn::Mysql(c) = conn {
-        draws::table
-            .find(id.0)
-            .select(draws::id)
-            .for_update()
-            .first::<i64>(c)
-            .optional()?;
-    }
-    Ok(())
+    lock_row!(conn, draws, id.0).map(drop)
 }
 
 /// Open draws whose `lock_at` has come.

@@ -149,12 +149,10 @@ pub fn all_groups(conn: &mut Conn) -> QueryResult<Vec<Group>> {
         .load(conn)
 }
 
-/// Takes the group's row lock (a no-op update, as `users::lock`): writes that depend on
-/// the group's ledger serialize here. 0 rows: no such group.
-pub fn lock_group(conn: &mut Conn, id: GroupId) -> QueryResult<usize> {
-    diesel::update(expense_groups::table.find(id.0))
-        .set(expense_groups::id.eq(expense_groups::id))
-        .execute(conn)
+/// Takes the group's row lock: writes that depend on the group's ledger serialize here.
+/// False: no such group.
+pub fn lock_group(conn: &mut Conn, id: GroupId) -> QueryResult<bool> {
+    lock_row!(conn, expense_groups, id.0)
 }
 
 pub fn membership(conn: &mut Conn, user: UserId) -> QueryResult<Option<Member>> {

@@ -9,6 +9,11 @@
 //! makes diesel prepare the INSERT afresh on MariaDB each time (a round trip more). The hot
 //! UPDATEs go through `sql_keyed::execute` for the same reason.
 
+#[macro_use]
+mod on_backend;
+#[macro_use]
+mod row_lock;
+
 pub mod backup;
 pub mod bills;
 pub mod checkout;

@@ -80,29 +80,32 @@ pub struct NewOrder<'a> {
     pub updated_at: NaiveDateTime,
 }
 
+// An order create and a pay notify run these three: on the backend's own connection
+// (`on_backend!`), diesel renders none of their SQL again once prepared.
+
 /// Inserts and returns the order (read back by its unique `out_trade_no`, which works
 /// the same on both backends).
 pub fn insert(conn: &mut Conn, new: &NewOrder<'_>) -> QueryResult<Order> {
-    diesel::insert_into(orders::table)
+    on_backend!(&mut *conn, |c| diesel::insert_into(orders::table)
         .values(new)
-        .execute(conn)?;
+        .execute(c))?;
     find_by_out_trade_no(conn, new.out_trade_no)?.ok_or(diesel::result::Error::NotFound)
 }
 
 pub fn find(conn: &mut Conn, id: OrderId) -> QueryResult<Option<Order>> {
-    orders::table
+    on_backend!(conn, |c| orders::table
         .find(id.0)
         .select(Order::as_select())
-        .first(conn)
-        .optional()
+        .first(c)
+        .optional())
 }
 
 pub fn find_by_out_trade_no(conn: &mut Conn, out_trade_no: &str) -> QueryResult<Option<Order>> {
-    orders::table
+    on_backend!(conn, |c| orders::table
         .filter(orders::out_trade_no.eq(out_trade_no))
         .select(Order::as_select())
-        .first(conn)
-        .optional()
+        .first(c)
+        .optional())
 }
 
 /// Whose orders a list shows.

@@ -49,12 +49,13 @@ pub struct ProfileUpdate {
     pub updated_at: Option<NaiveDateTime>,
 }
 
+/// Every authenticated request runs this: on the backend's own connection (`on_backend!`).
 pub fn find(conn: &mut Conn, id: UserId) -> QueryResult<Option<User>> {
-    users::table
+    on_backend!(conn, |c| users::table
         .find(id.0)
         .select(User::as_select())
-        .first(conn)
-        .optional()
+        .first(c)
+        .optional())
 }
 
 pub fn find_by_openid(conn: &mut Conn, openid: &str) -> QueryResult<Option<User>> {
@@ -309,24 +310,7 @@ pub fn set_banned(
 
 /// Holds the user's row until the transaction ends, so checks on the user's other rows
 /// (how many unpaid orders they have) and the write that follows are one step for that
-/// user. On MariaDB a `SELECT … FOR UPDATE` by primary key: the same exclusive row lock as
-/// a write, and a statement diesel keeps prepared (it prepares every UPDATE afresh, a round
-/// trip more). On SQLite a write that changes nothing, so that the transaction takes the
-/// write lock before its first read (a read first could not be upgraded to a write once
-/// another instance has written to the file).
+/// user (`lock_row!`).
 pub fn lock(conn: &mut Conn, id: UserId) -> QueryResult<()> {
-    match conn {
-        #[cfg(feature = "mysql")]
-        crate::conn::DbConn::Mysql(c) => users::table
-            .find(id.0)
-            .select(users::id)
-            .for_update()
-            .first::<i64>(c)
-            .optional()
-            .map(drop),
-        c => diesel::update(users::table.find(id.0))
-            .set(users::id.eq(users::id))
-            .execute(c)
-            .map(drop),
-    }
+    lock_row!(conn, users, id.0).map(drop)
 }

@@ -6,8 +6,9 @@ use campus_dal::orders::{self as q, NewOrder};
 use campus_dal::payments as ledger;
 use campus_dal::{
     LedgerEvent, LedgerSource, OrderKind, OrderMove, OrderStatus, Pools, RefundCause, RefundStatus,
-    Role, migrate, refunds, time, users,
+    Role, UserId, migrate, refunds, time, users,
 };
+use chrono::NaiveDateTime;
 
 fn mysql_pools() -> (Pools, String) {
     let base =
@@ -33,6 +34,27 @@ fn mysql_pools() -> (Pools, String) {
     )
 }
 
+/// A 3-yuan express order of `customer`, created and due at `now`.
+fn new_order(out_trade_no: &str, customer: UserId, now: NaiveDateTime) -> NewOrder<'_> {
+    NewOrder {
+        out_trade_no,
+        kind: OrderKind::Express,
+        status: OrderStatus::Created,
+        pickup: "A",
+        dropoff: "B",
+        note: "",
+        fee_fen: 300,
+        goods_fen: 0,
+        discount_fen: 0,
+        amount_fen: 300,
+        customer_id: customer,
+        pickup_code: "123456",
+        pay_deadline: now,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
 fn exercise(pools: &Pools) {
     let mut c = pools.write.get().expect("conn");
     let applied = migrate::run_pending(&mut c).expect("migrations");
@@ -56,23 +78,7 @@ fn exercise(pools: &Pools) {
     );
     let runner = users::upsert_by_openid(&mut c, "runner", Role::Runner, now).expect("runner");
 
-    let new = |otn: &'static str| NewOrder {
-        out_trade_no: otn,
-        kind: OrderKind::Express,
-        status: OrderStatus::Created,
-        pickup: "A",
-        dropoff: "B",
-        note: "",
-        fee_fen: 300,
-        goods_fen: 0,
-        discount_fen: 0,
-        amount_fen: 300,
-        customer_id: u.id,
-        pickup_code: "123456",
-        pay_deadline: now,
-        created_at: now,
-        updated_at: now,
-    };
+    let new = |otn: &'static str| new_order(otn, u.id, now);
     let o = q::insert(&mut c, &new("CE0000000001")).expect("order");
     assert!(
         q::insert(&mut c, &new("CE0000000001")).is_err_and(|e| campus_dal::is_unique_violation(&e))
@@ -267,8 +273,6 @@ fn transaction_round_trips(pools: &Pools) {
 /// unless told otherwise).
 #[cfg(feature = "mysql")]
 fn writes_stay_prepared(pools: &Pools) {
-    use campus_dal::domain::{OrderKind, OrderMove, OrderStatus, Role};
-    use campus_dal::orders::{self, NewOrder};
     let mut c = pools.write.get().expect("conn");
     let now = time::now();
     let u = users::upsert_by_openid(&mut c, "prepared-once", Role::Customer, now).expect("user");
@@ -276,30 +280,11 @@ fn writes_stay_prepared(pools: &Pools) {
         let otn = format!("PREPARED{i:04}");
         campus_dal::transaction(c, |c| -> diesel::QueryResult<()> {
             users::lock(c, u.id)?;
-            assert!(!orders::holds_unpaid(c, u.id, 1000)?);
-            let o = orders::insert(
-                c,
-                &NewOrder {
-                    out_trade_no: &otn,
-                    kind: OrderKind::Express,
-                    status: OrderStatus::Created,
-                    pickup: "A",
-                    dropoff: "B",
-                    note: "",
-                    fee_fen: 300,
-                    goods_fen: 0,
-                    discount_fen: 0,
-                    amount_fen: 300,
-                    customer_id: u.id,
-                    pickup_code: "123456",
-                    pay_deadline: now,
-                    created_at: now,
-                    updated_at: now,
-                },
-            )?;
-            assert_eq!(orders::mark_paid(c, o.id, &otn, now)?, 1);
-            assert_eq!(orders::transition(c, o.id, OrderMove::Close, now)?, 0);
-            assert_eq!(orders::transition(c, o.id, OrderMove::StartRefund, now)?, 1);
+            assert!(!q::holds_unpaid(c, u.id, 1000)?);
+            let o = q::insert(c, &new_order(&otn, u.id, now))?;
+            assert_eq!(q::mark_paid(c, o.id, &otn, now)?, 1);
+            assert_eq!(q::transition(c, o.id, OrderMove::Close, now)?, 0);
+            assert_eq!(q::transition(c, o.id, OrderMove::StartRefund, now)?, 1);
             Ok(())
         })
         .expect("write");

@@ -410,7 +410,7 @@ impl Expenses {
         let admin = caller.id;
         self.db
             .write_tx(move |c| -> Result<GroupView, ExpenseError> {
-                if q::lock_group(c, group)? != 1 {
+                if !q::lock_group(c, group)? {
                     return Err(ExpenseError::NotFound);
                 }
                 let g = q::find_group(c, group)?.ok_or(ExpenseError::NotFound)?;
@@ -690,7 +690,7 @@ impl Expenses {
                         replayed: true,
                     });
                 }
-                if q::lock_group(c, group)? != 1 {
+                if !q::lock_group(c, group)? {
                     return Err(ExpenseError::NotFound);
                 }
                 let open = q::unreimbursed(c, group, &quarter)?;
