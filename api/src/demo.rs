@@ -42,9 +42,25 @@ pub fn use_simulator(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(files)?;
     sim.write_files(files)?;
-    let cfg = sim.config();
-    settings.wechat_api_base = sim.base_url();
-    settings.wechat_pay_api_base = sim.base_url();
+    point_at_simulator(settings, &sim.base_url(), sim.config(), files);
+    // The mini-program's console setting: content check verdicts come back here.
+    sim.set_mini_push_url(&mini_push_url(settings));
+    Ok(())
+}
+
+/// Where the simulator pushes content check verdicts: the mini-program console's setting.
+fn mini_push_url(settings: &Settings) -> String {
+    format!(
+        "{}/wechat/mini",
+        settings.public_base_url.trim_end_matches('/')
+    )
+}
+
+/// The settings that point at a simulator answering at `base_url` with `cfg`'s
+/// credentials, whose CA and merchant certificate are in `files`.
+fn point_at_simulator(settings: &mut Settings, base_url: &str, cfg: &SimConfig, files: &Path) {
+    settings.wechat_api_base = base_url.to_string();
+    settings.wechat_pay_api_base = base_url.to_string();
     settings.wechat_ca_cert = Some(files.join("ca.pem"));
     settings.wechat_appid = Some(cfg.appid.clone());
     settings.wechat_secret = Some(SecretString::from(cfg.secret.clone()));
@@ -58,26 +74,37 @@ pub fn use_simulator(
     settings.wechat_mp_aes_key = Some(SecretString::from(cfg.mp_aes_key.clone()));
     settings.wechat_mp_secret = Some(SecretString::from(cfg.mp_secret.clone()));
     settings.wechat_mini_token = Some(SecretString::from(cfg.mini_token.clone()));
-    // The mini-program's console setting: content check verdicts come back here.
-    sim.set_mini_push_url(&format!(
-        "{}/wechat/mini",
-        settings.public_base_url.trim_end_matches('/')
-    ));
     // The simulator pushes in both modes.
     settings.wechat_mp_mode = Some(campus_impl::MpMode::Compatible.to_string());
     settings.public_base_url_check = campus_impl::Switch::Off.to_string();
-    Ok(())
 }
 
 pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     let data = PathBuf::from(DATA_DIR);
     std::fs::create_dir_all(&data)?;
-    let mut sim_cfg = SimConfig::demo();
-    if let Ok(b) = std::env::var("SIM_BIND") {
-        sim_cfg.bind = b.parse()?;
-    }
-    let sim = sim::start(sim_cfg).await?;
-    use_simulator(&mut settings, &sim, &data.join("sim"))?;
+    // DEMO_SIM_URL: a simulator already running in its own process (`wechat-sim`, started
+    // with the demo's credentials and `--out-dir DEMO_SIM_DIR`), so that the server's own
+    // memory and CPU can be measured apart from WeChat's stand-in. Else one in this process.
+    let sim = match std::env::var("DEMO_SIM_URL") {
+        Ok(url) => {
+            let files = std::env::var_os("DEMO_SIM_DIR")
+                .map(PathBuf::from)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("DEMO_SIM_URL needs DEMO_SIM_DIR: the simulator's --out-dir")
+                })?;
+            point_at_simulator(&mut settings, &url, &SimConfig::demo(), &files);
+            Simulator::Outside(url)
+        }
+        Err(_) => {
+            let mut sim_cfg = SimConfig::demo();
+            if let Ok(b) = std::env::var("SIM_BIND") {
+                sim_cfg.bind = b.parse()?;
+            }
+            let sim = sim::start(sim_cfg).await?;
+            use_simulator(&mut settings, &sim, &data.join("sim"))?;
+            Simulator::Inside(sim)
+        }
+    };
     if settings.jwt_secret.is_none() {
         settings.jwt_secret = Some(SecretString::from(demo_secret(
             &data,
@@ -105,7 +132,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     if settings.wechat_mp_template_order.is_none() {
         settings.wechat_mp_template_order = Some(DEMO_MP_TEMPLATE.into());
     }
-    if let Some(t) = &settings.wechat_mp_template_order {
+    if let (Some(t), Simulator::Inside(sim)) = (&settings.wechat_mp_template_order, &sim) {
         sim.mp_add_template(t);
     }
     let app = Application::build(settings).await?;
@@ -115,8 +142,27 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     let jobs = ctx.start_jobs();
     let r = app.run_until_stopped().await;
     jobs.abort();
-    sim.stop();
+    if let Simulator::Inside(sim) = sim {
+        sim.stop();
+    }
     Ok(r?)
+}
+
+/// The demo's WeChat simulator: started in this process, or one running in its own.
+enum Simulator {
+    Inside(sim::SimHandle),
+    /// Its base URL. Its order template and push URL are its own flags
+    /// (`wechat-sim --mp-template … --mini-push-url …`).
+    Outside(String),
+}
+
+impl Simulator {
+    fn base_url(&self) -> String {
+        match self {
+            Simulator::Inside(sim) => sim.base_url(),
+            Simulator::Outside(url) => url.clone(),
+        }
+    }
 }
 
 fn hex_key() -> String {

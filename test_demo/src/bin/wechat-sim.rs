@@ -26,6 +26,14 @@ struct Args {
     /// Refund settle delay in milliseconds.
     #[arg(long)]
     refund_settle_ms: Option<u64>,
+    /// Where content check verdicts are pushed (the mini-program console's message push
+    /// URL), e.g. http://127.0.0.1:8080/wechat/mini.
+    #[arg(long)]
+    mini_push_url: Option<String>,
+    /// A template the official account has added (repeatable), e.g. the demo's
+    /// `demo-mp-order-status`.
+    #[arg(long)]
+    mp_template: Vec<String>,
 }
 
 #[actix_web::main]
@@ -47,6 +55,12 @@ async fn main() -> anyhow::Result<()> {
         cfg.refund_settle_delay = Duration::from_millis(ms);
     }
     let handle = sim::start(cfg).await?;
+    if let Some(url) = &args.mini_push_url {
+        handle.set_mini_push_url(url);
+    }
+    for t in &args.mp_template {
+        handle.mp_add_template(t);
+    }
     let c = handle.config();
     println!("WeChat simulator at {}", handle.base_url());
     println!("WECHAT_API_BASE={}", handle.base_url());
@@ -58,6 +72,8 @@ async fn main() -> anyhow::Result<()> {
     println!("WECHAT_MP_APPID={}", c.mp_appid);
     println!("WECHAT_MP_TOKEN={}", c.mp_token);
     println!("WECHAT_MP_AES_KEY={}", c.mp_aes_key);
+    println!("WECHAT_MP_SECRET={}", c.mp_secret);
+    println!("WECHAT_MINI_TOKEN={}", c.mini_token);
     if let Some(dir) = &args.out_dir {
         handle.write_files(dir)?;
         println!("WECHAT_CA_CERT={}", dir.join("ca.pem").display());
