@@ -714,6 +714,13 @@ async fn a_keyword_sent_to_the_official_account_claims_the_coupon() {
         json!({"title": "公众号专享", "discount_fen": 100, "stock": 1, "valid_days": 1, "keyword": "领券"}),
     )
     .await;
+    // Senders new to this run: bind attempts are counted per sender in the shared Redis
+    // for ten minutes, across test runs.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let sender_a: &'static str = Box::leak(format!("mp-coupon-a-{run}").into_boxed_str());
+    let sender_b: &'static str = Box::leak(format!("mp-coupon-b-{run}").into_boxed_str());
     let endpoint = app.url("/wechat/mp");
     let push = |from: &'static str, content: &'static str, n: u64| {
         let msg = text_msg(from, content, n);
@@ -729,7 +736,7 @@ async fn a_keyword_sent_to_the_official_account_claims_the_coupon() {
         }
     };
 
-    let reply = push("mp-coupon-a", "领券", 1).await;
+    let reply = push(sender_a, "领券", 1).await;
     assert!(reply.contains("bind <code>"), "unbound: {reply}");
 
     let bind = |token: String, from: &'static str, n: u64| {
@@ -747,28 +754,28 @@ async fn a_keyword_sent_to_the_official_account_claims_the_coupon() {
         }
     };
     let a = app.login("mp-coupon-user-a").await;
-    bind(a.clone(), "mp-coupon-a", 2).await;
-    let reply = push("mp-coupon-a", "领券", 3).await;
+    bind(a.clone(), sender_a, 2).await;
+    let reply = push(sender_a, "领券", 3).await;
     assert!(
         reply.contains("公众号专享") && reply.contains("Claimed"),
         "{reply}"
     );
     let (_, page) = app.get("/api/v1/me/coupons", &a).await;
     assert_eq!(page["items"][0]["coupon_id"], c["id"]);
-    let reply = push("mp-coupon-a", "领券", 4).await;
+    let reply = push(sender_a, "领券", 4).await;
     assert!(
         reply.contains("already claimed") && reply.contains("公众号专享"),
         "{reply}"
     );
 
     let b = app.login("mp-coupon-user-b").await;
-    bind(b, "mp-coupon-b", 5).await;
-    let reply = push("mp-coupon-b", "领券", 6).await;
+    bind(b, sender_b, 5).await;
+    let reply = push(sender_b, "领券", 6).await;
     assert!(
         reply.contains("out of stock") && reply.contains("公众号专享"),
         "{reply}"
     );
     // Other texts are commands as before.
-    let reply = push("mp-coupon-b", "领券吗", 7).await;
+    let reply = push(sender_b, "领券吗", 7).await;
     assert!(reply.contains("help"), "{reply}");
 }
