@@ -427,6 +427,7 @@ backup_tables! {
     withdrawals,
     reconciliations,
     coupons,
+    coupon_stock,
     user_coupons,
     draws,
     draw_prizes,

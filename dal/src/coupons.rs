@@ -1,6 +1,11 @@
 //! Coupons and the coupons users claimed. Stock and status moves are compare-and-set
 //! updates whose affected-row count says whether this caller won; the per-user limit
 //! has a unique key `(coupon_id, user_id, seq)` behind it.
+//!
+//! A coupon's stock lives in `coupon_stock`, split over [`Shard`]s: each winning claim
+//! holds the lock of the row it took from until its transaction commits, and with one
+//! row for the whole stock every winner on MariaDB waited for the one before it (a queue
+//! at a thousand claims a second). How many claimed is the sum over the shards.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -8,7 +13,8 @@ use diesel::prelude::*;
 use crate::conn::{Conn, DbConn};
 use crate::domain::{CouponStatus, DiscountKind, UserCouponStatus};
 use crate::ids::{CouponId, OrderId, UserCouponId, UserId};
-use crate::schema::{coupons, user_coupons};
+use crate::schema::{coupon_stock, coupons, user_coupons};
+use crate::sql_keyed;
 
 #[derive(Clone, Debug, Queryable, Selectable)]
 #[diesel(table_name = coupons)]
@@ -21,7 +27,8 @@ pub struct Coupon {
     pub max_discount_fen: Option<i64>,
     pub min_amount_fen: i64,
     pub stock: i64,
-    pub claimed: i64,
+    /// How many rows of `coupon_stock` hold the stock (numbered from 0).
+    pub stock_shards: i32,
     pub per_user_limit: i32,
     pub valid_days: Option<i32>,
     pub valid_until: Option<NaiveDateTime>,
@@ -100,20 +107,112 @@ fn last_insert_id(conn: &mut Conn) -> QueryResult<i64> {
     }
 }
 
+/// Inserts a coupon with its stock laid out in shards.
 pub fn insert(conn: &mut Conn, new: &NewCoupon<'_>) -> QueryResult<Coupon> {
+    let caps = shard_caps(new.stock, max_shards(conn));
+    let count = i32::try_from(caps.len()).unwrap_or(1);
     diesel::insert_into(coupons::table)
-        .values(new)
+        .values((new, coupons::stock_shards.eq(count)))
         .execute(conn)?;
-    let id = last_insert_id(conn)?;
-    find(conn, CouponId(id))?.ok_or(diesel::result::Error::NotFound)
+    let id = CouponId(last_insert_id(conn)?);
+    // One INSERT per shard: a multi-row INSERT is not available through the
+    // MultiConnection enum, and a coupon is made once.
+    for (shard, cap) in (0..).zip(caps) {
+        diesel::insert_into(coupon_stock::table)
+            .values((
+                coupon_stock::coupon_id.eq(id.0),
+                coupon_stock::shard.eq(shard),
+                coupon_stock::cap.eq(cap),
+                coupon_stock::taken.eq(0_i64),
+            ))
+            .execute(conn)?;
+    }
+    find(conn, id)?.ok_or(diesel::result::Error::NotFound)
+}
+
+/// How many shards a new coupon's stock is split into. SQLite has one writer at a time,
+/// so more rows would only cost reads; on MariaDB enough that a thousand winning claims
+/// a second rarely pick a row another claim holds.
+fn max_shards(conn: &Conn) -> i64 {
+    match conn {
+        DbConn::Sqlite(_) => 1,
+        #[cfg(feature = "mysql")]
+        DbConn::Mysql(_) => 16,
+    }
+}
+
+/// `stock` over at most `max` shards, as evenly as whole units go, none empty.
+fn shard_caps(stock: i64, max: i64) -> Vec<i64> {
+    let n = max.clamp(1, stock.max(1));
+    (0..n)
+        .map(|i| stock / n + i64::from(i < stock % n))
+        .collect()
+}
+
+/// One shard of a coupon's stock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = coupon_stock)]
+pub struct Shard {
+    pub shard: i32,
+    pub cap: i64,
+    pub taken: i64,
+}
+
+impl Shard {
+    pub fn has_room(&self) -> bool {
+        self.taken < self.cap
+    }
+}
+
+/// A coupon's shards, in order (a plain read: what the last commits left).
+pub fn shards(conn: &mut Conn, id: CouponId) -> QueryResult<Vec<Shard>> {
+    coupon_stock::table
+        .filter(coupon_stock::coupon_id.eq(id.0))
+        .select(Shard::as_select())
+        .order(coupon_stock::shard)
+        .load(conn)
+}
+
+/// How many of the coupon's stock were claimed.
+pub fn claimed(conn: &mut Conn, id: CouponId) -> QueryResult<i64> {
+    Ok(shards(conn, id)?.iter().map(|s| s.taken).sum())
+}
+
+/// How many were claimed of each of `ids` (coupons without stock rows are left out).
+pub fn claimed_among(conn: &mut Conn, ids: &[CouponId]) -> QueryResult<Vec<(CouponId, i64)>> {
+    let ids: Vec<i64> = ids.iter().map(|i| i.0).collect();
+    let rows: Vec<(i64, i64)> = coupon_stock::table
+        .filter(coupon_stock::coupon_id.eq_any(ids))
+        .select((coupon_stock::coupon_id, coupon_stock::taken))
+        .load(conn)?;
+    let mut sums: Vec<(CouponId, i64)> = Vec::new();
+    for (id, taken) in rows {
+        match sums.iter_mut().find(|(c, _)| c.0 == id) {
+            Some((_, n)) => *n += taken,
+            None => sums.push((CouponId(id), taken)),
+        }
+    }
+    Ok(sums)
+}
+
+/// The shards of an active coupon, none when it does not exist or is not active: the
+/// stock gate's one read.
+pub fn active_shards(conn: &mut Conn, id: CouponId) -> QueryResult<Vec<Shard>> {
+    coupon_stock::table
+        .inner_join(coupons::table)
+        .filter(coupon_stock::coupon_id.eq(id.0))
+        .filter(coupons::status.eq(CouponStatus::Active.as_str()))
+        .select(Shard::as_select())
+        .order(coupon_stock::shard)
+        .load(conn)
 }
 
 pub fn find(conn: &mut Conn, id: CouponId) -> QueryResult<Option<Coupon>> {
-    coupons::table
+    on_backend!(conn, |c| coupons::table
         .find(id.0)
         .select(Coupon::as_select())
-        .first(conn)
-        .optional()
+        .first(c)
+        .optional())
 }
 
 /// Active coupons with stock left that have not run out of validity, newest first,
@@ -127,7 +226,13 @@ pub fn claimable(
     let mut q = coupons::table
         .select(Coupon::as_select())
         .filter(coupons::status.eq(CouponStatus::Active.as_str()))
-        .filter(coupons::claimed.lt(coupons::stock))
+        .filter(
+            coupons::id.eq_any(
+                coupon_stock::table
+                    .filter(coupon_stock::taken.lt(coupon_stock::cap))
+                    .select(coupon_stock::coupon_id),
+            ),
+        )
         .filter(
             coupons::valid_until
                 .is_null()
@@ -151,21 +256,34 @@ pub fn find_active_by_keyword(conn: &mut Conn, keyword: &str) -> QueryResult<Opt
         .optional()
 }
 
-/// Takes one unit of stock: 0 rows when none is left or the coupon is not active.
-/// The `WHERE` is evaluated on the row as it is when the update locks it, so no two
-/// claims, on any instance, take the last unit.
-pub fn take_one(conn: &mut Conn, id: CouponId, now: NaiveDateTime) -> QueryResult<usize> {
-    diesel::update(
-        coupons::table
-            .find(id.0)
-            .filter(coupons::status.eq(CouponStatus::Active.as_str()))
-            .filter(coupons::claimed.lt(coupons::stock)),
+/// Takes one unit from `shard` of the coupon: 0 rows when the shard is full (or does not
+/// exist). The `WHERE` is evaluated on the row as it is when the update locks it, so no
+/// two claims, on any instance, take the shard's last unit. Whether the coupon is still
+/// active is the caller's read: a claim that read it active just before a stop committed
+/// may still complete, as if it had come first.
+pub fn take_from(conn: &mut Conn, id: CouponId, shard: i32) -> QueryResult<usize> {
+    sql_keyed::execute(
+        conn,
+        diesel::update(
+            coupon_stock::table
+                .filter(coupon_stock::coupon_id.eq(id.0))
+                .filter(coupon_stock::shard.eq(shard))
+                .filter(coupon_stock::taken.lt(coupon_stock::cap)),
+        )
+        .set(coupon_stock::taken.eq(coupon_stock::taken + 1)),
     )
-    .set((
-        coupons::claimed.eq(coupons::claimed + 1),
-        coupons::updated_at.eq(now),
-    ))
-    .execute(conn)
+}
+
+/// Takes one unit from the first shard with room, trying them in order: false when the
+/// coupon has none left. For callers that take several units in one
+/// transaction (a draw's coupon prizes); a claim picks its shard with [`take_from`].
+pub fn take_any(conn: &mut Conn, id: CouponId) -> QueryResult<bool> {
+    for s in shards(conn, id)?.iter().filter(|s| s.has_room()) {
+        if take_from(conn, id, s.shard)? == 1 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// active → stopped; 0 rows when it was not active.
@@ -194,11 +312,11 @@ pub fn used_count(conn: &mut Conn, id: CouponId) -> QueryResult<i64> {
 
 /// How many times `user` claimed the coupon, whatever became of the claims.
 pub fn claims_by(conn: &mut Conn, id: CouponId, user: UserId) -> QueryResult<i64> {
-    user_coupons::table
+    on_backend!(conn, |c| user_coupons::table
         .filter(user_coupons::coupon_id.eq(id.0))
         .filter(user_coupons::user_id.eq(user.0))
         .count()
-        .get_result(conn)
+        .get_result(c))
 }
 
 /// The coupon ids of `user`'s claims among `ids`, one entry per claim.
@@ -214,15 +332,15 @@ pub fn claims_among(conn: &mut Conn, user: UserId, ids: &[CouponId]) -> QueryRes
 
 /// Inserts a claim and returns it (read back by its unique key).
 pub fn insert_claim(conn: &mut Conn, new: &NewUserCoupon) -> QueryResult<UserCoupon> {
-    diesel::insert_into(user_coupons::table)
+    on_backend!(&mut *conn, |c| diesel::insert_into(user_coupons::table)
         .values(new)
-        .execute(conn)?;
-    user_coupons::table
+        .execute(c))?;
+    on_backend!(conn, |c| user_coupons::table
         .filter(user_coupons::coupon_id.eq(new.coupon_id.0))
         .filter(user_coupons::user_id.eq(new.user_id.0))
         .filter(user_coupons::seq.eq(new.seq))
         .select(UserCoupon::as_select())
-        .first(conn)
+        .first(c))
 }
 
 /// A claimed coupon with its coupon.
@@ -371,4 +489,28 @@ pub fn expire_due(conn: &mut Conn, now: NaiveDateTime) -> QueryResult<usize> {
         user_coupons::updated_at.eq(now),
     ))
     .execute(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shard_caps;
+
+    #[test]
+    fn stock_splits_evenly_into_shards_none_empty() {
+        assert_eq!(shard_caps(10, 16), vec![1; 10]);
+        assert_eq!(shard_caps(35, 16), [vec![3; 3], vec![2; 13]].concat());
+        assert_eq!(
+            shard_caps(5000, 16),
+            vec![
+                313, 313, 313, 313, 313, 313, 313, 313, 312, 312, 312, 312, 312, 312, 312, 312
+            ]
+        );
+        assert_eq!(shard_caps(7, 1), vec![7]);
+        for (stock, max) in [(1, 16), (17, 16), (999, 16), (3, 1)] {
+            let caps = shard_caps(stock, max);
+            assert_eq!(caps.iter().sum::<i64>(), stock);
+            assert!(caps.iter().all(|c| *c >= 1));
+            assert!(caps.len() as i64 <= max);
+        }
+    }
 }

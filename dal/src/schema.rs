@@ -210,7 +210,7 @@ diesel::table! {
         max_discount_fen -> Nullable<BigInt>,
         min_amount_fen -> BigInt,
         stock -> BigInt,
-        claimed -> BigInt,
+        stock_shards -> Integer,
         per_user_limit -> Integer,
         valid_days -> Nullable<Integer>,
         valid_until -> Nullable<Timestamp>,
@@ -240,8 +240,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    coupon_stock (coupon_id, shard) {
+        coupon_id -> BigInt,
+        shard -> Integer,
+        cap -> BigInt,
+        taken -> BigInt,
+    }
+}
+
 diesel::joinable!(user_coupons -> coupons (coupon_id));
-diesel::allow_tables_to_appear_in_same_query!(user_coupons, coupons);
+diesel::joinable!(coupon_stock -> coupons (coupon_id));
+diesel::allow_tables_to_appear_in_same_query!(user_coupons, coupons, coupon_stock);
 
 diesel::table! {
     draws (id) {

@@ -206,6 +206,113 @@ fn transactions(pools: &Pools) {
     assert!(!campus_dal::in_transaction(&mut c));
 }
 
+/// A coupon's stock over its shards: as many as the backend splits it into, every unit
+/// taken once, none after the last; a stopped coupon has no stock for the gate.
+fn coupon_stock(pools: &Pools, shards: usize) {
+    use campus_dal::coupons as cq;
+    use campus_dal::{CouponStatus, DiscountKind};
+    let mut c = pools.write.get().expect("conn");
+    let now = time::now();
+    let admin = users::upsert_by_openid(&mut c, "coupon-admin", Role::Admin, now).expect("user");
+    let new = |stock| cq::NewCoupon {
+        title: "分片",
+        discount_kind: DiscountKind::Fixed,
+        discount_fen: Some(100),
+        percent_off: None,
+        max_discount_fen: None,
+        min_amount_fen: 0,
+        stock,
+        per_user_limit: 1,
+        valid_days: Some(1),
+        valid_until: None,
+        kinds: None,
+        keyword: None,
+        status: CouponStatus::Active,
+        created_by: admin.id,
+        created_at: now,
+        updated_at: now,
+    };
+    let cp = cq::insert(&mut c, &new(35)).expect("coupon");
+    let layout = cq::shards(&mut c, cp.id).expect("shards");
+    assert_eq!(layout.len(), shards);
+    assert_eq!(cp.stock_shards as usize, shards);
+    assert_eq!(layout.iter().map(|s| s.cap).sum::<i64>(), 35);
+    for n in 1..=35 {
+        assert!(cq::take_any(&mut c, cp.id).expect("take"), "unit {n}");
+    }
+    assert!(!cq::take_any(&mut c, cp.id).expect("none left"));
+    assert_eq!(cq::claimed(&mut c, cp.id).expect("claimed"), 35);
+    let listed = cq::claimable(&mut c, now, None, 50).expect("claimable");
+    assert!(listed.iter().all(|l| l.id != cp.id), "sold out: not listed");
+
+    let other = cq::insert(&mut c, &new(2)).expect("coupon");
+    let mut sums = cq::claimed_among(&mut c, &[cp.id, other.id]).expect("sums");
+    sums.sort_by_key(|(id, _)| id.0);
+    assert_eq!(sums, vec![(cp.id, 35), (other.id, 0)]);
+    assert_eq!(cq::stop(&mut c, other.id, now).expect("stop"), 1);
+    // Taking stock does not read the status (the claim did, before); the stop shows in
+    // what the gate and the list read.
+    assert!(
+        cq::claimable(&mut c, now, None, 50)
+            .expect("claimable")
+            .iter()
+            .all(|l| l.id != other.id)
+    );
+    assert!(
+        cq::active_shards(&mut c, other.id)
+            .expect("shards")
+            .is_empty()
+    );
+}
+
+/// On MariaDB a claim holding one shard's row until it commits does not hold up a claim
+/// taking from another shard of the same coupon.
+#[cfg(feature = "mysql")]
+fn shards_lock_apart(pools: &Pools) {
+    use campus_dal::coupons as cq;
+    use campus_dal::{CouponStatus, DiscountKind};
+    use diesel::connection::SimpleConnection;
+    let mut one = pools.write.get().expect("conn");
+    let mut two = pools.write.get().expect("conn");
+    let now = time::now();
+    let admin =
+        users::upsert_by_openid(&mut one, "coupon-admin-2", Role::Admin, now).expect("user");
+    let cp = cq::insert(
+        &mut one,
+        &cq::NewCoupon {
+            title: "并发",
+            discount_kind: DiscountKind::Fixed,
+            discount_fen: Some(100),
+            percent_off: None,
+            max_discount_fen: None,
+            min_amount_fen: 0,
+            stock: 100,
+            per_user_limit: 1,
+            valid_days: Some(1),
+            valid_until: None,
+            kinds: None,
+            keyword: None,
+            status: CouponStatus::Active,
+            created_by: admin.id,
+            created_at: now,
+            updated_at: now,
+        },
+    )
+    .expect("coupon");
+    two.batch_execute("SET SESSION innodb_lock_wait_timeout = 1")
+        .expect("timeout");
+    one.batch_execute("BEGIN").expect("begin");
+    assert_eq!(cq::take_from(&mut one, cp.id, 0).expect("take"), 1);
+    // Shard 0 is held: another shard is free to take, the held one is not.
+    assert_eq!(cq::take_from(&mut two, cp.id, 1).expect("another shard"), 1);
+    let held = cq::take_from(&mut two, cp.id, 0).expect_err("shard 0 is locked");
+    assert!(held.to_string().contains("Lock wait timeout"), "{held}");
+    one.batch_execute("COMMIT").expect("commit");
+    two.batch_execute("SET SESSION innodb_lock_wait_timeout = DEFAULT")
+        .expect("timeout");
+    assert_eq!(cq::claimed(&mut one, cp.id).expect("claimed"), 2);
+}
+
 #[test]
 fn sqlite() {
     let dir = tempfile::tempdir().expect("dir");
@@ -216,6 +323,7 @@ fn sqlite() {
     .expect("pool");
     exercise(&pools);
     transactions(&pools);
+    coupon_stock(&pools, 1);
 }
 
 /// MariaDB's count of statements this connection sent, by kind.
@@ -367,8 +475,10 @@ fn mariadb() {
     let (pools, name) = mysql_pools();
     exercise(&pools);
     transactions(&pools);
+    coupon_stock(&pools, 16);
     #[cfg(feature = "mysql")]
     {
+        shards_lock_apart(&pools);
         transaction_round_trips(&pools);
         writes_stay_prepared(&pools);
         let base = std::env::var("CAMPUS_TEST_MYSQL")

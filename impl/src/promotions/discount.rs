@@ -102,7 +102,7 @@ mod tests {
             max_discount_fen: cap,
             min_amount_fen: 0,
             stock: 1,
-            claimed: 0,
+            stock_shards: 1,
             per_user_limit: 1,
             valid_days: Some(1),
             valid_until: None,

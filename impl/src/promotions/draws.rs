@@ -348,7 +348,7 @@ fn issue_coupon(
     let Some(cp) = cq::find(c, coupon)? else {
         return Ok(None);
     };
-    if cp.valid_until.is_some_and(|u| u <= now) || cq::take_one(c, coupon, now)? != 1 {
+    if cp.valid_until.is_some_and(|u| u <= now) || !cq::take_any(c, coupon)? {
         tracing::warn!(%coupon, %user, "a draw's coupon prize could not be issued");
         return Ok(None);
     }

@@ -2,7 +2,8 @@
 //! keyword to the official account) and put one on an order.
 //!
 //! The database is the record of every rule, whatever the number of instances: a claim
-//! takes stock with a compare-and-set (`claimed < stock`), counts the user's claims under
+//! takes one unit from a shard of the stock with a compare-and-set (`taken < cap`),
+//! counts the user's claims under
 //! a lock on the user's row (taken first in the transaction), and numbers the claim
 //! under a unique key `(coupon_id, user_id, seq)`. A claimed coupon is `locked` by the
 //! transaction that creates its order, `used` by the one that marks the order paid,
@@ -136,7 +137,8 @@ pub struct CouponView {
 }
 
 impl CouponView {
-    fn of(c: &Coupon, used: Option<i64>, admin: bool) -> Self {
+    /// `claimed`: how many of its stock were claimed (`coupons::claimed`).
+    fn of(c: &Coupon, claimed: i64, used: Option<i64>, admin: bool) -> Self {
         Self {
             id: c.id,
             title: c.title.clone(),
@@ -152,9 +154,9 @@ impl CouponView {
             kinds: discount::parse_kinds(c.kinds.as_deref()).ok().flatten(),
             keyword: if admin { c.keyword.clone() } else { None },
             status: c.status,
-            claimed: c.claimed,
+            claimed,
             used,
-            remaining: (c.stock - c.claimed).max(0),
+            remaining: (c.stock - claimed).max(0),
             created_at: to_utc(c.created_at),
             stopped_at: c.stopped_at.map(to_utc),
         }
@@ -360,14 +362,13 @@ fn check_new(req: &CreateCoupon, now: chrono::NaiveDateTime) -> Result<Checked, 
 /// user's row first (so the count of their claims cannot change before the insert).
 /// `then` runs after the insert (to record the answer to an `Idempotency-Key`). The stock
 /// is taken before the insert: the claim's foreign key takes a shared lock on the coupon's
-/// row, and a compare-and-set after it would have to upgrade that lock while other claims
-/// hold theirs, which deadlocks on MariaDB.
+/// row, and the stock's compare-and-set reads that row too.
 fn claim_in(
     c: &mut campus_dal::Conn,
     user: UserId,
     coupon: CouponId,
     then: impl FnOnce(&mut campus_dal::Conn, &UserCoupon) -> Result<(), PromotionError>,
-) -> Result<UserCoupon, PromotionError> {
+) -> Result<(UserCoupon, Coupon), PromotionError> {
     let now = time::now();
     let Some(cp) = cq::find(c, coupon)? else {
         return Err(PromotionError::NotFound);
@@ -379,10 +380,6 @@ fn claim_in(
     if mine >= i64::from(cp.per_user_limit) {
         return Err(PromotionError::AlreadyClaimed);
     }
-    if cp.claimed >= cp.stock {
-        // Claims only grow: what a read saw gone is gone.
-        return Err(PromotionError::OutOfStock);
-    }
     let expires_at = match (cp.valid_days, cp.valid_until) {
         (Some(d), until) => {
             let by_days = now + chrono::Duration::days(i64::from(d));
@@ -393,7 +390,7 @@ fn claim_in(
         (None, None) => now,
     };
     let seq = i32::try_from(mine + 1).map_err(|_| PromotionError::AlreadyClaimed)?;
-    if cq::take_one(c, coupon, now)? != 1 {
+    if !take_stock(c, &cp)? {
         // Out of stock, or stopped since the read above.
         return Err(match cq::find(c, coupon)? {
             Some(cp) if cp.status == CouponStatus::Active => PromotionError::OutOfStock,
@@ -420,7 +417,39 @@ fn claim_in(
         }
     })?;
     then(c, &claim)?;
-    Ok(claim)
+    Ok((claim, cp))
+}
+
+/// Runs a claim's transaction `f`, again when MariaDB rolled it back as a deadlock's
+/// victim (nothing was written). Claims near the end of a coupon's stock can wait for each
+/// other's shards: one whose pick filled meanwhile still holds that shard's row while it
+/// tries the others.
+fn claim_tx<T>(
+    c: &mut campus_dal::Conn,
+    f: impl Fn(&mut campus_dal::Conn) -> Result<T, PromotionError>,
+) -> Result<T, PromotionError> {
+    const ATTEMPTS: usize = 4;
+    let mut attempt = 1;
+    loop {
+        match campus_dal::transaction(c, &f) {
+            Err(PromotionError::Db(e)) if e.is_deadlock() && attempt < ATTEMPTS => {
+                tracing::debug!(attempt, "a coupon claim lost a deadlock; trying again");
+                attempt += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Takes one unit of the coupon's stock from a shard picked at random, so that concurrent
+/// claims spread over the shards' rows instead of queueing on one; when that shard is
+/// full, the others in order. False when none is left.
+fn take_stock(c: &mut campus_dal::Conn, cp: &Coupon) -> Result<bool, PromotionError> {
+    let pick = rand::random_range(0..cp.stock_shards.max(1));
+    if cq::take_from(c, cp.id, pick)? == 1 {
+        return Ok(true);
+    }
+    Ok(cq::take_any(c, cp.id)?)
 }
 
 fn cursor<T: From<i64>>(c: &Option<String>) -> Result<Option<T>, InvalidInput> {
@@ -501,11 +530,13 @@ impl Promotions {
 
     async fn admin_view(&self, cp: Coupon) -> Result<CouponView, PromotionError> {
         let id = cp.id;
-        let used = self
+        let (claimed, used) = self
             .db
-            .read(move |c| cq::used_count(c, id).map_err(PromotionError::from))
+            .read(move |c| -> Result<_, PromotionError> {
+                Ok((cq::claimed(c, id)?, cq::used_count(c, id)?))
+            })
             .await?;
-        Ok(CouponView::of(&cp, Some(used), true))
+        Ok(CouponView::of(&cp, claimed, Some(used), true))
     }
 
     /// `GET /admin/coupons/{id}`.
@@ -554,13 +585,14 @@ impl Promotions {
         let limit = page_limit(q.limit)?;
         let before = cursor::<CouponId>(&q.cursor)?;
         let uid = user.id;
-        let (rows, mine) = self
+        let (rows, mine, claimed) = self
             .db
             .read(move |c| -> Result<_, PromotionError> {
                 let rows = cq::claimable(c, time::now(), before, limit)?;
                 let ids: Vec<CouponId> = rows.iter().map(|r| r.id).collect();
                 let mine = cq::claims_among(c, uid, &ids)?;
-                Ok((rows, mine))
+                let claimed = cq::claimed_among(c, &ids)?;
+                Ok((rows, mine, claimed))
             })
             .await?;
         let mut page = into_page(rows, limit, |r| r.id.0, |r| r.clone());
@@ -571,7 +603,13 @@ impl Promotions {
             items: page
                 .items
                 .iter()
-                .map(|r| CouponView::of(r, None, false))
+                .map(|r| {
+                    let n = claimed
+                        .iter()
+                        .find(|(id, _)| *id == r.id)
+                        .map_or(0, |(_, n)| *n);
+                    CouponView::of(r, n, None, false)
+                })
                 .collect(),
             next_cursor: page.next_cursor,
         })
@@ -598,39 +636,40 @@ impl Promotions {
         };
         let claimed = self
             .db
-            .write_tx(move |c| -> Result<(UserCoupon, bool), PromotionError> {
-                // First: the replay check and the claim count are the user's, one at a time.
-                campus_dal::users::lock(c, uid)?;
-                if let Some(prev) = idempotency::earlier_id(c, uid, key.as_ref(), &fingerprint)? {
-                    let (u, _) =
-                        cq::find_claim(c, UserCouponId(prev))?.ok_or(PromotionError::NotFound)?;
-                    return Ok((u, true));
-                }
-                let u = claim_in(c, uid, id, |c, u| {
-                    idempotency::remember(
-                        c,
-                        uid,
-                        key.as_ref(),
-                        &fingerprint,
-                        201,
-                        &u.id.to_string(),
-                        time::now(),
-                    )
-                    .map_err(PromotionError::from)
-                })?;
-                Ok((u, false))
+            .write(move |c| {
+                claim_tx(
+                    c,
+                    |c| -> Result<(UserCoupon, Coupon, bool), PromotionError> {
+                        // First: the replay check and the claim count are the user's, one at a time.
+                        campus_dal::users::lock(c, uid)?;
+                        if let Some(prev) =
+                            idempotency::earlier_id(c, uid, key.as_ref(), &fingerprint)?
+                        {
+                            let (u, cp) = cq::find_claim(c, UserCouponId(prev))?
+                                .ok_or(PromotionError::NotFound)?;
+                            return Ok((u, cp, true));
+                        }
+                        let (u, cp) = claim_in(c, uid, id, |c, u| {
+                            idempotency::remember(
+                                c,
+                                uid,
+                                key.as_ref(),
+                                &fingerprint,
+                                201,
+                                &u.id.to_string(),
+                                time::now(),
+                            )
+                            .map_err(PromotionError::from)
+                        })?;
+                        Ok((u, cp, false))
+                    },
+                )
             })
             .await;
-        if !matches!(claimed, Ok((_, false))) {
+        if !matches!(claimed, Ok((_, _, false))) {
             self.gate.give_back(id, held).await;
         }
-        let (claim, replayed) = claimed?;
-        let cid = claim.id;
-        let (u, cp) = self
-            .db
-            .read(move |c| cq::find_claim(c, cid).map_err(PromotionError::from))
-            .await?
-            .ok_or(PromotionError::NotFound)?;
+        let (u, cp, replayed) = claimed?;
         Ok(Made {
             view: UserCouponView::of(&u, &cp, time::now()),
             replayed,
@@ -691,9 +730,11 @@ impl Promotions {
         let (id, title) = (cp.id, cp.title);
         let r = self
             .db
-            .write_tx(move |c| {
-                campus_dal::users::lock(c, uid)?;
-                claim_in(c, uid, id, |_, _| Ok(()))
+            .write(move |c| {
+                claim_tx(c, |c| {
+                    campus_dal::users::lock(c, uid)?;
+                    claim_in(c, uid, id, |_, _| Ok(()))
+                })
             })
             .await;
         Ok(Some(match r {

@@ -4,8 +4,9 @@
 //! compare-and-set in `claim_in`, under the unique key. The gate spares the database the
 //! crowd that keeps coming after the last coupon went, which would otherwise each open a
 //! write transaction and lock their user row only to be refused:
-//! - `sql`: one primary-key read outside any transaction (`claimed >= stock`: claims only
-//!   ever grow, so a stale read can only let a claim through, never refuse one wrongly);
+//! - `sql`: one read of the coupon's stock shards outside any transaction (none with room:
+//!   claims only ever grow, so a stale read can only let a claim through, never refuse one
+//!   wrongly);
 //! - `redis`: a counter of what is left, shared by every instance and taken from by a
 //!   script. It is seeded from the database and expires after [`COUNTER_TTL`], so it heals
 //!   by itself: a process that died between taking from it and committing leaves it one
@@ -124,10 +125,16 @@ async fn take(
     }
     let now = time::now();
     let found = db
-        .read(move |c| cq::find(c, coupon).map_err(PromotionError::from))
+        .read(move |c| -> Result<_, PromotionError> {
+            let Some(cp) = cq::find(c, coupon)? else {
+                return Ok(None);
+            };
+            let claimed = cq::claimed(c, coupon)?;
+            Ok(Some((cp, claimed)))
+        })
         .await
         .map_err(GateError::Claim)?;
-    let Some(cp) = found else {
+    let Some((cp, claimed)) = found else {
         return Ok(Verdict::Go { held: false });
     };
     if cp.status != CouponStatus::Active || cp.valid_until.is_some_and(|u| u <= now) {
@@ -135,7 +142,7 @@ async fn take(
         return Ok(Verdict::Go { held: false });
     }
     redis
-        .seed_counter(key, (cp.stock - cp.claimed).max(0), COUNTER_TTL)
+        .seed_counter(key, (cp.stock - claimed).max(0), COUNTER_TTL)
         .await
         .map_err(GateError::Redis)?;
     match redis.take_one(key).await.map_err(GateError::Redis)? {
@@ -147,13 +154,17 @@ async fn take(
 }
 
 async fn sql_check(db: &Db, coupon: CouponId) -> Result<Verdict, PromotionError> {
-    let found = db
-        .read(move |c| cq::find(c, coupon).map_err(PromotionError::from))
+    let shards = db
+        .read(move |c| cq::active_shards(c, coupon).map_err(PromotionError::from))
         .await?;
-    Ok(match found {
-        Some(cp) if cp.status == CouponStatus::Active && cp.claimed >= cp.stock => Verdict::SoldOut,
-        _ => Verdict::Go { held: false },
-    })
+    // No shards: unknown or not active, which the database answers.
+    Ok(
+        if !shards.is_empty() && !shards.iter().any(|s| s.has_room()) {
+            Verdict::SoldOut
+        } else {
+            Verdict::Go { held: false }
+        },
+    )
 }
 
 #[cfg(test)]
