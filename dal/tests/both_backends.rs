@@ -210,28 +210,10 @@ fn transactions(pools: &Pools) {
 /// taken once, none after the last; a stopped coupon has no stock for the gate.
 fn coupon_stock(pools: &Pools, shards: usize) {
     use campus_dal::coupons as cq;
-    use campus_dal::{CouponStatus, DiscountKind};
     let mut c = pools.write.get().expect("conn");
     let now = time::now();
     let admin = users::upsert_by_openid(&mut c, "coupon-admin", Role::Admin, now).expect("user");
-    let new = |stock| cq::NewCoupon {
-        title: "分片",
-        discount_kind: DiscountKind::Fixed,
-        discount_fen: Some(100),
-        percent_off: None,
-        max_discount_fen: None,
-        min_amount_fen: 0,
-        stock,
-        per_user_limit: 1,
-        valid_days: Some(1),
-        valid_until: None,
-        kinds: None,
-        keyword: None,
-        status: CouponStatus::Active,
-        created_by: admin.id,
-        created_at: now,
-        updated_at: now,
-    };
+    let new = |stock| fixed_coupon("分片", stock, admin.id, now);
     let cp = cq::insert(&mut c, &new(35)).expect("coupon");
     let layout = cq::shards(&mut c, cp.id).expect("shards");
     assert_eq!(layout.len(), shards);
@@ -270,35 +252,13 @@ fn coupon_stock(pools: &Pools, shards: usize) {
 #[cfg(feature = "mysql")]
 fn shards_lock_apart(pools: &Pools) {
     use campus_dal::coupons as cq;
-    use campus_dal::{CouponStatus, DiscountKind};
     use diesel::connection::SimpleConnection;
     let mut one = pools.write.get().expect("conn");
     let mut two = pools.write.get().expect("conn");
     let now = time::now();
     let admin =
         users::upsert_by_openid(&mut one, "coupon-admin-2", Role::Admin, now).expect("user");
-    let cp = cq::insert(
-        &mut one,
-        &cq::NewCoupon {
-            title: "并发",
-            discount_kind: DiscountKind::Fixed,
-            discount_fen: Some(100),
-            percent_off: None,
-            max_discount_fen: None,
-            min_amount_fen: 0,
-            stock: 100,
-            per_user_limit: 1,
-            valid_days: Some(1),
-            valid_until: None,
-            kinds: None,
-            keyword: None,
-            status: CouponStatus::Active,
-            created_by: admin.id,
-            created_at: now,
-            updated_at: now,
-        },
-    )
-    .expect("coupon");
+    let cp = cq::insert(&mut one, &fixed_coupon("并发", 100, admin.id, now)).expect("coupon");
     two.batch_execute("SET SESSION innodb_lock_wait_timeout = 1")
         .expect("timeout");
     one.batch_execute("BEGIN").expect("begin");
@@ -494,4 +454,31 @@ fn mariadb() {
             &format!("DROP DATABASE IF EXISTS {name}"),
         ])
         .output();
+}
+
+/// An active 1-yuan coupon of `stock`, one per user, as the coupon tests need it.
+fn fixed_coupon(
+    title: &'static str,
+    stock: i64,
+    created_by: campus_dal::UserId,
+    now: NaiveDateTime,
+) -> campus_dal::coupons::NewCoupon<'static> {
+    campus_dal::coupons::NewCoupon {
+        title,
+        discount_kind: campus_dal::DiscountKind::Fixed,
+        discount_fen: Some(100),
+        percent_off: None,
+        max_discount_fen: None,
+        min_amount_fen: 0,
+        stock,
+        per_user_limit: 1,
+        valid_days: Some(1),
+        valid_until: None,
+        kinds: None,
+        keyword: None,
+        status: campus_dal::CouponStatus::Active,
+        created_by,
+        created_at: now,
+        updated_at: now,
+    }
 }

@@ -137,7 +137,7 @@ pub struct CouponView {
 }
 
 impl CouponView {
-    /// `claimed`: how many of its stock were claimed (`coupons::claimed`).
+    /// `claimed`: how many of its stock were claimed (the sum over its stock shards).
     fn of(c: &Coupon, claimed: i64, used: Option<i64>, admin: bool) -> Self {
         Self {
             id: c.id,
@@ -449,7 +449,8 @@ fn take_stock(c: &mut campus_dal::Conn, cp: &Coupon) -> Result<bool, PromotionEr
     if cq::take_from(c, cp.id, pick)? == 1 {
         return Ok(true);
     }
-    Ok(cq::take_any(c, cp.id)?)
+    // With one shard there is nowhere else to look.
+    Ok(cp.stock_shards > 1 && cq::take_any(c, cp.id)?)
 }
 
 fn cursor<T: From<i64>>(c: &Option<String>) -> Result<Option<T>, InvalidInput> {
