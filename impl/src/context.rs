@@ -31,7 +31,6 @@ use crate::refunds::Refunds;
 use crate::settings::{Settings, SettingsError};
 use crate::stats::Stats;
 use crate::storage::{Storage, StorageError};
-use crate::subscriptions::daily_cap::DailyCaps;
 use crate::subscriptions::mp_outbox::MpOutbox;
 use crate::subscriptions::{Subscriptions, Templates};
 use crate::telemetry::Metrics;
@@ -207,14 +206,15 @@ impl AppContext {
                 cache.clone(),
                 metrics.clone(),
             )?;
-            subscriptions = subscriptions.with_mp_outbox(MpOutbox::new(
+            let outbox = MpOutbox::new(
                 db.clone(),
                 client,
                 t.order,
                 mini.appid().to_string(),
-                DailyCaps::new(cache.clone(), mini.appid()),
+                subscriptions.daily_caps(),
                 settings.messages_per_user_day,
-            ));
+            );
+            subscriptions = subscriptions.with_mp_outbox(outbox);
         }
         let earnings = Earnings::new(settings.runner_share_percent);
         let refunds = Refunds::new(

@@ -12,6 +12,28 @@ use crate::cache::Cache;
 /// between instances.
 const WINDOW: Duration = Duration::from_secs(26 * 3600);
 
+/// A counter users are capped on, one per kind of message; its name is part of the
+/// cache key, so renaming one restarts that day's counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CapChannel {
+    /// The mini-program's order messages (paid, accepted, delivered, refunded, reassigned).
+    Order,
+    /// The daily reminder to come back.
+    Reminder,
+    /// Order messages through the official account.
+    MpOrder,
+}
+
+impl CapChannel {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Order => "order",
+            Self::Reminder => "reminder",
+            Self::MpOrder => "mp_order",
+        }
+    }
+}
+
 /// Why a message may not go out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CapRefusal {
@@ -41,8 +63,14 @@ impl DailyCaps {
     }
 
     /// Counts one message on `channel` against `cap` for the user's today.
-    pub async fn take(&self, channel: &str, user: UserId, cap: i64) -> Result<Taken, CapRefusal> {
+    pub async fn take(
+        &self,
+        channel: CapChannel,
+        user: UserId,
+        cap: i64,
+    ) -> Result<Taken, CapRefusal> {
         let day = (chrono::Utc::now() + chrono::Duration::hours(8)).format("%Y-%m-%d");
+        let channel = channel.name();
         let key = format!("msgcap:{}:{channel}:{user}:{day}", self.scope);
         match self.cache.incr_ex(&key, WINDOW).await {
             Ok(n) if n > cap => {

@@ -26,7 +26,7 @@ use crate::text::{id_cursor, into_page, page_limit_text};
 use crate::users::{CurrentUser, Forbidden, Role};
 use crate::wechat::mini::{MiniClient, WechatError};
 
-use daily_cap::{CapRefusal, DailyCaps, Taken};
+use daily_cap::{CapChannel, CapRefusal, DailyCaps, Taken};
 use message::{MessageData, Phrase, Value};
 
 /// The subscribe-message service.
@@ -139,6 +139,12 @@ impl Subscriptions {
             templates,
             mp: None,
         }
+    }
+
+    /// The per-user daily caps, shared with the official-account outbox so both count in
+    /// one place.
+    pub(crate) fn daily_caps(&self) -> DailyCaps {
+        self.caps.clone()
     }
 
     pub fn with_mp_outbox(mut self, outbox: mp_outbox::MpOutbox) -> Self {
@@ -278,18 +284,19 @@ impl Subscriptions {
         });
     }
 
-    /// The daily cap `event` counts against, as (counter name, cap): order messages share
+    /// The daily cap `event` counts against, as (counter, cap): order messages share
     /// `MESSAGES_PER_USER_DAY`, the reminder has one a day; a draw's result is not capped.
-    fn cap_of(&self, event: MessageEvent) -> Option<(&'static str, i64)> {
+    fn cap_of(&self, event: MessageEvent) -> Option<(CapChannel, i64)> {
         match event {
             MessageEvent::Paid
             | MessageEvent::Accepted
             | MessageEvent::Delivered
             | MessageEvent::Refunded
-            | MessageEvent::Reassigned => {
-                Some(("order", i64::from(self.templates.messages_per_user_day)))
-            }
-            MessageEvent::Reminder => Some(("reminder", 1)),
+            | MessageEvent::Reassigned => Some((
+                CapChannel::Order,
+                i64::from(self.templates.messages_per_user_day),
+            )),
+            MessageEvent::Reminder => Some((CapChannel::Reminder, 1)),
             MessageEvent::DrawResult => None,
         }
     }

@@ -26,7 +26,7 @@ use campus_dal::orders::Order;
 use campus_dal::{MessageEvent, MpMessageId, MpMessageStatus, OrderId, UserId, time};
 
 use super::OrderEvent;
-use super::daily_cap::{CapRefusal, DailyCaps};
+use super::daily_cap::{CapChannel, CapRefusal, DailyCaps};
 use super::message::Value;
 use crate::db::{Db, DbError};
 use crate::jobs::{Job, every};
@@ -51,8 +51,6 @@ const BACKOFF: [Duration; 5] = [
 const LEASE: Duration = Duration::from_secs(120);
 /// How often the job looks for due retries.
 const TICK: Duration = Duration::from_secs(10);
-/// The cap's counter: the account's messages are a channel of their own.
-const CAP_CHANNEL: &str = "mp_order";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MpOutboxError {
@@ -243,7 +241,11 @@ impl MpOutbox {
         } else {
             MpMessageStatus::Pending
         };
-        let taken = match self.caps.take(CAP_CHANNEL, row.user_id, self.per_day).await {
+        let taken = match self
+            .caps
+            .take(CapChannel::MpOrder, row.user_id, self.per_day)
+            .await
+        {
             Ok(t) => t,
             Err(CapRefusal::Over) => {
                 let why = format!("over MESSAGES_PER_USER_DAY ({})", self.per_day);
