@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::cache::{Cache, CacheError};
 use crate::telemetry::Metrics;
@@ -325,48 +325,62 @@ impl MiniClient {
         }
     }
 
-    /// `subscribeMessage.send`. 43101 (no credit / refused) is an expected answer.
-    pub async fn send_subscribe(&self, body: &serde_json::Value) -> Result<(), WechatError> {
-        let _turn = self.turn("subscribe_send").await;
+    /// POSTs `body` as JSON to `path` with the access token (refreshed once when WeChat
+    /// rejects it), under `api`'s turn, and reads the answer as `T` or WeChat's error;
+    /// `check` turns it into the caller's value. The call is counted under `api` with
+    /// `check`'s verdict, so an answer that fails it counts as a failed call.
+    pub(crate) async fn post_with_token<B, T, U>(
+        &self,
+        api: &'static str,
+        path: &str,
+        body: &B,
+        check: impl FnOnce(T) -> Result<U, WechatError>,
+    ) -> Result<U, WechatError>
+    where
+        B: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        let _turn = self.turn(api).await;
         // From here, a token refresh WeChat asked for is part of the call's latency.
         let started = Instant::now();
         let r = self
             .with_token(|token| async move {
                 let resp = self
                     .http
-                    .post(self.url("/cgi-bin/message/subscribe/send"))
+                    .post(self.url(path))
                     .query(&[("access_token", token.as_str())])
                     .json(body)
                     .send()
                     .await?;
-                let _: serde_json::Value = Self::json_or_error(resp).await?;
-                Ok(())
+                Self::json_or_error::<T>(resp).await
             })
-            .await;
-        self.record("subscribe_send", started, &r);
+            .await
+            .and_then(check);
+        self.record(api, started, &r);
         r
+    }
+
+    /// `subscribeMessage.send`. 43101 (no credit / refused) is an expected answer.
+    pub async fn send_subscribe(&self, body: &serde_json::Value) -> Result<(), WechatError> {
+        self.post_with_token(
+            "subscribe_send",
+            "/cgi-bin/message/subscribe/send",
+            body,
+            |_: serde_json::Value| Ok(()),
+        )
+        .await
     }
 
     /// `wxa/business/getuserphonenumber`: the number behind a phone-number button's code.
     /// The watermark must name this mini-program: a number fetched for another app is not
     /// this user's consent.
     pub async fn phone_number(&self, code: &str) -> Result<PhoneNumber, WechatError> {
-        let _turn = self.turn("getuserphonenumber").await;
-        let started = Instant::now();
-        let r = self
-            .with_token(|token| async move {
-                let resp = self
-                    .http
-                    .post(self.url("/wxa/business/getuserphonenumber"))
-                    .query(&[("access_token", token.as_str())])
-                    .json(&serde_json::json!({ "code": code }))
-                    .send()
-                    .await?;
-                let body: PhoneBody = Self::json_or_error(resp).await?;
-                Ok(body.phone_info)
-            })
-            .await
-            .and_then(|info| {
+        self.post_with_token(
+            "getuserphonenumber",
+            "/wxa/business/getuserphonenumber",
+            &serde_json::json!({ "code": code }),
+            |b: PhoneBody| {
+                let info = b.phone_info;
                 if info.watermark.appid != self.cfg.appid {
                     return Err(WechatError::BadResponse(
                         "phone number watermark names another appid".into(),
@@ -385,9 +399,9 @@ impl MiniClient {
                     return Err(WechatError::BadResponse("countryCode".into()));
                 }
                 Ok(PhoneNumber { pure, country })
-            });
-        self.record("getuserphonenumber", started, &r);
-        r
+            },
+        )
+        .await
     }
 }
 
@@ -423,8 +437,6 @@ impl MiniClient {
         openid: &str,
         scene: u8,
     ) -> Result<String, WechatError> {
-        let _turn = self.turn("media_check_async").await;
-        let started = Instant::now();
         let body = serde_json::json!({
             "media_url": media_url,
             "media_type": 2,
@@ -432,27 +444,18 @@ impl MiniClient {
             "scene": scene,
             "openid": openid,
         });
-        let r = self
-            .with_token(|token| {
-                let body = &body;
-                async move {
-                    let resp = self
-                        .http
-                        .post(self.url("/wxa/media_check_async"))
-                        .query(&[("access_token", token.as_str())])
-                        .json(body)
-                        .send()
-                        .await?;
-                    let b: TraceBody = Self::json_or_error(resp).await?;
-                    if b.trace_id.is_empty() || b.trace_id.len() > 128 {
-                        return Err(WechatError::BadResponse("trace_id".into()));
-                    }
-                    Ok(b.trace_id)
+        self.post_with_token(
+            "media_check_async",
+            "/wxa/media_check_async",
+            &body,
+            |b: TraceBody| {
+                if b.trace_id.is_empty() || b.trace_id.len() > 128 {
+                    return Err(WechatError::BadResponse("trace_id".into()));
                 }
-            })
-            .await;
-        self.record("media_check_async", started, &r);
-        r
+                Ok(b.trace_id)
+            },
+        )
+        .await
     }
 }
 
@@ -478,32 +481,19 @@ impl MiniClient {
         openid: &str,
         scene: u8,
     ) -> Result<TextVerdict, WechatError> {
-        let _turn = self.turn("msg_sec_check").await;
-        let started = Instant::now();
         let body = serde_json::json!({
             "content": content,
             "version": 2,
             "scene": scene,
             "openid": openid,
         });
-        let r = self
-            .with_token(|token| {
-                let body = &body;
-                async move {
-                    let resp = self
-                        .http
-                        .post(self.url("/wxa/msg_sec_check"))
-                        .query(&[("access_token", token.as_str())])
-                        .json(body)
-                        .send()
-                        .await?;
-                    let b: SecCheckBody = Self::json_or_error(resp).await?;
-                    Ok(b.result)
-                }
-            })
-            .await;
-        self.record("msg_sec_check", started, &r);
-        r
+        self.post_with_token(
+            "msg_sec_check",
+            "/wxa/msg_sec_check",
+            &body,
+            |b: SecCheckBody| Ok(b.result),
+        )
+        .await
     }
 }
 

@@ -65,23 +65,13 @@ impl MpClient {
 
     /// `cgi-bin/menu/create`: replaces the account's menu with `menu` (WeChat's menu JSON).
     pub async fn create_menu(&self, menu: &serde_json::Value) -> Result<(), WechatError> {
-        let c = &self.inner;
-        let _turn = c.turn("menu_create").await;
-        let started = Instant::now();
-        let r = c
-            .with_token(|token| async move {
-                let resp = c
-                    .http()
-                    .post(c.url("/cgi-bin/menu/create"))
-                    .query(&[("access_token", token.as_str())])
-                    .json(menu)
-                    .send()
-                    .await?;
-                let _: serde_json::Value = MiniClient::json_or_error(resp).await?;
-                Ok(())
-            })
-            .await;
-        c.record("menu_create", started, &r);
-        r
+        self.inner
+            .post_with_token(
+                "menu_create",
+                "/cgi-bin/menu/create",
+                menu,
+                |_: serde_json::Value| Ok(()),
+            )
+            .await
     }
 }
